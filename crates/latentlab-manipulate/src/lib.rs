@@ -1,0 +1,3 @@
+//! `latentlab-manipulate`: a layer of the latentlab workspace (see `docs/` and the
+//! design map). It is built by issue 7 and exposes no API yet; nothing here
+//! pretends otherwise.

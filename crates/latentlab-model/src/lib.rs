@@ -1,0 +1,3 @@
+//! `latentlab-model`: a layer of the latentlab workspace (see `docs/` and the
+//! design map). It is built by issue 3 and exposes no API yet; nothing here
+//! pretends otherwise.

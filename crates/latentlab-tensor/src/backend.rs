@@ -1,0 +1,440 @@
+//! The [`Backend`] trait: every op a VAE training step needs.
+//!
+//! Primitives have no default and each backend implements them natively (the
+//! GPU backend as WGSL compute shaders: no primitive runs on the host).
+//! Composite ops (sums into means, linear layers and their backward pass, the
+//! per-row losses) have default bodies built from primitives.
+
+use std::fmt;
+
+use crate::{Result, Shape, TensorError};
+
+/// Whether a matrix operand is used as stored or transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transpose {
+    /// Use the operand as stored.
+    No,
+    /// Use the transpose of the operand.
+    Yes,
+}
+
+impl Transpose {
+    /// The shape of `op(x)` for an operand of shape `s`.
+    pub fn apply(self, s: Shape) -> Shape {
+        match self {
+            Transpose::No => s,
+            Transpose::Yes => s.t(),
+        }
+    }
+}
+
+/// Elementwise activation functions, with their parameters.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
+    /// `x` for `x > 0`, else `slope · x`.
+    LeakyRelu {
+        /// Slope on the negative side (PyTorch's default is 0.01).
+        slope: f32,
+    },
+    /// `x` for `x > 0`, else `alpha · (exp(x) − 1)`.
+    Elu {
+        /// Scale of the negative side (PyTorch's default is 1).
+        alpha: f32,
+    },
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Logistic sigmoid `1 / (1 + exp(−x))`.
+    Sigmoid,
+    /// `log(1 + exp(x))`, computed stably.
+    Softplus,
+}
+
+impl Activation {
+    /// Code and parameter as the shaders see them.
+    pub(crate) fn code(self) -> (u32, f32) {
+        match self {
+            Activation::Relu => (0, 0.0),
+            Activation::LeakyRelu { slope } => (1, slope),
+            Activation::Elu { alpha } => (2, alpha),
+            Activation::Tanh => (3, 0.0),
+            Activation::Sigmoid => (4, 0.0),
+            Activation::Softplus => (5, 0.0),
+        }
+    }
+
+    /// Every activation, with typical parameters (for tests and benches).
+    pub fn all() -> [Activation; 6] {
+        [
+            Activation::Relu,
+            Activation::LeakyRelu { slope: 0.01 },
+            Activation::Elu { alpha: 1.0 },
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Softplus,
+        ]
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Activation::Relu => write!(f, "relu"),
+            Activation::LeakyRelu { slope } => write!(f, "leaky_relu({slope})"),
+            Activation::Elu { alpha } => write!(f, "elu({alpha})"),
+            Activation::Tanh => write!(f, "tanh"),
+            Activation::Sigmoid => write!(f, "sigmoid"),
+            Activation::Softplus => write!(f, "softplus"),
+        }
+    }
+}
+
+/// One Adam update's hyper-parameters. `step` counts from 1 and drives the
+/// bias correction `1 − βᵗ`. Weight decay is decoupled (AdamW); 0 gives Adam.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay of the first moment.
+    pub beta1: f32,
+    /// Decay of the second moment.
+    pub beta2: f32,
+    /// Added to the root of the second moment.
+    pub eps: f32,
+    /// Decoupled weight decay (AdamW); 0 for plain Adam.
+    pub weight_decay: f32,
+    /// The step number, from 1.
+    pub step: u64,
+}
+
+impl AdamStep {
+    /// PyTorch's defaults at the given learning rate and step.
+    pub fn new(lr: f32, step: u64) -> Self {
+        Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            step,
+        }
+    }
+
+    /// Checks the hyper-parameters; returns the bias corrections `(1 − β1ᵗ, 1 − β2ᵗ)`.
+    pub fn validate(&self) -> Result<(f32, f32)> {
+        let bad = |detail: String| {
+            Err(TensorError::InvalidArgument {
+                op: "adam_step",
+                detail,
+            })
+        };
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return bad(format!("learning rate {} must be finite and ≥ 0", self.lr));
+        }
+        for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return bad(format!("{name} = {b} must lie in [0, 1)"));
+            }
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad(format!("eps = {} must be finite and > 0", self.eps));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!(
+                "weight decay {} must be finite and ≥ 0",
+                self.weight_decay
+            ));
+        }
+        if self.step == 0 {
+            return bad("step counts from 1".into());
+        }
+        let t = i32::try_from(self.step.min(1 << 30)).unwrap_or(i32::MAX);
+        let bc1 = 1.0 - (self.beta1 as f64).powi(t);
+        let bc2 = 1.0 - (self.beta2 as f64).powi(t);
+        Ok((bc1 as f32, bc2 as f32))
+    }
+}
+
+/// Per-row KL divergence `KL(N(mu, exp(logvar)) ‖ N(0, I))` and its gradients.
+#[derive(Clone, Debug)]
+pub struct KlOutput<T> {
+    /// KL of every element (`rows × d`); its column means are the per-dimension KL.
+    pub elementwise: T,
+    /// KL of every row (`rows × 1`), in nats.
+    pub per_row: T,
+    /// ∂KL/∂mu (`rows × d`) of the summed KL.
+    pub grad_mu: T,
+    /// ∂KL/∂logvar (`rows × d`) of the summed KL.
+    pub grad_logvar: T,
+}
+
+/// Per-row Gaussian negative log-likelihood and its gradients.
+#[derive(Clone, Debug)]
+pub struct GaussianNllOutput<T> {
+    /// NLL of every row (`rows × 1`), in nats.
+    pub per_row: T,
+    /// ∂NLL/∂mean (`rows × d`).
+    pub grad_mean: T,
+    /// ∂NLL/∂logvar, the shape of the logvar given (`rows × d`, or `1 × d`
+    /// summed over rows when one variance per dimension is shared).
+    pub grad_logvar: T,
+}
+
+/// Gradients of a linear layer `y = x · wᵀ + b` (PyTorch's weight layout
+/// `[out, in]`).
+#[derive(Clone, Debug)]
+pub struct LinearGrads<T> {
+    /// ∂L/∂x (`batch × in`).
+    pub x: T,
+    /// ∂L/∂w (`out × in`).
+    pub w: T,
+    /// ∂L/∂b (`1 × out`).
+    pub b: T,
+}
+
+/// A compute backend: owns a device and runs ops on its tensors.
+///
+/// Tensors are row-major `f32` matrices with value semantics: `clone` copies
+/// the data (on the device for GPU tensors), and in-place ops change only the
+/// tensor passed. No op accepts an empty tensor. NaN and infinity propagate
+/// through every op as IEEE arithmetic says; they are never an error inside a
+/// kernel, and callers check losses where it matters.
+pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
+    /// A tensor resident on this backend's device.
+    type Tensor: Clone + fmt::Debug + Send + Sync;
+
+    /// A short name for logs and benches (`cpu`, `wgpu:<adapter>`).
+    fn name(&self) -> String;
+
+    /// The shape of a tensor.
+    fn shape(&self, t: &Self::Tensor) -> Shape;
+
+    /// Copies host data (row-major) to the device.
+    fn upload(&self, data: &[f32], shape: Shape) -> Result<Self::Tensor>;
+
+    /// Copies a tensor back to the host (row-major). On the GPU this waits for
+    /// all queued work.
+    fn download(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+
+    /// A tensor of zeros.
+    fn zeros(&self, shape: Shape) -> Result<Self::Tensor>;
+
+    /// Waits until all queued work has finished (a no-op on the CPU).
+    fn sync(&self) -> Result<()>;
+
+    /// `op(a) · op(b)` where `op` transposes or not.
+    fn matmul(
+        &self,
+        a: &Self::Tensor,
+        ta: Transpose,
+        b: &Self::Tensor,
+        tb: Transpose,
+    ) -> Result<Self::Tensor>;
+
+    /// `x + bias` with the `1 × cols` bias added to every row.
+    fn add_row(&self, x: &Self::Tensor, bias: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// Column sums: the sum over rows, `1 × cols`.
+    fn sum_rows(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// Row sums: the sum over columns, `rows × 1`.
+    fn sum_cols(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `act(x)` elementwise.
+    fn activation(&self, act: Activation, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// The gradient through `y = act(x)`: given the pre-activation `x`, the
+    /// output `y` and `∂L/∂y`, returns `∂L/∂x`.
+    fn activation_backward(
+        &self,
+        act: Activation,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        grad_y: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
+
+    /// Binary cross-entropy with logits, elementwise: returns the loss of every
+    /// element and its gradient `sigmoid(l) − t`. Targets may be grey levels in
+    /// `[0, 1]`.
+    fn bce_with_logits_elementwise(
+        &self,
+        logits: &Self::Tensor,
+        targets: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+
+    /// Gaussian negative log-likelihood `½(log 2π + lv + (x − m)² e^{−lv})`,
+    /// elementwise, with gradients with respect to `m` and `lv`. `logvar` is
+    /// either the shape of `mean` or `1 × cols` (one variance per dimension,
+    /// broadcast over rows); the returned gradients are elementwise.
+    fn gaussian_nll_elementwise(
+        &self,
+        x: &Self::Tensor,
+        mean: &Self::Tensor,
+        logvar: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+
+    /// `KL(N(mu, e^{lv}) ‖ N(0, 1)) = ½(mu² + e^{lv} − 1 − lv)` elementwise, with
+    /// gradients `mu` and `½(e^{lv} − 1)`.
+    fn kl_normal_elementwise(
+        &self,
+        mu: &Self::Tensor,
+        logvar: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
+
+    /// Standard normal draws from the counter-based generator ([`crate::philox`]):
+    /// element `i` of stream `stream` under key `seed` is the same on every backend.
+    fn randn(&self, shape: Shape, seed: u64, stream: u64) -> Result<Self::Tensor>;
+
+    /// The reparameterisation step `z = mu + exp(½ lv) · ε` with `ε` from
+    /// [`Backend::randn`]`(shape, seed, stream)`; returns `(z, ε)`.
+    fn reparameterize(
+        &self,
+        mu: &Self::Tensor,
+        logvar: &Self::Tensor,
+        seed: u64,
+        stream: u64,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+
+    /// One Adam update in place of `param`, `m` and `v`.
+    fn adam_step(
+        &self,
+        param: &mut Self::Tensor,
+        grad: &Self::Tensor,
+        m: &mut Self::Tensor,
+        v: &mut Self::Tensor,
+        hp: &AdamStep,
+    ) -> Result<()>;
+
+    /// `y ← y + alpha · x` in place.
+    fn axpy(&self, alpha: f32, x: &Self::Tensor, y: &mut Self::Tensor) -> Result<()>;
+
+    /// `alpha · x`.
+    fn scale(&self, alpha: f32, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `a ⊙ b` elementwise.
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+
+    // ---- composite ops ---------------------------------------------------
+
+    /// `a + b` elementwise.
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        let mut out = b.clone();
+        self.axpy(1.0, a, &mut out)?;
+        Ok(out)
+    }
+
+    /// `a − b` elementwise.
+    fn sub(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        let mut out = a.clone();
+        self.axpy(-1.0, b, &mut out)?;
+        Ok(out)
+    }
+
+    /// Sum of every element, `1 × 1`.
+    fn sum_all(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.sum_cols(&self.sum_rows(x)?)
+    }
+
+    /// Column means: the mean over rows, `1 × cols`.
+    fn mean_rows(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        let n = self.shape(x).rows;
+        self.scale(1.0 / n as f32, &self.sum_rows(x)?)
+    }
+
+    /// Row means: the mean over columns, `rows × 1`.
+    fn mean_cols(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        let n = self.shape(x).cols;
+        self.scale(1.0 / n as f32, &self.sum_cols(x)?)
+    }
+
+    /// Mean of every element, `1 × 1`.
+    fn mean_all(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        let n = self.shape(x).len();
+        self.scale(1.0 / n as f32, &self.sum_all(x)?)
+    }
+
+    /// Sum of squares of every element, `1 × 1` (for gradient-norm clipping).
+    fn sum_squares(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.sum_all(&self.mul(x, x)?)
+    }
+
+    /// A linear layer `y = x · wᵀ + b` with PyTorch's layout: `x` is
+    /// `batch × in`, `w` is `out × in`, `b` is `1 × out`.
+    fn linear(&self, x: &Self::Tensor, w: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.add_row(&self.matmul(x, Transpose::No, w, Transpose::Yes)?, b)
+    }
+
+    /// Backward pass of [`Backend::linear`] given `∂L/∂y`.
+    fn linear_backward(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        grad_y: &Self::Tensor,
+    ) -> Result<LinearGrads<Self::Tensor>> {
+        Ok(LinearGrads {
+            x: self.matmul(grad_y, Transpose::No, w, Transpose::No)?,
+            w: self.matmul(grad_y, Transpose::Yes, x, Transpose::No)?,
+            b: self.sum_rows(grad_y)?,
+        })
+    }
+
+    /// Per-row binary cross-entropy with logits (`rows × 1`, nats) and its
+    /// gradient with respect to the logits.
+    fn bce_with_logits(
+        &self,
+        logits: &Self::Tensor,
+        targets: &Self::Tensor,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let (loss, grad) = self.bce_with_logits_elementwise(logits, targets)?;
+        Ok((self.sum_cols(&loss)?, grad))
+    }
+
+    /// Per-row Gaussian negative log-likelihood and its gradients; see
+    /// [`Backend::gaussian_nll_elementwise`] for the shapes `logvar` may take.
+    fn gaussian_nll(
+        &self,
+        x: &Self::Tensor,
+        mean: &Self::Tensor,
+        logvar: &Self::Tensor,
+    ) -> Result<GaussianNllOutput<Self::Tensor>> {
+        let (loss, grad_mean, grad_lv) = self.gaussian_nll_elementwise(x, mean, logvar)?;
+        let shared = self.shape(logvar) != self.shape(mean);
+        Ok(GaussianNllOutput {
+            per_row: self.sum_cols(&loss)?,
+            grad_mean,
+            grad_logvar: if shared {
+                self.sum_rows(&grad_lv)?
+            } else {
+                grad_lv
+            },
+        })
+    }
+
+    /// Per-row `KL(N(mu, e^{lv}) ‖ N(0, I))` with its gradients.
+    fn kl_normal(
+        &self,
+        mu: &Self::Tensor,
+        logvar: &Self::Tensor,
+    ) -> Result<KlOutput<Self::Tensor>> {
+        let (elementwise, grad_mu, grad_logvar) = self.kl_normal_elementwise(mu, logvar)?;
+        Ok(KlOutput {
+            per_row: self.sum_cols(&elementwise)?,
+            elementwise,
+            grad_mu,
+            grad_logvar,
+        })
+    }
+
+    /// Downloads a `1 × 1` (or any) tensor's first value.
+    fn scalar(&self, t: &Self::Tensor) -> Result<f32> {
+        self.download(t)?
+            .first()
+            .copied()
+            .ok_or(TensorError::Empty {
+                op: "scalar",
+                shape: self.shape(t),
+            })
+    }
+}

@@ -1,0 +1,97 @@
+//! Shape checks shared by every backend, so that both reject the same inputs
+//! with the same errors before any kernel runs.
+
+use crate::{Result, Shape, TensorError, Transpose};
+
+pub(crate) fn nonempty(op: &'static str, s: Shape) -> Result<()> {
+    if s.is_empty() {
+        return Err(TensorError::Empty { op, shape: s });
+    }
+    Ok(())
+}
+
+pub(crate) fn upload(op: &'static str, len: usize, shape: Shape) -> Result<()> {
+    nonempty(op, shape)?;
+    let expected = shape
+        .checked_len()
+        .ok_or_else(|| TensorError::InvalidArgument {
+            op,
+            detail: format!("shape {shape} overflows the address space"),
+        })?;
+    if len != expected {
+        return Err(TensorError::DataLength {
+            op,
+            len,
+            shape,
+            expected,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn same(op: &'static str, a: Shape, b: Shape) -> Result<()> {
+    if a != b {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!("{a} and {b} must be equal"),
+        });
+    }
+    Ok(())
+}
+
+/// Returns `(m, k, n)` for `op(a) · op(b)`.
+pub(crate) fn matmul(
+    a: Shape,
+    ta: Transpose,
+    b: Shape,
+    tb: Transpose,
+) -> Result<(usize, usize, usize)> {
+    let (oa, ob) = (ta.apply(a), tb.apply(b));
+    if oa.cols != ob.rows {
+        return Err(TensorError::ShapeMismatch {
+            op: "matmul",
+            detail: format!(
+                "op(a) is {oa} (a {a}, transposed: {}) and op(b) is {ob} (b {b}, transposed: {}): inner dimensions {} ≠ {}",
+                ta == Transpose::Yes,
+                tb == Transpose::Yes,
+                oa.cols,
+                ob.rows
+            ),
+        });
+    }
+    Ok((oa.rows, oa.cols, ob.cols))
+}
+
+pub(crate) fn row_vector(op: &'static str, x: Shape, v: Shape) -> Result<()> {
+    if v.rows != 1 || v.cols != x.cols {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!("expected a [1×{}] row vector for x {x}, got {v}", x.cols),
+        });
+    }
+    Ok(())
+}
+
+/// `logvar` of a Gaussian likelihood: the shape of `mean`, or one row shared.
+pub(crate) fn logvar_like(op: &'static str, mean: Shape, lv: Shape) -> Result<bool> {
+    if lv == mean {
+        Ok(false)
+    } else if lv.rows == 1 && lv.cols == mean.cols {
+        Ok(true)
+    } else {
+        Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!("logvar {lv} must be {mean} or [1×{}]", mean.cols),
+        })
+    }
+}
+
+pub(crate) fn finite_scalar(op: &'static str, name: &str, v: f32) -> Result<()> {
+    if !v.is_finite() {
+        return Err(TensorError::InvalidArgument {
+            op,
+            detail: format!("{name} = {v} must be finite"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,861 @@
+//! The conformance suite: every op of a [`Backend`] checked against an
+//! independent `f64` reference, written once and expanded for each backend
+//! with [`conformance_tests!`](crate::conformance_tests).
+//!
+//! The reference ([`reference`]) is plain `f64` loops, sharing no code with the
+//! backends except Philox's integer core (itself pinned by Random123's
+//! known-answer vectors). Shapes include ones that are not multiples of the GPU
+//! tile, `1×N`, `N×1` and a large inner dimension. A third-party backend can run
+//! the same suite:
+//!
+//! ```ignore
+//! mod my_backend { latentlab_tensor::conformance_tests!(Some(MyBackend::new())); }
+//! ```
+
+use std::sync::OnceLock;
+
+use crate::{Activation, AdamStep, Backend, Shape, TensorError, Transpose, Wgpu};
+
+/// A comparison tolerance: `|got − want| ≤ abs + rel · |want|`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    /// Relative part.
+    pub rel: f64,
+    /// Absolute part.
+    pub abs: f64,
+}
+
+impl Tolerance {
+    /// A tolerance with relative and absolute parts.
+    pub const fn new(rel: f64, abs: f64) -> Self {
+        Self { rel, abs }
+    }
+
+    /// Compares `got` with `want`, naming the worst element on failure.
+    pub fn check(&self, what: &str, got: &[f32], want: &[f64]) -> std::result::Result<(), String> {
+        if got.len() != want.len() {
+            return Err(format!(
+                "{what}: {} values, expected {}",
+                got.len(),
+                want.len()
+            ));
+        }
+        let mut worst: Option<(usize, f64)> = None;
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let g = f64::from(g);
+            let ok = if w.is_nan() {
+                g.is_nan()
+            } else {
+                (g - w).abs() <= self.abs + self.rel * w.abs()
+            };
+            if !ok {
+                let excess = if g.is_finite() {
+                    (g - w).abs() / (self.abs + self.rel * w.abs())
+                } else {
+                    f64::INFINITY
+                };
+                if worst.is_none_or(|(_, e)| excess > e) {
+                    worst = Some((i, excess));
+                }
+            }
+        }
+        match worst {
+            None => Ok(()),
+            Some((i, e)) => Err(format!(
+                "{what}: element {i} is {} but the reference says {} ({e:.1}× the tolerance {self:?}; {} elements)",
+                got[i],
+                want[i],
+                got.len()
+            )),
+        }
+    }
+
+    /// Like [`Tolerance::check`], panicking with the message (for tests).
+    #[track_caller]
+    pub fn assert(&self, what: &str, got: &[f32], want: &[f64]) {
+        if let Err(msg) = self.check(what, got, want) {
+            panic!("{msg}");
+        }
+    }
+}
+
+/// Deterministic test data: `n` values uniform in `[lo, hi)` (SplitMix64).
+pub fn data(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x2545_F491_4F6C_DD1D);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = (z >> 40) as f32 / (1u64 << 24) as f32;
+            lo + (hi - lo) * u
+        })
+        .collect()
+}
+
+/// Plain `f64` implementations of every op, the suite's reference.
+pub mod reference {
+    use crate::{Activation, AdamStep, philox};
+
+    fn up(x: &[f32]) -> Vec<f64> {
+        x.iter().map(|&v| f64::from(v)).collect()
+    }
+
+    /// `op(a) · op(b)`: `a` is stored `ar × ac`, `b` is stored `br × bc`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        a: &[f32],
+        ar: usize,
+        ac: usize,
+        ta: bool,
+        b: &[f32],
+        br: usize,
+        bc: usize,
+        tb: bool,
+    ) -> Vec<f64> {
+        let (m, k) = if ta { (ac, ar) } else { (ar, ac) };
+        let n = if tb { br } else { bc };
+        let at = |i: usize, kk: usize| f64::from(if ta { a[kk * ac + i] } else { a[i * ac + kk] });
+        let bt = |kk: usize, j: usize| f64::from(if tb { b[j * bc + kk] } else { b[kk * bc + j] });
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|kk| at(i, kk) * bt(kk, j)).sum();
+            }
+        }
+        c
+    }
+
+    /// `x + bias` row by row.
+    pub fn add_row(x: &[f32], cols: usize, bias: &[f32]) -> Vec<f64> {
+        x.iter()
+            .enumerate()
+            .map(|(i, &v)| f64::from(v) + f64::from(bias[i % cols]))
+            .collect()
+    }
+
+    /// Column sums.
+    pub fn sum_rows(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+        (0..cols)
+            .map(|j| (0..rows).map(|r| f64::from(x[r * cols + j])).sum())
+            .collect()
+    }
+
+    /// Row sums.
+    pub fn sum_cols(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+        (0..rows)
+            .map(|r| {
+                x[r * cols..(r + 1) * cols]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .sum()
+            })
+            .collect()
+    }
+
+    fn sigmoid(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    /// An activation in `f64`.
+    pub fn act(a: Activation, x: f64) -> f64 {
+        match a {
+            Activation::Relu => x.max(0.0),
+            Activation::LeakyRelu { slope } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    f64::from(slope) * x
+                }
+            }
+            Activation::Elu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    f64::from(alpha) * x.exp_m1()
+                }
+            }
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => sigmoid(x),
+            Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        }
+    }
+
+    /// The derivative of [`act`] at `x`, written independently of the backends
+    /// (and checked against finite differences in this module's tests).
+    pub fn act_derivative(a: Activation, x: f64) -> f64 {
+        match a {
+            Activation::Relu => f64::from(u8::from(x > 0.0)),
+            Activation::LeakyRelu { slope } => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    f64::from(slope)
+                }
+            }
+            Activation::Elu { alpha } => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    f64::from(alpha) * x.exp()
+                }
+            }
+            Activation::Tanh => 1.0 / x.cosh().powi(2),
+            Activation::Sigmoid => sigmoid(x) * (1.0 - sigmoid(x)),
+            Activation::Softplus => sigmoid(x),
+        }
+    }
+
+    /// BCE with logits per element and its gradient.
+    pub fn bce(l: &[f32], t: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let (l, t) = (up(l), up(t));
+        let loss = l
+            .iter()
+            .zip(&t)
+            .map(|(&l, &t)| -(t * sigmoid(l).ln() + (1.0 - t) * (1.0 - sigmoid(l)).ln()))
+            .collect();
+        let grad = l.iter().zip(&t).map(|(&l, &t)| sigmoid(l) - t).collect();
+        (loss, grad)
+    }
+
+    /// Gaussian NLL per element and its gradients (`lv` indexed by `lv_at(i)`).
+    pub fn gaussian_nll(
+        x: &[f32],
+        m: &[f32],
+        lv: &[f32],
+        cols: usize,
+        shared: bool,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let n = x.len();
+        let lvi = |i: usize| f64::from(if shared { lv[i % cols] } else { lv[i] });
+        let mut out = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        for i in 0..n {
+            let var = lvi(i).exp();
+            let d = f64::from(x[i]) - f64::from(m[i]);
+            out.0[i] = 0.5 * ((2.0 * std::f64::consts::PI * var).ln() + d * d / var);
+            out.1[i] = -d / var;
+            out.2[i] = 0.5 - 0.5 * d * d / var;
+        }
+        out
+    }
+
+    /// KL(N(mu, e^lv) ‖ N(0, 1)) per element and its gradients.
+    pub fn kl(mu: &[f32], lv: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (mu, lv) = (up(mu), up(lv));
+        let kl = mu
+            .iter()
+            .zip(&lv)
+            .map(|(&m, &v)| 0.5 * (m * m + v.exp() - 1.0 - v))
+            .collect();
+        let gv = lv.iter().map(|&v| 0.5 * (v.exp() - 1.0)).collect();
+        (kl, mu, gv)
+    }
+
+    /// Normal draws `0..n` of `(seed, stream)`, Box–Muller in `f64` on the
+    /// same Philox words.
+    pub fn randn(n: usize, seed: u64, stream: u64) -> Vec<f64> {
+        let unit = |w: u32| (f64::from(w >> 9) + 0.5) / 8_388_608.0;
+        (0..n)
+            .map(|i| {
+                let w = philox::block(seed, stream, (i / 4) as u64);
+                let pair = (i % 4) / 2;
+                let r = (-2.0 * unit(w[2 * pair]).ln()).sqrt();
+                let th = std::f64::consts::TAU * unit(w[2 * pair + 1]) - std::f64::consts::PI;
+                if i % 2 == 0 {
+                    r * th.cos()
+                } else {
+                    r * th.sin()
+                }
+            })
+            .collect()
+    }
+
+    /// `steps` Adam updates with the same gradient each step.
+    pub fn adam(p: &[f32], g: &[f32], hp: &AdamStep, steps: u64) -> Vec<f64> {
+        let (mut p, g) = (up(p), up(g));
+        let (mut m, mut v) = (vec![0.0; p.len()], vec![0.0; p.len()]);
+        let (b1, b2) = (f64::from(hp.beta1), f64::from(hp.beta2));
+        for t in 1..=steps {
+            let t = t as i32;
+            for i in 0..p.len() {
+                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+                let mh = m[i] / (1.0 - b1.powi(t));
+                let vh = v[i] / (1.0 - b2.powi(t));
+                p[i] = p[i] * (1.0 - f64::from(hp.lr) * f64::from(hp.weight_decay))
+                    - f64::from(hp.lr) * mh / (vh.sqrt() + f64::from(hp.eps));
+            }
+        }
+        p
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The reference derivatives against central differences in f64.
+        #[test]
+        fn derivatives_match_finite_differences() {
+            let h = 1e-6;
+            for a in Activation::all() {
+                for &x in &[-3.0, -0.7, -1e-3, 0.25, 1.3, 4.0] {
+                    let fd = (act(a, x + h) - act(a, x - h)) / (2.0 * h);
+                    let an = act_derivative(a, x);
+                    assert!(
+                        (fd - an).abs() < 1e-7 * (1.0 + an.abs()),
+                        "{a} at {x}: fd {fd} vs {an}"
+                    );
+                }
+            }
+            // BCE, Gaussian NLL and KL gradients.
+            let f = |l: f64, t: f64| bce(&[l as f32], &[t as f32]).0[0];
+            let (l, t) = (0.75f32, 0.3f32);
+            let fd = (bce(&[(l as f64 + 1e-3) as f32], &[t]).0[0]
+                - bce(&[(l as f64 - 1e-3) as f32], &[t]).0[0])
+                / 2e-3;
+            let _ = f;
+            assert!((fd - bce(&[l], &[t]).1[0]).abs() < 1e-3);
+            let g = |x: f64, m: f64, v: f64| {
+                0.5 * ((2.0 * std::f64::consts::PI).ln() + v + (x - m).powi(2) / v.exp())
+            };
+            let (x, m, v) = (0.3, -0.4, 0.2);
+            let (_, gm, gv) = gaussian_nll(&[x as f32], &[m as f32], &[v as f32], 1, false);
+            let (x, m, v) = (
+                f64::from(x as f32),
+                f64::from(m as f32),
+                f64::from(v as f32),
+            );
+            assert!(((g(x, m + h, v) - g(x, m - h, v)) / (2.0 * h) - gm[0]).abs() < 1e-6);
+            assert!(((g(x, m, v + h) - g(x, m, v - h)) / (2.0 * h) - gv[0]).abs() < 1e-6);
+            let k = |m: f64, v: f64| 0.5 * (m * m + v.exp() - 1.0 - v);
+            let (_, km, kv) = kl(&[m as f32], &[v as f32]);
+            assert!(((k(m + h, v) - k(m - h, v)) / (2.0 * h) - km[0]).abs() < 1e-6);
+            assert!(((k(m, v + h) - k(m, v - h)) / (2.0 * h) - kv[0]).abs() < 1e-6);
+        }
+
+        #[test]
+        fn kl_is_zero_at_the_prior_and_positive_elsewhere() {
+            let (k, _, _) = kl(&[0.0, 0.5, 0.0], &[0.0, 0.0, -1.0]);
+            assert_eq!(k[0], 0.0);
+            assert!(k[1] > 0.0 && k[2] > 0.0);
+        }
+    }
+}
+
+/// The GPU backend for tests, opened once per test binary. `None` (the GPU
+/// tests skip) when no adapter exists, unless `LATENTLAB_REQUIRE_GPU=1`, which
+/// turns a missing adapter into a failure.
+pub fn test_gpu() -> Option<Wgpu> {
+    static GPU: OnceLock<std::result::Result<Wgpu, String>> = OnceLock::new();
+    let required = std::env::var("LATENTLAB_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    match GPU.get_or_init(|| Wgpu::new().map_err(|e| e.to_string())) {
+        Ok(g) => Some(g.clone()),
+        Err(e) if required => {
+            panic!("LATENTLAB_REQUIRE_GPU=1 but no GPU adapter could be opened: {e}")
+        }
+        Err(e) => {
+            eprintln!("GPU tests skipped: {e}");
+            None
+        }
+    }
+}
+
+fn up<B: Backend>(b: &B, x: &[f32], r: usize, c: usize) -> B::Tensor {
+    b.upload(x, Shape::new(r, c))
+        .unwrap_or_else(|e| panic!("upload [{r}×{c}] on {}: {e}", b.name()))
+}
+
+fn down<B: Backend>(b: &B, t: &B::Tensor) -> Vec<f32> {
+    b.download(t)
+        .unwrap_or_else(|e| panic!("download on {}: {e}", b.name()))
+}
+
+fn mm_case<B: Backend>(b: &B, m: usize, k: usize, n: usize, ta: bool, tb: bool, seed: u64) {
+    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+    let (br, bc) = if tb { (n, k) } else { (k, n) };
+    let a = data(seed, ar * ac, -1.0, 1.0);
+    let bb = data(seed + 1, br * bc, -1.0, 1.0);
+    let t = |x| if x { Transpose::Yes } else { Transpose::No };
+    let got = b
+        .matmul(&up(b, &a, ar, ac), t(ta), &up(b, &bb, br, bc), t(tb))
+        .expect("matmul");
+    assert_eq!(b.shape(&got), Shape::new(m, n), "matmul output shape");
+    let want = reference::matmul(&a, ar, ac, ta, &bb, br, bc, tb);
+    // f32 accumulation: the error grows with the inner dimension.
+    Tolerance::new(1e-4, 2e-6 * k as f64).assert(
+        &format!("{} matmul m={m} k={k} n={n} ta={ta} tb={tb}", b.name()),
+        &down(b, &got),
+        &want,
+    );
+}
+
+/// All four transpose combinations at shapes on and off the 64-tile.
+pub fn matmul_all_transposes<B: Backend>(b: &B) {
+    for &(m, k, n) in &[(3, 5, 7), (64, 64, 64), (65, 17, 63), (128, 96, 130)] {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                mm_case(b, m, k, n, ta, tb, (m * 1000 + k * 10 + n) as u64);
+            }
+        }
+    }
+}
+
+/// `1×1`, `1×N`, `N×1`, vector–matrix and matrix–vector products.
+pub fn matmul_edge_shapes<B: Backend>(b: &B) {
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (1, 300, 1),
+        (1, 7, 200),
+        (200, 7, 1),
+        (300, 1, 300),
+        (1, 129, 65),
+        (130, 1, 1),
+    ] {
+        mm_case(b, m, k, n, false, false, 11);
+        mm_case(b, m, k, n, true, true, 12);
+    }
+}
+
+/// A large inner dimension (several K tiles, not a multiple of 16).
+pub fn matmul_large_k<B: Backend>(b: &B) {
+    mm_case(b, 5, 4099, 3, false, false, 21);
+    mm_case(b, 33, 2053, 70, false, true, 22);
+}
+
+/// Bias add, column, row and total sums, means.
+pub fn add_row_and_sums<B: Backend>(b: &B) {
+    let tol = Tolerance::new(1e-5, 1e-5);
+    for &(r, c) in &[(1, 1), (1, 300), (300, 1), (37, 19), (513, 260)] {
+        let x = data(31, r * c, -2.0, 2.0);
+        let bias = data(32, c, -1.0, 1.0);
+        let xt = up(b, &x, r, c);
+        let what = |op: &str| format!("{} {op} [{r}×{c}]", b.name());
+        tol.assert(
+            &what("add_row"),
+            &down(b, &b.add_row(&xt, &up(b, &bias, 1, c)).expect("add_row")),
+            &reference::add_row(&x, c, &bias),
+        );
+        let cs = reference::sum_rows(&x, r, c);
+        let rs = reference::sum_cols(&x, r, c);
+        let s = b.sum_rows(&xt).expect("sum_rows");
+        assert_eq!(b.shape(&s), Shape::new(1, c));
+        tol.assert(&what("sum_rows"), &down(b, &s), &cs);
+        let s = b.sum_cols(&xt).expect("sum_cols");
+        assert_eq!(b.shape(&s), Shape::new(r, 1));
+        tol.assert(&what("sum_cols"), &down(b, &s), &rs);
+        let total: f64 = cs.iter().sum();
+        tol.assert(
+            &what("sum_all"),
+            &down(b, &b.sum_all(&xt).expect("sum_all")),
+            &[total],
+        );
+        tol.assert(
+            &what("mean_all"),
+            &down(b, &b.mean_all(&xt).expect("mean_all")),
+            &[total / (r * c) as f64],
+        );
+        let mr: Vec<f64> = cs.iter().map(|v| v / r as f64).collect();
+        tol.assert(
+            &what("mean_rows"),
+            &down(b, &b.mean_rows(&xt).expect("mean_rows")),
+            &mr,
+        );
+        let mc: Vec<f64> = rs.iter().map(|v| v / c as f64).collect();
+        tol.assert(
+            &what("mean_cols"),
+            &down(b, &b.mean_cols(&xt).expect("mean_cols")),
+            &mc,
+        );
+    }
+}
+
+/// Every activation forward, over a range that includes large |x|.
+pub fn activations_forward<B: Backend>(b: &B) {
+    let mut x = data(41, 999, -6.0, 6.0);
+    x.extend([-80.0, -20.0, -1e-4, 0.0, 1e-4, 20.0, 80.0]);
+    let n = x.len();
+    let xt = up(b, &x, 1, n);
+    for a in Activation::all() {
+        let want: Vec<f64> = x.iter().map(|&v| reference::act(a, f64::from(v))).collect();
+        let got = down(b, &b.activation(a, &xt).expect("activation"));
+        Tolerance::new(2e-5, 2e-6).assert(&format!("{} {a} forward", b.name()), &got, &want);
+    }
+}
+
+/// Every activation backward: `∂L/∂x = act'(x) · ∂L/∂y`.
+pub fn activations_backward<B: Backend>(b: &B) {
+    let x = data(42, 40 * 25, -5.0, 5.0);
+    let gy = data(43, 40 * 25, -1.0, 1.0);
+    let (xt, gt) = (up(b, &x, 40, 25), up(b, &gy, 40, 25));
+    for a in Activation::all() {
+        let y = b.activation(a, &xt).expect("activation");
+        let got = down(
+            b,
+            &b.activation_backward(a, &xt, &y, &gt)
+                .expect("activation_backward"),
+        );
+        let want: Vec<f64> = x
+            .iter()
+            .zip(&gy)
+            .map(|(&v, &g)| reference::act_derivative(a, f64::from(v)) * f64::from(g))
+            .collect();
+        Tolerance::new(1e-4, 2e-6).assert(&format!("{} {a} backward", b.name()), &got, &want);
+    }
+}
+
+/// BCE with logits, per element and per row, on grey-level targets.
+pub fn bce_with_logits<B: Backend>(b: &B) {
+    let (r, c) = (17, 70);
+    let mut l = data(51, r * c, -8.0, 8.0);
+    l[0] = 40.0;
+    l[1] = -40.0;
+    let t = data(52, r * c, 0.0, 1.0);
+    let (lt, tt) = (up(b, &l, r, c), up(b, &t, r, c));
+    let (loss, grad) = reference::bce(&l, &t);
+    let (gl, gg) = b.bce_with_logits_elementwise(&lt, &tt).expect("bce");
+    let tol = Tolerance::new(1e-5, 2e-6);
+    tol.assert(&format!("{} bce loss", b.name()), &down(b, &gl), &loss);
+    tol.assert(&format!("{} bce grad", b.name()), &down(b, &gg), &grad);
+    let rows: Vec<f64> = loss.chunks(c).map(|ch| ch.iter().sum()).collect();
+    let (pr, _) = b.bce_with_logits(&lt, &tt).expect("bce per row");
+    Tolerance::new(1e-5, 1e-4).assert(&format!("{} bce per row", b.name()), &down(b, &pr), &rows);
+}
+
+/// Gaussian NLL with one variance per element and with a shared row.
+pub fn gaussian_nll<B: Backend>(b: &B) {
+    let (r, c) = (9, 33);
+    let x = data(61, r * c, -2.0, 2.0);
+    let m = data(62, r * c, -2.0, 2.0);
+    for shared in [false, true] {
+        let lv = data(63, if shared { c } else { r * c }, -3.0, 2.0);
+        let lvt = up(b, &lv, if shared { 1 } else { r }, c);
+        let (l, gm, glv) = reference::gaussian_nll(&x, &m, &lv, c, shared);
+        let out = b
+            .gaussian_nll_elementwise(&up(b, &x, r, c), &up(b, &m, r, c), &lvt)
+            .expect("gaussian_nll");
+        let tol = Tolerance::new(2e-5, 2e-5);
+        let what = |s: &str| format!("{} gaussian_nll {s} (shared logvar: {shared})", b.name());
+        tol.assert(&what("loss"), &down(b, &out.0), &l);
+        tol.assert(&what("∂mean"), &down(b, &out.1), &gm);
+        tol.assert(&what("∂logvar"), &down(b, &out.2), &glv);
+        let full = b
+            .gaussian_nll(&up(b, &x, r, c), &up(b, &m, r, c), &lvt)
+            .expect("gaussian_nll");
+        let rows: Vec<f64> = l.chunks(c).map(|ch| ch.iter().sum()).collect();
+        Tolerance::new(2e-5, 2e-4).assert(&what("per row"), &down(b, &full.per_row), &rows);
+        let want_glv = if shared {
+            reference::sum_rows(&glv.iter().map(|&v| v as f32).collect::<Vec<_>>(), r, c)
+        } else {
+            glv
+        };
+        Tolerance::new(2e-5, 2e-4).assert(
+            &what("∂logvar summed"),
+            &down(b, &full.grad_logvar),
+            &want_glv,
+        );
+    }
+}
+
+/// KL to the standard normal, its gradients, and its zero at the prior.
+pub fn kl_normal<B: Backend>(b: &B) {
+    let (r, c) = (31, 20);
+    let mu = data(71, r * c, -3.0, 3.0);
+    let mut lv = data(72, r * c, -6.0, 3.0);
+    lv[0] = 1e-5;
+    let (kl, gm, glv) = reference::kl(&mu, &lv);
+    let out = b
+        .kl_normal(&up(b, &mu, r, c), &up(b, &lv, r, c))
+        .expect("kl_normal");
+    let tol = Tolerance::new(2e-5, 2e-6);
+    tol.assert(
+        &format!("{} kl elementwise", b.name()),
+        &down(b, &out.elementwise),
+        &kl,
+    );
+    tol.assert(&format!("{} kl ∂mu", b.name()), &down(b, &out.grad_mu), &gm);
+    tol.assert(
+        &format!("{} kl ∂logvar", b.name()),
+        &down(b, &out.grad_logvar),
+        &glv,
+    );
+    let rows: Vec<f64> = kl.chunks(c).map(|ch| ch.iter().sum()).collect();
+    Tolerance::new(2e-5, 1e-5).assert(
+        &format!("{} kl per row", b.name()),
+        &down(b, &out.per_row),
+        &rows,
+    );
+    let zero = b
+        .kl_normal(
+            &b.zeros(Shape::new(2, 3)).expect("zeros"),
+            &b.zeros(Shape::new(2, 3)).expect("zeros"),
+        )
+        .expect("kl");
+    assert!(
+        down(b, &zero.per_row).iter().all(|&v| v == 0.0),
+        "{}: KL at the prior must be exactly 0",
+        b.name()
+    );
+}
+
+/// Philox normals agree with the `f64` reference on the same counters.
+pub fn randn_matches_reference<B: Backend>(b: &B) {
+    for &(r, c, seed, stream) in &[
+        (1, 1, 0, 0),
+        (3, 5, 42, 7),
+        (129, 67, u64::MAX, 1 << 40),
+        (1000, 1, 9, 2),
+    ] {
+        let got = down(b, &b.randn(Shape::new(r, c), seed, stream).expect("randn"));
+        let want = reference::randn(r * c, seed, stream);
+        Tolerance::new(1e-4, 2e-5).assert(
+            &format!("{} randn [{r}×{c}] seed {seed} stream {stream}", b.name()),
+            &got,
+            &want,
+        );
+    }
+}
+
+/// `z = mu + exp(½ lv) ε`, with ε the generator's draws.
+pub fn reparameterize<B: Backend>(b: &B) {
+    let (r, c) = (50, 21);
+    let mu = data(81, r * c, -2.0, 2.0);
+    let lv = data(82, r * c, -4.0, 1.0);
+    let (z, eps) = b
+        .reparameterize(&up(b, &mu, r, c), &up(b, &lv, r, c), 1234, 5)
+        .expect("reparameterize");
+    let e = reference::randn(r * c, 1234, 5);
+    Tolerance::new(1e-4, 2e-5).assert(
+        &format!("{} reparameterize ε", b.name()),
+        &down(b, &eps),
+        &e,
+    );
+    let want: Vec<f64> = (0..r * c)
+        .map(|i| f64::from(mu[i]) + (0.5 * f64::from(lv[i])).exp() * e[i])
+        .collect();
+    Tolerance::new(1e-4, 3e-5).assert(
+        &format!("{} reparameterize z", b.name()),
+        &down(b, &z),
+        &want,
+    );
+}
+
+/// Three Adam steps, plain and with decoupled weight decay.
+pub fn adam<B: Backend>(b: &B) {
+    let (r, c) = (70, 13);
+    let p0 = data(91, r * c, -1.0, 1.0);
+    let g = data(92, r * c, -0.1, 0.1);
+    for wd in [0.0, 0.1] {
+        let mut p = up(b, &p0, r, c);
+        let mut m = b.zeros(Shape::new(r, c)).expect("zeros");
+        let mut v = b.zeros(Shape::new(r, c)).expect("zeros");
+        let gt = up(b, &g, r, c);
+        let mut hp = AdamStep::new(1e-2, 1);
+        hp.weight_decay = wd;
+        for t in 1..=3 {
+            hp.step = t;
+            b.adam_step(&mut p, &gt, &mut m, &mut v, &hp)
+                .expect("adam_step");
+        }
+        let want = reference::adam(&p0, &g, &hp, 3);
+        Tolerance::new(1e-5, 1e-6).assert(
+            &format!("{} adam (weight decay {wd})", b.name()),
+            &down(b, &p),
+            &want,
+        );
+    }
+}
+
+/// axpy, scale, mul, add, sub, sum of squares.
+pub fn axpy_scale_mul<B: Backend>(b: &B) {
+    let (r, c) = (23, 45);
+    let x = data(101, r * c, -3.0, 3.0);
+    let y = data(102, r * c, -3.0, 3.0);
+    let (xt, yt) = (up(b, &x, r, c), up(b, &y, r, c));
+    let tol = Tolerance::new(1e-6, 1e-6);
+    let zip = |f: &dyn Fn(f64, f64) -> f64| {
+        x.iter()
+            .zip(&y)
+            .map(|(&a, &c)| f(f64::from(a), f64::from(c)))
+            .collect::<Vec<_>>()
+    };
+    let mut acc = yt.clone();
+    b.axpy(-0.75, &xt, &mut acc).expect("axpy");
+    tol.assert(
+        &format!("{} axpy", b.name()),
+        &down(b, &acc),
+        &zip(&|a, c| c - 0.75 * a),
+    );
+    tol.assert(
+        &format!("{} scale", b.name()),
+        &down(b, &b.scale(2.5, &xt).expect("scale")),
+        &zip(&|a, _| 2.5 * a),
+    );
+    tol.assert(
+        &format!("{} mul", b.name()),
+        &down(b, &b.mul(&xt, &yt).expect("mul")),
+        &zip(&|a, c| a * c),
+    );
+    tol.assert(
+        &format!("{} add", b.name()),
+        &down(b, &b.add(&xt, &yt).expect("add")),
+        &zip(&|a, c| a + c),
+    );
+    tol.assert(
+        &format!("{} sub", b.name()),
+        &down(b, &b.sub(&xt, &yt).expect("sub")),
+        &zip(&|a, c| a - c),
+    );
+    let ss: f64 = x.iter().map(|&v| f64::from(v).powi(2)).sum();
+    Tolerance::new(1e-5, 1e-4).assert(
+        &format!("{} sum_squares", b.name()),
+        &down(b, &b.sum_squares(&xt).expect("sum_squares")),
+        &[ss],
+    );
+}
+
+/// A linear layer and its backward pass against the reference products.
+pub fn linear_layer<B: Backend>(b: &B) {
+    let (batch, inp, out) = (19, 37, 11);
+    let x = data(111, batch * inp, -1.0, 1.0);
+    let w = data(112, out * inp, -1.0, 1.0);
+    let bias = data(113, out, -1.0, 1.0);
+    let gy = data(114, batch * out, -1.0, 1.0);
+    let (xt, wt) = (up(b, &x, batch, inp), up(b, &w, out, inp));
+    let y = b.linear(&xt, &wt, &up(b, &bias, 1, out)).expect("linear");
+    let xw: Vec<f32> = reference::matmul(&x, batch, inp, false, &w, out, inp, true)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let tol = Tolerance::new(1e-5, 1e-5);
+    tol.assert(
+        &format!("{} linear", b.name()),
+        &down(b, &y),
+        &reference::add_row(&xw, out, &bias),
+    );
+    let g = b
+        .linear_backward(&xt, &wt, &up(b, &gy, batch, out))
+        .expect("linear_backward");
+    tol.assert(
+        &format!("{} linear ∂x", b.name()),
+        &down(b, &g.x),
+        &reference::matmul(&gy, batch, out, false, &w, out, inp, false),
+    );
+    tol.assert(
+        &format!("{} linear ∂w", b.name()),
+        &down(b, &g.w),
+        &reference::matmul(&gy, batch, out, true, &x, batch, inp, false),
+    );
+    tol.assert(
+        &format!("{} linear ∂b", b.name()),
+        &down(b, &g.b),
+        &reference::sum_rows(&gy, batch, out),
+    );
+}
+
+/// Upload/download round trip, zeros, and deep clones.
+pub fn round_trip_and_clone<B: Backend>(b: &B) {
+    let x = data(121, 6 * 7, -5.0, 5.0);
+    let t = up(b, &x, 6, 7);
+    assert_eq!(
+        down(b, &t),
+        x,
+        "{}: upload/download must be exact",
+        b.name()
+    );
+    assert!(
+        down(b, &b.zeros(Shape::new(3, 4)).expect("zeros"))
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+    let mut c = t.clone();
+    b.axpy(1.0, &t, &mut c).expect("axpy");
+    assert_eq!(
+        down(b, &t),
+        x,
+        "{}: changing a clone must not change the original",
+        b.name()
+    );
+    assert_eq!(down(b, &c), x.iter().map(|v| v * 2.0).collect::<Vec<_>>());
+}
+
+/// Wrong shapes, empty tensors and bad arguments are typed errors naming the op.
+pub fn errors<B: Backend>(b: &B) {
+    let a = up(b, &[1.0; 6], 2, 3);
+    let c = up(b, &[1.0; 6], 3, 2);
+    let expect = |r: crate::Result<B::Tensor>, op: &str, needle: &str| match r {
+        Ok(_) => panic!("{}: {op} should have failed", b.name()),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(op) && msg.contains(needle),
+                "{}: {op}: unhelpful error {msg:?}",
+                b.name()
+            );
+        }
+    };
+    expect(
+        b.matmul(&a, Transpose::No, &a, Transpose::No),
+        "matmul",
+        "[2×3]",
+    );
+    expect(
+        b.matmul(&a, Transpose::Yes, &c, Transpose::No),
+        "matmul",
+        "[3×2]",
+    );
+    expect(b.add_row(&a, &c), "add_row", "[1×3]");
+    expect(b.mul(&a, &c), "mul", "[2×3]");
+    expect(b.upload(&[1.0; 5], Shape::new(2, 3)), "upload", "5 values");
+    expect(b.upload(&[], Shape::new(0, 3)), "upload", "empty");
+    expect(b.zeros(Shape::new(4, 0)), "zeros", "empty");
+    expect(b.scale(f32::NAN, &a), "scale", "NaN");
+    expect(
+        b.gaussian_nll_elementwise(&a, &a, &c).map(|o| o.0),
+        "gaussian_nll",
+        "logvar",
+    );
+    let mut p = a.clone();
+    let (mut m, mut v) = (a.clone(), a.clone());
+    let bad = AdamStep::new(f32::INFINITY, 1);
+    match b.adam_step(&mut p, &a, &mut m, &mut v, &bad) {
+        Err(TensorError::InvalidArgument {
+            op: "adam_step", ..
+        }) => {}
+        other => panic!(
+            "{}: adam with an infinite learning rate gave {other:?}",
+            b.name()
+        ),
+    }
+    match b.axpy(1.0, &c, &mut p) {
+        Err(TensorError::ShapeMismatch { op: "axpy", .. }) => {}
+        other => panic!("{}: axpy with mismatched shapes gave {other:?}", b.name()),
+    }
+}
+
+/// Expands the conformance suite into one `#[test]` per check for the backend
+/// that `$make` (an expression of type `Option<B>`) yields; `None` skips.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            matmul_all_transposes, matmul_edge_shapes, matmul_large_k, add_row_and_sums,
+            activations_forward, activations_backward, bce_with_logits, gaussian_nll, kl_normal,
+            randn_matches_reference, reparameterize, adam, axpy_scale_mul, linear_layer,
+            round_trip_and_clone, errors);
+    };
+    (@each $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                match $make {
+                    Some(backend) => $crate::conformance::$check(&backend),
+                    None => eprintln!(concat!(stringify!($check), ": skipped, no device")),
+                }
+            }
+        )*
+    };
+}

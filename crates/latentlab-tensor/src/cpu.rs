@@ -1,0 +1,455 @@
+//! The CPU backend: `ndarray` tensors, `rayon` parallelism, and a packed,
+//! SIMD matrix product (the `gemm` crate, the kernel behind faer).
+
+use ndarray::{Array2, ArrayView2, Zip};
+
+use crate::backend::{Activation, AdamStep, Backend, Transpose};
+use crate::{Result, Shape, TensorError, checks, philox};
+
+/// Below this many elements an elementwise op stays on the calling thread.
+const PAR_MIN_ELEMS: usize = 1 << 15;
+/// Below this many multiply-adds a matrix product stays on the calling thread.
+const PAR_MIN_FLOPS: usize = 1 << 18;
+
+/// The CPU backend. Parallelism is explicit: [`Cpu::sequential`] runs every op
+/// on the calling thread; [`Cpu::new`] uses rayon's pool for large ops. Both
+/// give bit-identical results (work is split only across independent outputs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cpu {
+    parallel: bool,
+}
+
+impl Default for Cpu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cpu {
+    /// A CPU backend that uses rayon's global pool for large ops.
+    pub fn new() -> Self {
+        Self { parallel: true }
+    }
+
+    /// A CPU backend that never leaves the calling thread.
+    pub fn sequential() -> Self {
+        Self { parallel: false }
+    }
+
+    /// Whether large ops run on rayon's pool.
+    pub fn is_parallel(&self) -> bool {
+        self.parallel
+    }
+
+    fn par(&self, len: usize) -> bool {
+        self.parallel && len >= PAR_MIN_ELEMS
+    }
+
+    fn map1(&self, x: &Array2<f32>, f: impl Fn(f32) -> f32 + Sync + Send) -> Array2<f32> {
+        let mut out = Array2::<f32>::zeros(x.raw_dim());
+        let z = Zip::from(&mut out).and(x);
+        if self.par(x.len()) {
+            z.par_for_each(|o, &a| *o = f(a))
+        } else {
+            z.for_each(|o, &a| *o = f(a))
+        }
+        out
+    }
+
+    fn map2(
+        &self,
+        x: &Array2<f32>,
+        y: &Array2<f32>,
+        f: impl Fn(f32, f32) -> f32 + Sync + Send,
+    ) -> Array2<f32> {
+        let mut out = Array2::<f32>::zeros(x.raw_dim());
+        let z = Zip::from(&mut out).and(x).and(y);
+        if self.par(x.len()) {
+            z.par_for_each(|o, &a, &b| *o = f(a, b))
+        } else {
+            z.for_each(|o, &a, &b| *o = f(a, b))
+        }
+        out
+    }
+}
+
+fn shape_of(t: &Array2<f32>) -> Shape {
+    Shape::new(t.nrows(), t.ncols())
+}
+
+/// `op(a) · op(b)` into a new standard-layout array.
+#[allow(unsafe_code)]
+fn gemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, parallel: bool) -> Array2<f32> {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let mut c = Array2::<f32>::zeros((m, n));
+    let [a_rs, a_cs] = [a.strides()[0], a.strides()[1]];
+    let [b_rs, b_cs] = [b.strides()[0], b.strides()[1]];
+    let par = if parallel && m * n * k >= PAR_MIN_FLOPS {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    let c_ptr = c.as_mut_ptr();
+    // SAFETY: `a` (m×k) and `b` (k×n) are live views whose elements are all
+    // reachable through their pointers and strides; `c` is a freshly
+    // allocated, contiguous m×n array that aliases neither. With
+    // `read_dst = false` gemm writes `c = 1·(a·b)` without reading `c`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c_ptr,
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    c
+}
+
+#[inline]
+fn stable_sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[inline]
+pub(crate) fn act_forward(act: Activation, x: f32) -> f32 {
+    match act {
+        Activation::Relu => {
+            if x.is_nan() {
+                x
+            } else {
+                x.max(0.0)
+            }
+        }
+        Activation::LeakyRelu { slope } => {
+            if x > 0.0 {
+                x
+            } else {
+                slope * x
+            }
+        }
+        Activation::Elu { alpha } => {
+            if x > 0.0 {
+                x
+            } else {
+                alpha * x.exp_m1()
+            }
+        }
+        Activation::Tanh => x.tanh(),
+        Activation::Sigmoid => stable_sigmoid(x),
+        Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+    }
+}
+
+#[inline]
+pub(crate) fn act_backward(act: Activation, x: f32, y: f32, g: f32) -> f32 {
+    match act {
+        Activation::Relu => {
+            if x > 0.0 {
+                g
+            } else {
+                0.0
+            }
+        }
+        Activation::LeakyRelu { slope } => {
+            if x > 0.0 {
+                g
+            } else {
+                slope * g
+            }
+        }
+        Activation::Elu { alpha } => {
+            if x > 0.0 {
+                g
+            } else {
+                g * (y + alpha)
+            }
+        }
+        Activation::Tanh => g * (1.0 - y * y),
+        Activation::Sigmoid => g * y * (1.0 - y),
+        Activation::Softplus => g * stable_sigmoid(x),
+    }
+}
+
+impl Backend for Cpu {
+    type Tensor = Array2<f32>;
+
+    fn name(&self) -> String {
+        if self.parallel {
+            format!("cpu ({} threads)", rayon::current_num_threads())
+        } else {
+            "cpu (sequential)".into()
+        }
+    }
+
+    fn shape(&self, t: &Array2<f32>) -> Shape {
+        shape_of(t)
+    }
+
+    fn upload(&self, data: &[f32], shape: Shape) -> Result<Array2<f32>> {
+        checks::upload("upload", data.len(), shape)?;
+        Array2::from_shape_vec((shape.rows, shape.cols), data.to_vec()).map_err(|e| {
+            TensorError::InvalidArgument {
+                op: "upload",
+                detail: e.to_string(),
+            }
+        })
+    }
+
+    fn download(&self, t: &Array2<f32>) -> Result<Vec<f32>> {
+        Ok(t.iter().copied().collect())
+    }
+
+    fn zeros(&self, shape: Shape) -> Result<Array2<f32>> {
+        checks::upload("zeros", shape.len(), shape)?;
+        Ok(Array2::zeros((shape.rows, shape.cols)))
+    }
+
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn matmul(
+        &self,
+        a: &Array2<f32>,
+        ta: Transpose,
+        b: &Array2<f32>,
+        tb: Transpose,
+    ) -> Result<Array2<f32>> {
+        checks::nonempty("matmul", shape_of(a))?;
+        checks::nonempty("matmul", shape_of(b))?;
+        checks::matmul(shape_of(a), ta, shape_of(b), tb)?;
+        let av = if ta == Transpose::Yes {
+            a.t()
+        } else {
+            a.view()
+        };
+        let bv = if tb == Transpose::Yes {
+            b.t()
+        } else {
+            b.view()
+        };
+        Ok(gemm(av, bv, self.parallel))
+    }
+
+    fn add_row(&self, x: &Array2<f32>, bias: &Array2<f32>) -> Result<Array2<f32>> {
+        checks::row_vector("add_row", shape_of(x), shape_of(bias))?;
+        Ok(x + bias)
+    }
+
+    fn sum_rows(&self, x: &Array2<f32>) -> Result<Array2<f32>> {
+        // Row after row in order: deterministic and vectorised along columns.
+        let mut acc = vec![0f32; x.ncols()];
+        for row in x.rows() {
+            for (a, &v) in acc.iter_mut().zip(row.iter()) {
+                *a += v;
+            }
+        }
+        Ok(Array2::from_shape_vec((1, x.ncols()), acc).expect("1×cols"))
+    }
+
+    fn sum_cols(&self, x: &Array2<f32>) -> Result<Array2<f32>> {
+        let mut out = Array2::<f32>::zeros((x.nrows(), 1));
+        let z = Zip::from(out.rows_mut()).and(x.rows());
+        if self.par(x.len()) {
+            z.par_for_each(|mut o, r| o[0] = r.sum());
+        } else {
+            z.for_each(|mut o, r| o[0] = r.sum());
+        }
+        Ok(out)
+    }
+
+    fn activation(&self, act: Activation, x: &Array2<f32>) -> Result<Array2<f32>> {
+        Ok(self.map1(x, move |v| act_forward(act, v)))
+    }
+
+    fn activation_backward(
+        &self,
+        act: Activation,
+        x: &Array2<f32>,
+        y: &Array2<f32>,
+        grad_y: &Array2<f32>,
+    ) -> Result<Array2<f32>> {
+        checks::same("activation_backward", shape_of(x), shape_of(y))?;
+        checks::same("activation_backward", shape_of(x), shape_of(grad_y))?;
+        let mut out = Array2::<f32>::zeros(x.raw_dim());
+        let z = Zip::from(&mut out).and(x).and(y).and(grad_y);
+        let f = move |o: &mut f32, &a: &f32, &b: &f32, &g: &f32| *o = act_backward(act, a, b, g);
+        if self.par(x.len()) {
+            z.par_for_each(f)
+        } else {
+            z.for_each(f)
+        }
+        Ok(out)
+    }
+
+    fn bce_with_logits_elementwise(
+        &self,
+        logits: &Array2<f32>,
+        targets: &Array2<f32>,
+    ) -> Result<(Array2<f32>, Array2<f32>)> {
+        checks::same("bce_with_logits", shape_of(logits), shape_of(targets))?;
+        let loss = self.map2(logits, targets, |l, t| {
+            l.max(0.0) - l * t + (-l.abs()).exp().ln_1p()
+        });
+        let grad = self.map2(logits, targets, |l, t| stable_sigmoid(l) - t);
+        Ok((loss, grad))
+    }
+
+    fn gaussian_nll_elementwise(
+        &self,
+        x: &Array2<f32>,
+        mean: &Array2<f32>,
+        logvar: &Array2<f32>,
+    ) -> Result<(Array2<f32>, Array2<f32>, Array2<f32>)> {
+        let op = "gaussian_nll";
+        checks::same(op, shape_of(x), shape_of(mean))?;
+        checks::logvar_like(op, shape_of(mean), shape_of(logvar))?;
+        let lv = logvar
+            .broadcast(x.raw_dim())
+            .expect("checked: logvar broadcasts to mean");
+        let half_log_2pi = 0.5 * (std::f32::consts::TAU).ln();
+        let mut loss = Array2::<f32>::zeros(x.raw_dim());
+        let mut gm = Array2::<f32>::zeros(x.raw_dim());
+        let mut glv = Array2::<f32>::zeros(x.raw_dim());
+        let f = |l: &mut f32, g1: &mut f32, g2: &mut f32, &xv: &f32, &m: &f32, &v: &f32| {
+            let inv = (-v).exp();
+            let d = xv - m;
+            let q = d * d * inv;
+            *l = half_log_2pi + 0.5 * (v + q);
+            *g1 = -d * inv;
+            *g2 = 0.5 * (1.0 - q);
+        };
+        let z = Zip::from(&mut loss)
+            .and(&mut gm)
+            .and(&mut glv)
+            .and(x)
+            .and(mean)
+            .and(&lv);
+        if self.par(x.len()) {
+            z.par_for_each(f)
+        } else {
+            z.for_each(f)
+        }
+        Ok((loss, gm, glv))
+    }
+
+    fn kl_normal_elementwise(
+        &self,
+        mu: &Array2<f32>,
+        logvar: &Array2<f32>,
+    ) -> Result<(Array2<f32>, Array2<f32>, Array2<f32>)> {
+        checks::same("kl_normal", shape_of(mu), shape_of(logvar))?;
+        let kl = self.map2(mu, logvar, |m, v| 0.5 * (m * m + v.exp_m1() - v));
+        let glv = self.map1(logvar, |v| 0.5 * v.exp_m1());
+        Ok((kl, mu.clone(), glv))
+    }
+
+    fn randn(&self, shape: Shape, seed: u64, stream: u64) -> Result<Array2<f32>> {
+        let mut out = self.zeros(shape)?;
+        let data = out.as_slice_mut().expect("standard layout");
+        const CHUNK: usize = 4096;
+        if self.par(data.len()) {
+            use rayon::prelude::*;
+            data.par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, ch)| philox::fill_normal(seed, stream, (c * CHUNK) as u64, ch));
+        } else {
+            philox::fill_normal(seed, stream, 0, data);
+        }
+        Ok(out)
+    }
+
+    fn reparameterize(
+        &self,
+        mu: &Array2<f32>,
+        logvar: &Array2<f32>,
+        seed: u64,
+        stream: u64,
+    ) -> Result<(Array2<f32>, Array2<f32>)> {
+        checks::same("reparameterize", shape_of(mu), shape_of(logvar))?;
+        let eps = self.randn(shape_of(mu), seed, stream)?;
+        let mut z = Array2::<f32>::zeros(mu.raw_dim());
+        let f = |o: &mut f32, &m: &f32, &v: &f32, &e: &f32| *o = m + (0.5 * v).exp() * e;
+        let zz = Zip::from(&mut z).and(mu).and(logvar).and(&eps);
+        if self.par(mu.len()) {
+            zz.par_for_each(f)
+        } else {
+            zz.for_each(f)
+        }
+        Ok((z, eps))
+    }
+
+    fn adam_step(
+        &self,
+        param: &mut Array2<f32>,
+        grad: &Array2<f32>,
+        m: &mut Array2<f32>,
+        v: &mut Array2<f32>,
+        hp: &AdamStep,
+    ) -> Result<()> {
+        let op = "adam_step";
+        checks::same(op, shape_of(param), shape_of(grad))?;
+        checks::same(op, shape_of(param), shape_of(m))?;
+        checks::same(op, shape_of(param), shape_of(v))?;
+        let (bc1, bc2) = hp.validate()?;
+        let (b1, b2, lr, eps) = (hp.beta1, hp.beta2, hp.lr, hp.eps);
+        let decay = 1.0 - hp.lr * hp.weight_decay;
+        let f = |p: &mut f32, mm: &mut f32, vv: &mut f32, &g: &f32| {
+            *mm = b1 * *mm + (1.0 - b1) * g;
+            *vv = b2 * *vv + (1.0 - b2) * g * g;
+            let mhat = *mm / bc1;
+            let vhat = *vv / bc2;
+            *p = *p * decay - lr * mhat / (vhat.sqrt() + eps);
+        };
+        let z = Zip::from(param).and(m).and(v).and(grad);
+        if self.parallel && grad.len() >= PAR_MIN_ELEMS {
+            z.par_for_each(f)
+        } else {
+            z.for_each(f)
+        }
+        Ok(())
+    }
+
+    fn axpy(&self, alpha: f32, x: &Array2<f32>, y: &mut Array2<f32>) -> Result<()> {
+        checks::same("axpy", shape_of(x), shape_of(y))?;
+        checks::finite_scalar("axpy", "alpha", alpha)?;
+        let z = Zip::from(&mut *y).and(x);
+        if self.par(x.len()) {
+            z.par_for_each(|o, &a| *o += alpha * a)
+        } else {
+            z.for_each(|o, &a| *o += alpha * a)
+        }
+        Ok(())
+    }
+
+    fn scale(&self, alpha: f32, x: &Array2<f32>) -> Result<Array2<f32>> {
+        checks::finite_scalar("scale", "alpha", alpha)?;
+        Ok(self.map1(x, move |v| alpha * v))
+    }
+
+    fn mul(&self, a: &Array2<f32>, b: &Array2<f32>) -> Result<Array2<f32>> {
+        checks::same("mul", shape_of(a), shape_of(b))?;
+        Ok(self.map2(a, b, |x, y| x * y))
+    }
+}
