@@ -76,7 +76,7 @@ pub fn fill_normal(seed: u64, stream: u64, offset: u64, out: &mut [f32]) {
         let lane = (i % 4) as usize;
         let pair = lane / 2;
         let (a, b) = box_muller(to_unit(w[2 * pair]), to_unit(w[2 * pair + 1]));
-        *o = if lane % 2 == 0 { a } else { b };
+        *o = if lane.is_multiple_of(2) { a } else { b };
     }
 }
 

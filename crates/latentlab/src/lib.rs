@@ -1,1 +1,30 @@
-//! facade
+//! # latentlab
+//!
+//! Train variational autoencoders and make their latent spaces visible,
+//! measurable and editable. This facade re-exports the workspace's layers:
+//!
+//! - [`tensor`]: the `Backend` trait, the CPU and wgpu backends, Philox noise;
+//! - the model, data, geometry, diagnostics, embedding, manipulation and
+//!   visualisation layers, as their issues fill them.
+//!
+//! ```
+//! use latentlab::prelude::*;
+//!
+//! let cpu = Cpu::new();
+//! let eps = cpu.randn(Shape::new(2, 3), 42, 0)?;
+//! assert_eq!(cpu.shape(&eps), Shape::new(2, 3));
+//! # Ok::<(), TensorError>(())
+//! ```
+
+pub use latentlab_tensor as tensor;
+
+/// The version of latentlab.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The names most programs need.
+pub mod prelude {
+    pub use latentlab_tensor::{
+        Activation, AdamStep, Backend, Cpu, Device, DeviceChoice, Shape, TensorError, Transpose,
+        Wgpu,
+    };
+}
