@@ -2,7 +2,7 @@
 //! independent `f64` reference, written once and expanded for each backend
 //! with [`conformance_tests!`](crate::conformance_tests).
 //!
-//! The reference ([`reference`]) is plain `f64` loops, sharing no code with the
+//! The reference ([`mod@reference`]) is plain `f64` loops, sharing no code with the
 //! backends except Philox's integer core (itself pinned by Random123's
 //! known-answer vectors). Shapes include ones that are not multiples of the GPU
 //! tile, `1×N`, `N×1` and a large inner dimension. A third-party backend can run
