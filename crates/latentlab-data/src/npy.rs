@@ -474,10 +474,7 @@ mod tests {
             ("truncated header", good[..20].to_vec(), "truncated"),
             (
                 "huge shape",
-                file(
-                    &dict("<f4", "False", "(100000, 100000)"),
-                    &[0u8; 16],
-                ),
+                file(&dict("<f4", "False", "(100000, 100000)"), &[0u8; 16]),
                 "needs 40000000000",
             ),
             (
