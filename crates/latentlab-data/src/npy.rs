@@ -333,40 +333,38 @@ fn check_len(path: &Path, shape: &[usize], len: usize) -> Result<(), NpyError> {
     Ok(())
 }
 
+/// Writes a header for `descr` and the encoded elements, atomically.
+fn write_typed<T: Copy, const N: usize>(
+    path: &Path,
+    descr: &str,
+    shape: &[usize],
+    data: &[T],
+    encode: fn(T) -> [u8; N],
+) -> Result<(), NpyError> {
+    check_len(path, shape, data.len())?;
+    let mut bytes = header_bytes(descr, shape);
+    bytes.extend(data.iter().flat_map(|&v| encode(v)));
+    write_atomic(path, &bytes)
+}
+
 /// Writes `data` (C order) as a little-endian `float64` `.npy` file, atomically.
 pub fn write_f64(path: impl AsRef<Path>, shape: &[usize], data: &[f64]) -> Result<(), NpyError> {
-    let path = path.as_ref();
-    check_len(path, shape, data.len())?;
-    let mut bytes = header_bytes("<f8", shape);
-    bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    write_atomic(path, &bytes)
+    write_typed(path.as_ref(), "<f8", shape, data, f64::to_le_bytes)
 }
 
 /// Writes `data` (C order) as a little-endian `float32` `.npy` file, atomically.
 pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
-    let path = path.as_ref();
-    check_len(path, shape, data.len())?;
-    let mut bytes = header_bytes("<f4", shape);
-    bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    write_atomic(path, &bytes)
+    write_typed(path.as_ref(), "<f4", shape, data, f32::to_le_bytes)
 }
 
 /// Writes `data` as a `uint8` `.npy` file, atomically.
 pub fn write_u8(path: impl AsRef<Path>, shape: &[usize], data: &[u8]) -> Result<(), NpyError> {
-    let path = path.as_ref();
-    check_len(path, shape, data.len())?;
-    let mut bytes = header_bytes("|u1", shape);
-    bytes.extend_from_slice(data);
-    write_atomic(path, &bytes)
+    write_typed(path.as_ref(), "|u1", shape, data, |v: u8| [v])
 }
 
 /// Writes `data` as a little-endian `int64` `.npy` file, atomically.
 pub fn write_i64(path: impl AsRef<Path>, shape: &[usize], data: &[i64]) -> Result<(), NpyError> {
-    let path = path.as_ref();
-    check_len(path, shape, data.len())?;
-    let mut bytes = header_bytes("<i8", shape);
-    bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
-    write_atomic(path, &bytes)
+    write_typed(path.as_ref(), "<i8", shape, data, i64::to_le_bytes)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder,
