@@ -49,6 +49,24 @@ pub enum Method {
     ConstantNorm,
 }
 
+impl Method {
+    /// The method's name as the CLI spells it (`seed-slerp`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Slerp => "slerp",
+            Self::SeedSlerp => "seed-slerp",
+            Self::ConstantNorm => "constant-norm",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::str::FromStr for Method {
     type Err = GeometryError;
     fn from_str(s: &str) -> Result<Self, GeometryError> {

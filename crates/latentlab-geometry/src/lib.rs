@@ -9,8 +9,10 @@
 //! - [`interpolate`]: linear, SLERP, the page's normalise-then-rescale SLERP
 //!   and norm-corrected interpolation, with every edge case defined, plus the
 //!   norm profile and prior log-density along any path.
+//! - [`sample`]: seeded draws from the prior and uniformly on its shell.
 
 pub mod interpolate;
+pub mod sample;
 pub mod shell;
 mod special;
 

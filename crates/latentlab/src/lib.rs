@@ -4,6 +4,8 @@
 //! measurable and editable. This facade re-exports the workspace's layers:
 //!
 //! - [`tensor`]: the `Backend` trait, the CPU and wgpu backends, Philox noise;
+//! - [`data`]: datasets and `.npy` files;
+//! - [`geometry`]: interpolation, the Gaussian shell, prior sampling;
 //! - the model, data, geometry, diagnostics, embedding, manipulation and
 //!   visualisation layers, as their issues fill them.
 //!
@@ -16,6 +18,8 @@
 //! # Ok::<(), TensorError>(())
 //! ```
 
+pub use latentlab_data as data;
+pub use latentlab_geometry as geometry;
 pub use latentlab_tensor as tensor;
 
 /// The version of latentlab.

@@ -1,0 +1,253 @@
+//! `latentlab geometry …` and `latentlab interpolate`: the geometry layer on
+//! `.npy` files.
+
+use std::path::{Path, PathBuf};
+
+use latentlab::data::npy::{self, NpyData};
+use latentlab::geometry::interpolate::{Method, interpolate, log_prior, norm_profile};
+use latentlab::geometry::sample;
+use latentlab::geometry::shell::{self, percent_text};
+use ndarray::Array1;
+use serde::Serialize;
+
+/// Largest dimension the shell table accepts (the formulas hold far beyond;
+/// this only keeps a typo from running for minutes).
+const MAX_DIM: usize = 100_000_000;
+
+/// Parses one dimension of `--dims 2,10,64` (each at least 1).
+pub fn parse_dim(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    match t.parse::<usize>() {
+        Ok(d) if (1..=MAX_DIM).contains(&d) => Ok(d),
+        _ => Err(format!(
+            "`{t}` is not a dimension (a whole number from 1 to {MAX_DIM})"
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct ShellRow {
+    dim: usize,
+    mean_norm: f64,
+    std_norm: f64,
+    norm_q05: f64,
+    norm_q95: f64,
+    log10_mass_within_radius_1: f64,
+}
+
+/// `latentlab geometry shell`.
+pub fn shell(dims: &[usize], json: bool) -> Result<(), String> {
+    let stats = shell::table(dims).map_err(|e| e.to_string())?;
+    if json {
+        let rows: Vec<ShellRow> = stats
+            .iter()
+            .map(|s| ShellRow {
+                dim: s.dim,
+                mean_norm: s.mean_norm,
+                std_norm: s.std_norm,
+                norm_q05: s.norm_q05,
+                norm_q95: s.norm_q95,
+                log10_mass_within_radius_1: s.log10_mass_within_radius_1,
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:>8}  {:>10}  {:>10}  {:>9}  {:>10}  {:>10}  {:>22}",
+        "dim", "√d", "E‖z‖", "sd ‖z‖", "5 % ‖z‖", "95 % ‖z‖", "P(‖z‖ < 1)"
+    );
+    for s in &stats {
+        println!(
+            "{:>8}  {:>10.4}  {:>10.4}  {:>9.4}  {:>10.4}  {:>10.4}  {:>22}",
+            s.dim,
+            s.sqrt_d,
+            s.mean_norm,
+            s.std_norm,
+            s.norm_q05,
+            s.norm_q95,
+            percent_text(s.log10_mass_within_radius_1)
+        );
+    }
+    Ok(())
+}
+
+/// A 1-D code read from a `.npy` file, and whether it was f32.
+fn read_code(path: &Path, flag: &str) -> Result<(Array1<f64>, bool), String> {
+    let arr = npy::read(path).map_err(|e| format!("{flag}: {e}"))?;
+    let is_f32 = match arr.data() {
+        NpyData::F32(_) => true,
+        NpyData::F64(_) => false,
+        _ => {
+            return Err(format!(
+                "{flag}: {}: a latent code must be float32 or float64, not {}",
+                path.display(),
+                arr.dtype()
+            ));
+        }
+    };
+    let len = match arr.shape() {
+        [n] => *n,
+        [1, n] => *n,
+        shape => {
+            return Err(format!(
+                "{flag}: {}: a latent code must be 1-D (d,), but the array has shape {shape:?}",
+                path.display()
+            ));
+        }
+    };
+    if len == 0 {
+        return Err(format!("{flag}: {}: the code is empty", path.display()));
+    }
+    let values = arr.to_f64();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "{flag}: {}: element {i} is {} (codes must be finite)",
+            path.display(),
+            values[i]
+        ));
+    }
+    Ok((Array1::from(values), is_f32))
+}
+
+#[derive(Serialize)]
+struct PathReport {
+    method: String,
+    steps: usize,
+    dim: usize,
+    points: Vec<Vec<f64>>,
+    norms: Vec<f64>,
+    log_prior: Vec<f64>,
+    shell_radius: f64,
+}
+
+/// The arguments of `latentlab interpolate` on `.npy` codes.
+pub struct InterpolateArgs {
+    /// First code.
+    pub z1: PathBuf,
+    /// Second code.
+    pub z2: PathBuf,
+    /// Number of points, endpoints included.
+    pub steps: usize,
+    /// Interpolation method.
+    pub method: Method,
+    /// Where to write the `steps × d` path.
+    pub out: Option<PathBuf>,
+    /// Print JSON.
+    pub json: bool,
+}
+
+/// `latentlab interpolate --z1 --z2`.
+pub fn interpolate_codes(args: &InterpolateArgs) -> Result<(), String> {
+    if args.steps == 0 {
+        return Err("--steps: must be at least 1".into());
+    }
+    let (z1, f1) = read_code(&args.z1, "--z1")?;
+    let (z2, f2) = read_code(&args.z2, "--z2")?;
+    if z1.len() != z2.len() {
+        return Err(format!(
+            "--z1 and --z2 differ in length: {} has {} dimensions, {} has {}",
+            args.z1.display(),
+            z1.len(),
+            args.z2.display(),
+            z2.len()
+        ));
+    }
+    let path =
+        interpolate(z1.view(), z2.view(), args.steps, args.method).map_err(|e| e.to_string())?;
+    let norms = norm_profile(path.view());
+    let lp = log_prior(path.view());
+    if let Some(out) = &args.out {
+        let shape = [path.nrows(), path.ncols()];
+        let flat: Vec<f64> = path.iter().copied().collect();
+        let written = if f1 && f2 {
+            let flat32: Vec<f32> = flat.iter().map(|&v| v as f32).collect();
+            npy::write_f32(out, &shape, &flat32)
+        } else {
+            npy::write_f64(out, &shape, &flat)
+        };
+        written.map_err(|e| format!("--out: {e}"))?;
+    }
+    let dim = path.ncols();
+    if args.json {
+        let report = PathReport {
+            method: args.method.to_string(),
+            steps: args.steps,
+            dim,
+            points: path.rows().into_iter().map(|r| r.to_vec()).collect(),
+            norms: norms.to_vec(),
+            log_prior: lp.to_vec(),
+            shell_radius: (dim as f64).sqrt(),
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        println!(
+            "{} interpolation, {} steps, d = {dim} (typical norm √d = {:.4})",
+            args.method,
+            args.steps,
+            (dim as f64).sqrt()
+        );
+        println!(
+            "{:>5}  {:>8}  {:>12}  {:>14}",
+            "step", "t", "‖z‖", "log N(z;0,I)"
+        );
+        for (i, (n, l)) in norms.iter().zip(&lp).enumerate() {
+            let t = if args.steps > 1 {
+                i as f64 / (args.steps - 1) as f64
+            } else {
+                0.0
+            };
+            println!("{i:>5}  {t:>8.4}  {n:>12.6}  {l:>14.6}");
+        }
+        if let Some(out) = &args.out {
+            println!("path written to {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+/// `latentlab geometry sample`.
+pub fn sample_codes(
+    n: usize,
+    dim: usize,
+    seed: u64,
+    shell: bool,
+    out: &Path,
+    json: bool,
+) -> Result<(), String> {
+    let z = if shell {
+        sample::on_shell(n, dim, seed, None)
+    } else {
+        sample::prior(n, dim, seed)
+    }
+    .map_err(|e| e.to_string())?;
+    let flat: Vec<f32> = z.iter().map(|&v| v as f32).collect();
+    npy::write_f32(out, &[n, dim], &flat).map_err(|e| format!("--out: {e}"))?;
+    let norms = norm_profile(z.view());
+    let mean_norm = norms.mean().unwrap_or(0.0);
+    if json {
+        let v = serde_json::json!({
+            "n": n, "dim": dim, "seed": seed,
+            "distribution": if shell { "shell" } else { "prior" },
+            "mean_norm": mean_norm, "out": out.display().to_string(),
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{n} codes of dimension {dim} ({}), mean norm {mean_norm:.4}, written to {}",
+            if shell {
+                "uniform on the √d shell"
+            } else {
+                "N(0, I)"
+            },
+            out.display()
+        );
+    }
+    Ok(())
+}
