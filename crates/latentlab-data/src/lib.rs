@@ -1,9 +1,21 @@
 //! # latentlab-data
 //!
-//! Array files and datasets for latentlab. Today: [`npy`], NumPy's `.npy`
-//! format (f32, f64, u8, i64), read with every header field checked and
-//! allocation bounded by the file's real size, written atomically. The IDX
-//! reader, the embedded MNIST-10k and procedural dSprites come with the model
-//! issue.
+//! Data for latentlab:
+//!
+//! - [`idx`]: the IDX format of MNIST, Fashion-MNIST and EMNIST, raw or gzip,
+//!   with every header field checked and allocation bounded by the real file;
+//! - [`dataset`]: images as rows of grey levels in `[0, 1]` with labels; the
+//!   embedded MNIST-10k ([`dataset::mnist_10k`]) and folders of IDX files;
+//! - [`dsprites`]: procedural dSprites over the original factor grid;
+//! - [`npy`]: NumPy's `.npy` format (f32, f64, u8, i64);
+//! - [`rng`]: seeded shuffles and subsets for mini-batches;
+//! - [`fs`]: atomic writes.
 
+pub mod dataset;
+pub mod dsprites;
+pub mod fs;
+pub mod idx;
 pub mod npy;
+pub mod rng;
+
+pub use dataset::{DataError, Dataset, Split, load_idx_dir, mnist_10k};

@@ -19,7 +19,6 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -367,37 +366,12 @@ pub fn write_i64(path: impl AsRef<Path>, shape: &[usize], data: &[i64]) -> Resul
     write_typed(path.as_ref(), "<i8", shape, data, i64::to_le_bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder,
-/// `fsync` and a rename: readers see the old file or the new one, never a
-/// torn one.
+/// Writes `bytes` to `path` atomically; see [`crate::fs::write_atomic`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NpyError> {
-    let io = |source| NpyError::Io {
+    crate::fs::write_atomic(path, bytes).map_err(|source| NpyError::Io {
         path: path.into(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| NpyError::Unsupported {
-        path: path.into(),
-        detail: "not a file name".into(),
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }
 
 #[cfg(test)]
