@@ -1,0 +1,360 @@
+//! The training loop: seeded mini-batches, the whole step on the device,
+//! per-epoch figures through a callback, atomic checkpoints and exact resume.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use latentlab_data::Dataset;
+use latentlab_data::rng::epoch_permutation;
+use latentlab_tensor::{Backend, Shape};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Checkpoint, LoadOptions};
+use crate::config::{ModelConfig, TrainConfig};
+use crate::error::{ModelError, Result, ckpt_err};
+use crate::eval::{Metrics, evaluate};
+use crate::vae::{AdamState, StepParams, Vae};
+
+/// Figures of one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// The epoch (from 1).
+    pub epoch: usize,
+    /// Optimiser steps so far.
+    pub step: u64,
+    /// Training figures, averaged over the epoch's batches as they were
+    /// trained (nats per image): reconstruction.
+    pub train_rec: f64,
+    /// Training KL.
+    pub train_kl: f64,
+    /// Training −ELBO.
+    pub train_neg_elbo: f64,
+    /// Test figures after the epoch.
+    pub test: Metrics,
+    /// The KL weight at the epoch's last step.
+    pub kl_weight: f32,
+    /// Wall-clock seconds of the epoch's training steps (not evaluation).
+    pub seconds: f64,
+}
+
+/// Where a run stands: what a resume needs beyond weights and moments.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The run's settings.
+    pub config: Option<TrainConfig>,
+    /// Optimiser steps applied.
+    pub step: u64,
+    /// Sums over the current epoch so far: reconstruction, KL, images.
+    pub epoch_rec: f64,
+    /// KL sum of the current epoch so far.
+    pub epoch_kl: f64,
+    /// Images of the current epoch so far.
+    pub epoch_images: u64,
+    /// Training seconds of the current epoch so far.
+    pub epoch_seconds: f64,
+    /// Reports of finished epochs.
+    pub history: Vec<EpochReport>,
+}
+
+/// What the callback sees.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A step was applied.
+    Step {
+        /// Step number (from 1).
+        step: u64,
+        /// Total steps of the run.
+        total: u64,
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The optimised loss per image.
+        loss: f64,
+    },
+    /// An epoch ended.
+    Epoch(&'a EpochReport),
+}
+
+/// The callback's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Go on.
+    Continue,
+    /// Stop after saving the training state.
+    Stop,
+}
+
+/// Where and how often to save.
+#[derive(Clone, Debug, Default)]
+pub struct SavePolicy {
+    /// The model checkpoint (PyTorch layout), written after every epoch.
+    pub model: Option<PathBuf>,
+    /// The training state for `--resume`, written every `every_steps` steps
+    /// and after every epoch.
+    pub state: Option<PathBuf>,
+    /// Steps between training-state saves (0: only at epoch ends).
+    pub every_steps: u64,
+}
+
+/// The training-state file that goes with a model checkpoint.
+pub fn state_path(model: &Path) -> PathBuf {
+    let mut s = model.as_os_str().to_owned();
+    s.push(".resume");
+    PathBuf::from(s)
+}
+
+/// A model with its optimiser and progress.
+#[derive(Debug)]
+pub struct Trainer<B: Backend> {
+    model: Vae<B>,
+    adam: AdamState<B>,
+    config: TrainConfig,
+    progress: Progress,
+}
+
+impl<B: Backend> Trainer<B> {
+    /// A fresh run: a new model seeded with `config.seed`.
+    pub fn new(backend: B, model: ModelConfig, config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let model = Vae::new(backend, model, config.seed)?;
+        let adam = AdamState::new(&model)?;
+        Ok(Self {
+            model,
+            adam,
+            progress: Progress {
+                config: Some(config.clone()),
+                ..Progress::default()
+            },
+            config,
+        })
+    }
+
+    /// Continues a run from a training-state file (or from a model checkpoint
+    /// whose `.resume` file lies beside it). `epochs`, when given, extends or
+    /// shortens the run; every other setting is the saved one.
+    pub fn resume(backend: B, path: &Path, epochs: Option<usize>) -> Result<Self> {
+        let mut file = path.to_path_buf();
+        let ckpt = Checkpoint::read(&file, &LoadOptions::default())?;
+        let ckpt = if ckpt.progress.is_some() {
+            ckpt
+        } else {
+            file = state_path(path);
+            if !file.exists() {
+                return Err(ckpt_err(
+                    path,
+                    format!(
+                        "holds weights but no training state, and {} does not exist; resume from the .resume file training wrote",
+                        file.display()
+                    ),
+                ));
+            }
+            Checkpoint::read(&file, &LoadOptions::default())?
+        };
+        let progress: Progress = serde_json::from_str(ckpt.progress.as_deref().unwrap_or(""))
+            .map_err(|e| ckpt_err(&file, format!("training progress is unreadable: {e}")))?;
+        let mut config = progress
+            .config
+            .clone()
+            .ok_or_else(|| ckpt_err(&file, "training progress has no settings"))?;
+        if let Some(e) = epochs {
+            config.epochs = e;
+        }
+        config.validate()?;
+        let model = ckpt.model(backend.clone())?;
+        let adam = ckpt
+            .adam_state(&backend)?
+            .ok_or_else(|| ckpt_err(&file, "no optimiser state"))?;
+        Ok(Self {
+            model,
+            adam,
+            config,
+            progress,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Vae<B> {
+        &self.model
+    }
+
+    /// The model, taken out.
+    pub fn into_model(self) -> Vae<B> {
+        self.model
+    }
+
+    /// The run's settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Where the run stands.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// Writes the training state atomically.
+    pub fn save_state(&self, path: &Path) -> Result<()> {
+        let mut p = self.progress.clone();
+        p.config = Some(self.config.clone());
+        let json = serde_json::to_string(&p).expect("progress serialises");
+        checkpoint::save_state(&self.model, &self.adam, &json, path)
+    }
+
+    /// Trains to the configured number of epochs on `train`, evaluating on
+    /// `test` after each epoch. Returns the epoch reports (all of them,
+    /// including those before a resume).
+    pub fn fit(
+        &mut self,
+        train: &Dataset,
+        test: &Dataset,
+        save: &SavePolicy,
+        callback: &mut dyn FnMut(Event<'_>) -> Control,
+    ) -> Result<Vec<EpochReport>> {
+        let dim = self.model.config().input_dim;
+        for (name, d) in [("training", train), ("test", test)] {
+            if d.is_empty() {
+                return Err(ModelError::Data(format!("the {name} set is empty")));
+            }
+            if d.dim() != dim {
+                return Err(ModelError::Data(format!(
+                    "{name} images have {} values each but the model expects {dim}",
+                    d.dim()
+                )));
+            }
+        }
+        if let crate::config::Likelihood::Bernoulli = self.model.config().likelihood
+            && let Some(v) = train.images.iter().find(|v| !(0.0..=1.0).contains(*v))
+        {
+            return Err(ModelError::Data(format!(
+                "a Bernoulli likelihood needs pixel values in [0, 1]; the training data hold {v}"
+            )));
+        }
+        if let Some(v) = train.images.iter().find(|v| !v.is_finite()) {
+            return Err(ModelError::Data(format!(
+                "the training data hold a non-finite value ({v})"
+            )));
+        }
+        let cfg = self.config.clone();
+        let n = train.len();
+        let bs = cfg.batch_size.min(n);
+        let per_epoch = n.div_ceil(bs) as u64;
+        let total = per_epoch * cfg.epochs as u64;
+        let be = self.model.backend().clone();
+        let flat = train
+            .images
+            .as_slice()
+            .ok_or_else(|| ModelError::Data("training images must be contiguous".into()))?;
+        let mut batch_buf = vec![0.0f32; bs * dim];
+        while self.progress.step < total {
+            let step0 = self.progress.step;
+            let epoch = (step0 / per_epoch) as usize;
+            let perm = epoch_permutation(n, cfg.seed, epoch as u64);
+            let first = (step0 % per_epoch) as usize;
+            let started = Instant::now();
+            let mut stop = false;
+            for b in first..per_epoch as usize {
+                let idx = &perm[b * bs..((b + 1) * bs).min(n)];
+                let rows = idx.len();
+                for (k, &i) in idx.iter().enumerate() {
+                    batch_buf[k * dim..(k + 1) * dim]
+                        .copy_from_slice(&flat[i * dim..(i + 1) * dim]);
+                }
+                let x = be.upload(&batch_buf[..rows * dim], Shape::new(rows, dim))?;
+                let step = self.progress.step + 1;
+                let kl_weight = cfg.kl_schedule.weight(step - 1, total);
+                let hp = StepParams {
+                    beta: cfg.beta * kl_weight,
+                    free_bits: cfg.free_bits,
+                    capacity: cfg.capacity.map(|c| (c.at(step - 1), c.gamma)),
+                    clip_grad_norm: cfg.clip_grad_norm,
+                    seed: cfg.seed,
+                    step,
+                    lr: cfg.lr,
+                    weight_decay: cfg.weight_decay,
+                };
+                let stats = self.model.train_step(&x, &hp, &mut self.adam)?;
+                if !stats.loss.is_finite() {
+                    return Err(ModelError::Diverged {
+                        step,
+                        epoch: epoch + 1,
+                        last_good: step - 1,
+                        lr: cfg.lr,
+                        detail: format!(
+                            "the loss is not finite (reconstruction sum {}, KL sum {})",
+                            stats.rec_sum,
+                            stats.kl_dims_sum.iter().sum::<f64>()
+                        ),
+                    });
+                }
+                self.progress.step = step;
+                self.progress.epoch_rec += stats.rec_sum;
+                self.progress.epoch_kl += stats.kl_dims_sum.iter().sum::<f64>();
+                self.progress.epoch_images += rows as u64;
+                let control = callback(Event::Step {
+                    step,
+                    total,
+                    epoch: epoch + 1,
+                    loss: stats.loss,
+                });
+                let last_of_epoch = b + 1 == per_epoch as usize;
+                if !last_of_epoch {
+                    let due = save.every_steps > 0 && step.is_multiple_of(save.every_steps);
+                    if control == Control::Stop || due {
+                        self.progress.epoch_seconds += started.elapsed().as_secs_f64();
+                        if let Some(p) = &save.state {
+                            self.save_state(p)?;
+                        }
+                        self.progress.epoch_seconds -= started.elapsed().as_secs_f64();
+                    }
+                    if control == Control::Stop {
+                        stop = true;
+                        break;
+                    }
+                }
+                if last_of_epoch && control == Control::Stop {
+                    stop = true;
+                }
+            }
+            if stop && !self.progress.step.is_multiple_of(per_epoch) {
+                self.progress.epoch_seconds += started.elapsed().as_secs_f64();
+                return Err(ModelError::Stopped {
+                    step: self.progress.step,
+                });
+            }
+            be.sync()?;
+            let seconds = self.progress.epoch_seconds + started.elapsed().as_secs_f64();
+            let images = self.progress.epoch_images.max(1) as f64;
+            let test_metrics = evaluate(&self.model, test.view(), 500, cfg.seed)?;
+            let report = EpochReport {
+                epoch: epoch + 1,
+                step: self.progress.step,
+                train_rec: self.progress.epoch_rec / images,
+                train_kl: self.progress.epoch_kl / images,
+                train_neg_elbo: (self.progress.epoch_rec + self.progress.epoch_kl) / images,
+                test: test_metrics,
+                kl_weight: cfg.kl_schedule.weight(self.progress.step - 1, total),
+                seconds,
+            };
+            self.progress.history.push(report.clone());
+            self.progress.epoch_rec = 0.0;
+            self.progress.epoch_kl = 0.0;
+            self.progress.epoch_images = 0;
+            self.progress.epoch_seconds = 0.0;
+            if let Some(p) = &save.state {
+                self.save_state(p)?;
+            }
+            if let Some(p) = &save.model {
+                checkpoint::save(&self.model, p)?;
+            }
+            let control = callback(Event::Epoch(&report));
+            if stop || control == Control::Stop {
+                if self.progress.step < total {
+                    return Err(ModelError::Stopped {
+                        step: self.progress.step,
+                    });
+                }
+                break;
+            }
+        }
+        Ok(self.progress.history.clone())
+    }
+}

@@ -1,0 +1,283 @@
+//! Finite-difference checks of the whole hand-written backward pass: the
+//! model's f32 gradients against central differences of an independent f64
+//! re-implementation of the loss, with the same weights and the same ε.
+
+use latentlab_model::{Likelihood, ModelConfig, ModelKind, Vae};
+use latentlab_tensor::{Activation, Backend, Cpu, Shape};
+
+#[derive(Clone, Copy)]
+struct Setup {
+    kind: ModelKind,
+    likelihood: Likelihood,
+    activation: Activation,
+    beta: f32,
+    free_bits: Option<f32>,
+    capacity: Option<(f32, f32)>,
+}
+
+const SEED: u64 = 11;
+const STEP: u64 = 3;
+
+fn act(a: Activation, x: f64) -> f64 {
+    match a {
+        Activation::Tanh => x.tanh(),
+        Activation::Elu { alpha } => {
+            if x > 0.0 {
+                x
+            } else {
+                f64::from(alpha) * (x.exp() - 1.0)
+            }
+        }
+        Activation::Softplus => (1.0 + x.exp()).ln(),
+        Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        _ => unreachable!("smooth activations only"),
+    }
+}
+
+/// `x · wᵀ + b` in f64 (`w` is `[out, in]`).
+fn linear(x: &[Vec<f64>], w: &[f64], b: &[f64], out: usize) -> Vec<Vec<f64>> {
+    let inp = w.len() / out;
+    x.iter()
+        .map(|row| {
+            (0..out)
+                .map(|o| b[o] + (0..inp).map(|i| row[i] * w[o * inp + i]).sum::<f64>())
+                .collect()
+        })
+        .collect()
+}
+
+fn loss_f64(cfg: &ModelConfig, s: &Setup, p: &[Vec<f64>], x: &[Vec<f64>], eps: &[Vec<f64>]) -> f64 {
+    let shapes = cfg.parameter_shapes();
+    let mut k = 0;
+    let mut h = x.to_vec();
+    for _ in &cfg.hidden {
+        let out = shapes[k].1[0];
+        h = linear(&h, &p[k], &p[k + 1], out)
+            .into_iter()
+            .map(|r| r.into_iter().map(|v| act(s.activation, v)).collect())
+            .collect();
+        k += 2;
+    }
+    let d = cfg.latent;
+    let mu = linear(&h, &p[k], &p[k + 1], d);
+    k += 2;
+    let (z, kl_dims) = if cfg.kind == ModelKind::Vae {
+        let lv = linear(&h, &p[k], &p[k + 1], d);
+        k += 2;
+        let z: Vec<Vec<f64>> = (0..x.len())
+            .map(|i| {
+                (0..d)
+                    .map(|j| mu[i][j] + (0.5 * lv[i][j]).exp() * eps[i][j])
+                    .collect()
+            })
+            .collect();
+        let kl: Vec<f64> = (0..d)
+            .map(|j| {
+                (0..x.len())
+                    .map(|i| 0.5 * (mu[i][j].powi(2) + lv[i][j].exp() - 1.0 - lv[i][j]))
+                    .sum::<f64>()
+                    / x.len() as f64
+            })
+            .collect();
+        (z, kl)
+    } else {
+        (mu, vec![0.0; d])
+    };
+    let mut h = z;
+    let widths: Vec<usize> = cfg
+        .hidden
+        .iter()
+        .rev()
+        .copied()
+        .chain([cfg.input_dim])
+        .collect();
+    for (li, &w) in widths.iter().enumerate() {
+        h = linear(&h, &p[k], &p[k + 1], w);
+        if li + 1 < widths.len() {
+            h = h
+                .into_iter()
+                .map(|r| r.into_iter().map(|v| act(s.activation, v)).collect())
+                .collect();
+        }
+        k += 2;
+    }
+    let n = x.len() as f64;
+    let rec: f64 = match s.likelihood {
+        Likelihood::Bernoulli => x
+            .iter()
+            .zip(&h)
+            .flat_map(|(xr, lr)| {
+                xr.iter()
+                    .zip(lr)
+                    .map(|(&t, &l)| l.max(0.0) - l * t + (1.0 + (-l.abs()).exp()).ln())
+            })
+            .sum::<f64>(),
+        Likelihood::Gaussian { logvar, learned } => {
+            let lv: Vec<f64> = if learned {
+                p[k].clone()
+            } else {
+                vec![f64::from(logvar); cfg.input_dim]
+            };
+            x.iter()
+                .zip(&h)
+                .flat_map(|(xr, mr)| {
+                    xr.iter().zip(mr).zip(&lv).map(|((&t, &m), &v)| {
+                        0.5 * ((2.0 * std::f64::consts::PI).ln() + v + (t - m).powi(2) * (-v).exp())
+                    })
+                })
+                .sum::<f64>()
+        }
+    } / n;
+    if cfg.kind == ModelKind::Autoencoder {
+        return rec;
+    }
+    let total: f64 = kl_dims.iter().sum();
+    let kl_term = if let Some((c, g)) = s.capacity {
+        f64::from(g) * (total - f64::from(c)).abs()
+    } else if let Some(fb) = s.free_bits {
+        f64::from(s.beta) * kl_dims.iter().map(|&k| k.max(f64::from(fb))).sum::<f64>()
+    } else {
+        f64::from(s.beta) * total
+    };
+    rec + kl_term
+}
+
+fn check(s: Setup) {
+    let cfg = ModelConfig {
+        kind: s.kind,
+        input_dim: 6,
+        hidden: vec![5, 4],
+        latent: 3,
+        activation: s.activation,
+        likelihood: s.likelihood,
+        image_shape: None,
+    };
+    let cpu = Cpu::sequential();
+    let model = Vae::new(cpu, cfg.clone(), 5).unwrap();
+    let batch = 4;
+    let xs: Vec<f32> = (0..batch * 6)
+        .map(|i| ((i * 7 % 11) as f32) / 10.0)
+        .collect();
+    let x_t = cpu.upload(&xs, Shape::new(batch, 6)).unwrap();
+    let (loss, grads) = model
+        .gradients_for_test(&x_t, s.beta, s.free_bits, s.capacity, SEED, STEP)
+        .unwrap();
+    let eps_flat = cpu
+        .download(&cpu.randn(Shape::new(batch, 3), SEED, STEP).unwrap())
+        .unwrap();
+    let eps: Vec<Vec<f64>> = eps_flat
+        .chunks(3)
+        .map(|c| c.iter().map(|&v| f64::from(v)).collect())
+        .collect();
+    let x: Vec<Vec<f64>> = xs
+        .chunks(6)
+        .map(|c| c.iter().map(|&v| f64::from(v)).collect())
+        .collect();
+    let params: Vec<Vec<f64>> = model
+        .to_host()
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, v)| v.into_iter().map(f64::from).collect())
+        .collect();
+    let l0 = loss_f64(&cfg, &s, &params, &x, &eps);
+    assert!(
+        (l0 - loss).abs() < 1e-4 * (1.0 + l0.abs()),
+        "loss {loss} vs f64 {l0}"
+    );
+    let h = 1e-6;
+    let mut worst = (0.0, String::new());
+    for (k, (name, _)) in cfg.parameter_shapes().iter().enumerate() {
+        for i in 0..params[k].len() {
+            let mut p = params.clone();
+            p[k][i] += h;
+            let up = loss_f64(&cfg, &s, &p, &x, &eps);
+            p[k][i] -= 2.0 * h;
+            let down = loss_f64(&cfg, &s, &p, &x, &eps);
+            let fd = (up - down) / (2.0 * h);
+            let g = f64::from(grads[k][i]);
+            let err = (g - fd).abs() / (1e-3 + fd.abs());
+            if err > worst.0 {
+                worst = (
+                    err,
+                    format!("{name}[{i}]: backward {g}, finite difference {fd}"),
+                );
+            }
+        }
+    }
+    assert!(worst.0 < 2e-3, "worst gradient: {}", worst.1);
+}
+
+const BASE: Setup = Setup {
+    kind: ModelKind::Vae,
+    likelihood: Likelihood::Bernoulli,
+    activation: Activation::Tanh,
+    beta: 1.0,
+    free_bits: None,
+    capacity: None,
+};
+
+#[test]
+fn vae_bernoulli() {
+    check(BASE);
+}
+
+#[test]
+fn beta_vae_elu() {
+    check(Setup {
+        beta: 4.0,
+        activation: Activation::Elu { alpha: 1.0 },
+        ..BASE
+    });
+}
+
+#[test]
+fn gaussian_decoder_fixed_and_learned_variance() {
+    check(Setup {
+        likelihood: Likelihood::Gaussian {
+            logvar: -1.0,
+            learned: false,
+        },
+        activation: Activation::Softplus,
+        ..BASE
+    });
+    check(Setup {
+        likelihood: Likelihood::Gaussian {
+            logvar: 0.5,
+            learned: true,
+        },
+        ..BASE
+    });
+}
+
+#[test]
+fn free_bits_masks_dimensions_below_the_floor() {
+    // A floor between the dimensions' KLs, so some are masked and some not.
+    check(Setup {
+        free_bits: Some(0.05),
+        ..BASE
+    });
+    check(Setup {
+        free_bits: Some(100.0),
+        ..BASE
+    });
+}
+
+#[test]
+fn capacity_on_both_sides_of_c() {
+    check(Setup {
+        capacity: Some((0.0, 10.0)),
+        ..BASE
+    });
+    check(Setup {
+        capacity: Some((50.0, 10.0)),
+        ..BASE
+    });
+}
+
+#[test]
+fn autoencoder() {
+    check(Setup {
+        kind: ModelKind::Autoencoder,
+        ..BASE
+    });
+}
