@@ -55,24 +55,17 @@ pub fn run(choice: DeviceChoice, json: bool) -> Result<(), String> {
             if let Some(why) = fallback {
                 eprintln!("latentlab: {why}");
             }
-            // `--device cpu` does not look for a GPU; report it anyway.
-            let gpu = match (choice, fallback) {
-                (DeviceChoice::Cpu, _) => match Wgpu::new() {
-                    Ok(g) => GpuReport {
-                        available: true,
-                        adapter: Some(g.info().clone()),
-                        reason: None,
-                    },
-                    Err(e) => GpuReport {
-                        available: false,
-                        adapter: None,
-                        reason: Some(e.to_string()),
-                    },
+            // Whatever was selected, report the adapter this machine has.
+            let gpu = match Wgpu::new() {
+                Ok(g) => GpuReport {
+                    available: true,
+                    adapter: Some(g.info().clone()),
+                    reason: None,
                 },
-                (_, why) => GpuReport {
+                Err(e) => GpuReport {
                     available: false,
                     adapter: None,
-                    reason: why.clone(),
+                    reason: Some(e.to_string()),
                 },
             };
             (

@@ -71,6 +71,15 @@ impl Device {
             }),
             DeviceChoice::Gpu => Ok(Device::Gpu(Wgpu::new()?)),
             DeviceChoice::Auto => match Wgpu::new() {
+                // A software rasteriser (lavapipe/llvmpipe) is far slower
+                // than the CPU backend: `auto` means "the fast one".
+                Ok(g) if g.info().device_type == "Cpu" => Ok(Device::Cpu {
+                    cpu: Cpu::new(),
+                    fallback: Some(format!(
+                        "the only GPU adapter is a software one ({}), running on the CPU; --device gpu uses it anyway",
+                        g.info().name
+                    )),
+                }),
                 Ok(g) => Ok(Device::Gpu(g)),
                 Err(e) => Ok(Device::Cpu {
                     cpu: Cpu::new(),

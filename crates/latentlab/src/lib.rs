@@ -6,6 +6,7 @@
 //! - [`tensor`]: the `Backend` trait, the CPU and wgpu backends, Philox noise;
 //! - [`data`]: datasets and `.npy` files;
 //! - [`geometry`]: interpolation, the Gaussian shell, prior sampling;
+//! - [`model`]: VAEs and autoencoders, training, checkpoints, `LatentModel`;
 //! - the model, data, geometry, diagnostics, embedding, manipulation and
 //!   visualisation layers, as their issues fill them.
 //!
@@ -20,6 +21,7 @@
 
 pub use latentlab_data as data;
 pub use latentlab_geometry as geometry;
+pub use latentlab_model as model;
 pub use latentlab_tensor as tensor;
 
 /// The version of latentlab.

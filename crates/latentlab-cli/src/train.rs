@@ -1,0 +1,503 @@
+//! `latentlab train` and `latentlab encode`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use latentlab::data::{self, Split};
+use latentlab::model::{
+    Capacity, Control, Event, KlSchedule, LatentModel, Likelihood, LoadOptions, ModelConfig,
+    ModelKind, SavePolicy, TrainConfig, Trainer, Vae, checkpoint, state_path,
+};
+use latentlab::tensor::{Activation, Backend, Device, DeviceChoice};
+use serde::Serialize;
+
+/// Which data to use: `mnist-10k`, `dsprites[:N]` or a folder of IDX files.
+pub fn load_data(spec: &str, seed: u64) -> Result<Split, String> {
+    if spec == "mnist-10k" || spec == "mnist" {
+        return Ok(data::mnist_10k());
+    }
+    if let Some(rest) = spec.strip_prefix("dsprites") {
+        let n = match rest.strip_prefix(':') {
+            None if rest.is_empty() => 20_000,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| (2..=data::dsprites::LEN).contains(&n))
+                .ok_or_else(|| {
+                    format!(
+                        "--data {spec}: the image count must lie in 2..={}",
+                        data::dsprites::LEN
+                    )
+                })?,
+            None => return Err(format!("--data {spec}: expected dsprites or dsprites:N")),
+        };
+        let test = (n / 10).max(1);
+        return Ok(data::dsprites::split(n - test, test, seed));
+    }
+    let path = Path::new(spec);
+    if !path.exists() {
+        return Err(format!(
+            "--data {spec}: no such folder (expected mnist-10k, dsprites[:N] or a folder of IDX files)"
+        ));
+    }
+    data::load_idx_dir(path).map_err(|e| format!("--data: {e}"))
+}
+
+/// Parses `512,256` (an empty string gives no hidden layer).
+pub fn parse_hidden(text: &str) -> Result<Vec<usize>, String> {
+    if text.trim().is_empty() || text == "none" {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|t| {
+            t.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&h| (1..=65_536).contains(&h))
+                .ok_or_else(|| format!("`{t}` is not a layer width (1 to 65536)"))
+        })
+        .collect()
+}
+
+/// Parses an activation name.
+pub fn parse_activation(text: &str) -> Result<Activation, String> {
+    Ok(match text {
+        "relu" => Activation::Relu,
+        "leaky-relu" | "leaky_relu" => Activation::LeakyRelu { slope: 0.01 },
+        "elu" => Activation::Elu { alpha: 1.0 },
+        "tanh" => Activation::Tanh,
+        "sigmoid" => Activation::Sigmoid,
+        "softplus" => Activation::Softplus,
+        other => {
+            return Err(format!(
+                "unknown activation `{other}`; expected relu, leaky-relu, elu, tanh, sigmoid or softplus"
+            ));
+        }
+    })
+}
+
+/// Parses `bernoulli`, `gaussian[:LOGVAR]` or `gaussian-learned[:LOGVAR]`.
+pub fn parse_likelihood(text: &str) -> Result<Likelihood, String> {
+    let (name, lv) = match text.split_once(':') {
+        Some((n, v)) => (
+            n,
+            v.parse::<f32>()
+                .ok()
+                .filter(|v| v.is_finite() && v.abs() <= 30.0)
+                .ok_or_else(|| format!("`{v}` is not a log-variance in [−30, 30]"))?,
+        ),
+        None => (text, 0.0),
+    };
+    match name {
+        "bernoulli" => Ok(Likelihood::Bernoulli),
+        "gaussian" => Ok(Likelihood::Gaussian {
+            logvar: lv,
+            learned: false,
+        }),
+        "gaussian-learned" => Ok(Likelihood::Gaussian {
+            logvar: lv,
+            learned: true,
+        }),
+        other => Err(format!(
+            "unknown likelihood `{other}`; expected bernoulli, gaussian[:LOGVAR] or gaussian-learned[:LOGVAR]"
+        )),
+    }
+}
+
+/// Parses `MAX[:STEPS[:GAMMA]]`.
+pub fn parse_capacity(text: &str) -> Result<Capacity, String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let num = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+    let bad = || format!("`{text}`: expected MAX_NATS[:STEPS[:GAMMA]] with non-negative numbers");
+    if parts.is_empty() || parts.len() > 3 {
+        return Err(bad());
+    }
+    let max = num(parts[0]).ok_or_else(bad)? as f32;
+    let steps = parts
+        .get(1)
+        .map(|s| num(s).ok_or_else(bad))
+        .transpose()?
+        .unwrap_or(10_000.0) as u64;
+    let gamma = parts
+        .get(2)
+        .map(|s| num(s).ok_or_else(bad))
+        .transpose()?
+        .unwrap_or(1000.0) as f32;
+    Ok(Capacity { max, steps, gamma })
+}
+
+/// Every flag of `latentlab train`.
+pub struct TrainArgs {
+    pub data: String,
+    pub epochs: Option<usize>,
+    pub latent: usize,
+    pub hidden: Vec<usize>,
+    pub model: String,
+    pub activation: Activation,
+    pub likelihood: Likelihood,
+    pub beta: f32,
+    pub kl_schedule: String,
+    pub free_bits: Option<f32>,
+    pub capacity: Option<Capacity>,
+    pub batch: usize,
+    pub lr: f32,
+    pub weight_decay: f32,
+    pub clip_grad: Option<f32>,
+    pub seed: u64,
+    pub device: DeviceChoice,
+    pub out: PathBuf,
+    pub resume: Option<PathBuf>,
+    pub save_every: u64,
+    pub iw_samples: usize,
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Figures {
+    rec: f64,
+    kl: f64,
+    neg_elbo: f64,
+}
+
+#[derive(Serialize)]
+struct TrainReport {
+    samples_per_s: f64,
+    epochs: usize,
+    train: Figures,
+    test: Figures,
+    active_units: usize,
+    device: String,
+    checkpoint: String,
+    resume_state: String,
+    kl_per_dim: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_iw_nll: Option<f64>,
+    history: Vec<latentlab::model::EpochReport>,
+}
+
+/// `latentlab train`.
+pub fn train(args: TrainArgs) -> Result<(), String> {
+    let device =
+        Device::select(args.device).map_err(|e| format!("--device {}: {e}", args.device))?;
+    match device {
+        Device::Cpu { cpu, fallback } => {
+            if let Some(why) = fallback {
+                eprintln!("latentlab: {why}");
+            }
+            train_on(cpu, &args)
+        }
+        Device::Gpu(g) => train_on(g, &args),
+    }
+}
+
+fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
+    if a.out.is_dir() {
+        return Err(format!(
+            "--out {}: is a directory; give a file name",
+            a.out.display()
+        ));
+    }
+    // Check every flag before loading data; the model's input size then
+    // comes from the data.
+    let fresh = match &a.resume {
+        Some(_) => None,
+        None => {
+            let kind = match a.model.as_str() {
+                "vae" => ModelKind::Vae,
+                "ae" | "autoencoder" => ModelKind::Autoencoder,
+                other => {
+                    return Err(format!(
+                        "--model: unknown model `{other}`; expected vae or ae"
+                    ));
+                }
+            };
+            let schedule =
+                KlSchedule::parse(&a.kl_schedule).map_err(|e| format!("--kl-schedule: {e}"))?;
+            let run = TrainConfig {
+                epochs: a.epochs.unwrap_or(20),
+                batch_size: a.batch,
+                lr: a.lr,
+                weight_decay: a.weight_decay,
+                seed: a.seed,
+                beta: a.beta,
+                kl_schedule: schedule,
+                free_bits: a.free_bits,
+                capacity: a.capacity,
+                clip_grad_norm: a.clip_grad,
+            };
+            run.validate().map_err(|e| format!("--{e}"))?;
+            let model = ModelConfig {
+                kind,
+                input_dim: 1,
+                hidden: a.hidden.clone(),
+                latent: a.latent,
+                activation: a.activation,
+                likelihood: a.likelihood,
+                image_shape: None,
+            };
+            model.validate().map_err(|e| format!("--{e}"))?;
+            Some((model, run))
+        }
+    };
+    let (mut trainer, split) = match (&a.resume, fresh) {
+        (Some(path), _) => {
+            let t = Trainer::resume(backend.clone(), path, a.epochs)
+                .map_err(|e| format!("--resume: {e}"))?;
+            let split = load_data(&a.data, t.config().seed)?;
+            if t.model().config().input_dim != split.train.dim() {
+                return Err(format!(
+                    "--resume: the checkpoint's model takes {} values per image but --data {} has {}",
+                    t.model().config().input_dim,
+                    a.data,
+                    split.train.dim()
+                ));
+            }
+            (t, split)
+        }
+        (None, Some((model, run))) => {
+            let split = load_data(&a.data, run.seed)?;
+            let model = ModelConfig {
+                input_dim: split.train.dim(),
+                image_shape: Some(split.train.image_shape),
+                ..model
+            };
+            (
+                Trainer::new(backend.clone(), model, run).map_err(|e| e.to_string())?,
+                split,
+            )
+        }
+        (None, None) => unreachable!("a fresh run has its configs"),
+    };
+    let seed = trainer.config().seed;
+    let state = state_path(&a.out);
+    let save = SavePolicy {
+        model: Some(a.out.clone()),
+        state: Some(state.clone()),
+        every_steps: a.save_every,
+    };
+    let n = split.train.len();
+    let total_epochs = trainer.config().epochs;
+    let steps_done = trainer.progress().step;
+    let interactive = std::io::stderr().is_terminal();
+    eprintln!(
+        "latentlab: training a {}-{:?}-{} {} on {} ({} train / {} test) on {}",
+        trainer.model().config().input_dim,
+        trainer.model().config().hidden,
+        trainer.model().config().latent,
+        match trainer.model().config().kind {
+            ModelKind::Vae => "VAE",
+            ModelKind::Autoencoder => "autoencoder",
+        },
+        split.name,
+        n,
+        split.test.len(),
+        backend.name()
+    );
+    let mut last_draw = Instant::now();
+    let reports = trainer
+        .fit(&split.train, &split.test, &save, &mut |e| {
+            match e {
+                Event::Step { step, total, epoch, loss } => {
+                    if interactive && (last_draw.elapsed().as_millis() > 100 || step == total) {
+                        last_draw = Instant::now();
+                        let width = 30;
+                        let filled = (step as usize * width) / total.max(1) as usize;
+                        eprint!(
+                            "\r  epoch {epoch}/{total_epochs} [{}{}] step {step}/{total} loss {loss:.2}   ",
+                            "#".repeat(filled),
+                            "-".repeat(width - filled)
+                        );
+                    }
+                }
+                Event::Epoch(r) => {
+                    if interactive {
+                        eprint!("\r{:80}\r", "");
+                    }
+                    eprintln!(
+                        "  epoch {:>3}/{total_epochs}: train −ELBO {:.2}  test rec {:.2} KL {:.2} −ELBO {:.2}  active units {}  ({:.1} s)",
+                        r.epoch,
+                        r.train_neg_elbo,
+                        r.test.rec,
+                        r.test.kl,
+                        r.test.neg_elbo,
+                        r.test.active_units,
+                        r.seconds
+                    );
+                }
+            }
+            Control::Continue
+        })
+        .map_err(|e| e.to_string())?;
+    let last = reports
+        .last()
+        .ok_or_else(|| "training ran no epoch".to_string())?;
+    let new_steps = trainer.progress().step - steps_done;
+    let train_seconds: f64 = reports
+        .iter()
+        .skip(reports.len().saturating_sub(total_epochs))
+        .map(|r| r.seconds)
+        .sum();
+    let images = new_steps as f64 * trainer.config().batch_size.min(n) as f64;
+    let samples_per_s = if train_seconds > 0.0 {
+        (images.min(n as f64 * reports.len() as f64)) / train_seconds
+    } else {
+        0.0
+    };
+    let iw = if a.iw_samples > 0 {
+        let est = latentlab::model::importance_weighted_nll(
+            trainer.model(),
+            split.test.view(),
+            a.iw_samples,
+            seed,
+        )
+        .map_err(|e| e.to_string())?;
+        eprintln!(
+            "  test −log p(x) ≈ {:.2} ± {:.2} nats (importance-weighted, k = {})",
+            est.nll, est.std_error, est.k
+        );
+        Some(est.nll)
+    } else {
+        None
+    };
+    eprintln!(
+        "latentlab: wrote {} (and {} for --resume)",
+        a.out.display(),
+        state.display()
+    );
+    if a.json {
+        let report = TrainReport {
+            samples_per_s,
+            epochs: last.epoch,
+            train: Figures {
+                rec: last.train_rec,
+                kl: last.train_kl,
+                neg_elbo: last.train_neg_elbo,
+            },
+            test: Figures {
+                rec: last.test.rec,
+                kl: last.test.kl,
+                neg_elbo: last.test.neg_elbo,
+            },
+            active_units: last.test.active_units,
+            device: backend.name(),
+            checkpoint: a.out.display().to_string(),
+            resume_state: state.display().to_string(),
+            kl_per_dim: last.test.kl_per_dim.clone(),
+            test_iw_nll: iw,
+            history: reports.clone(),
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+    }
+    Ok(())
+}
+
+/// `latentlab encode`.
+pub fn encode(
+    checkpoint_path: &Path,
+    data: &str,
+    split: &str,
+    out: &Path,
+    device: DeviceChoice,
+    json: bool,
+) -> Result<(), String> {
+    let device = Device::select(device).map_err(|e| format!("--device {device}: {e}"))?;
+    match device {
+        Device::Cpu { cpu, fallback } => {
+            if let Some(why) = fallback {
+                eprintln!("latentlab: {why}");
+            }
+            encode_on(cpu, checkpoint_path, data, split, out, json)
+        }
+        Device::Gpu(g) => encode_on(g, checkpoint_path, data, split, out, json),
+    }
+}
+
+fn encode_on<B: Backend>(
+    backend: B,
+    ckpt: &Path,
+    data: &str,
+    split: &str,
+    out: &Path,
+    json: bool,
+) -> Result<(), String> {
+    let model: Vae<B> = checkpoint::load(backend, ckpt, &LoadOptions::default())
+        .map_err(|e| format!("--checkpoint: {e}"))?;
+    let s = load_data(data, 0)?;
+    let sets: Vec<&data::Dataset> = match split {
+        "test" => vec![&s.test],
+        "train" => vec![&s.train],
+        "all" => vec![&s.train, &s.test],
+        other => {
+            return Err(format!(
+                "--split: unknown split `{other}`; expected test, train or all"
+            ));
+        }
+    };
+    if s.train.dim() != model.input_dim() {
+        return Err(format!(
+            "--data {data}: images have {} values each but the checkpoint's model expects {}",
+            s.train.dim(),
+            model.input_dim()
+        ));
+    }
+    let images = ndarray::concatenate(
+        ndarray::Axis(0),
+        &sets.iter().map(|d| d.images.view()).collect::<Vec<_>>(),
+    )
+    .map_err(|e| e.to_string())?;
+    let labels: Option<Vec<i64>> = sets
+        .iter()
+        .map(|d| d.labels.clone())
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.concat());
+    let post = model.encode(images.view()).map_err(|e| e.to_string())?;
+    let (n, d) = post.mu.dim();
+    let mu_bytes: Vec<u8> = post.mu.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let lv_bytes: Vec<u8> = post.logvar.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let label_bytes: Option<Vec<u8>> = labels
+        .as_ref()
+        .map(|l| l.iter().flat_map(|v| v.to_le_bytes()).collect());
+    use safetensors::tensor::{Dtype, TensorView};
+    let mut views = vec![
+        (
+            "mu".to_string(),
+            TensorView::new(Dtype::F32, vec![n, d], &mu_bytes).map_err(|e| e.to_string())?,
+        ),
+        (
+            "logvar".to_string(),
+            TensorView::new(Dtype::F32, vec![n, d], &lv_bytes).map_err(|e| e.to_string())?,
+        ),
+    ];
+    if let Some(b) = &label_bytes {
+        views.push((
+            "labels".to_string(),
+            TensorView::new(Dtype::I64, vec![n], b).map_err(|e| e.to_string())?,
+        ));
+    }
+    let meta = std::collections::HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (
+            "latentlab.source".to_string(),
+            format!("{} {split}", s.name),
+        ),
+    ]);
+    let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| e.to_string())?;
+    data::fs::write_atomic(out, &bytes).map_err(|e| format!("--out {}: {e}", out.display()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"n": n, "latent": d, "split": split, "data": s.name, "out": out.display().to_string(), "labels": labels.is_some()})
+        );
+    } else {
+        eprintln!(
+            "latentlab: wrote mu, logvar{} ({n} × {d}) to {}",
+            if labels.is_some() { " and labels" } else { "" },
+            out.display()
+        );
+    }
+    Ok(())
+}
