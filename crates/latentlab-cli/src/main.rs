@@ -51,7 +51,7 @@ enum Command {
         /// The checkpoint (latentlab's or a PyTorch state_dict in safetensors).
         #[arg(long)]
         checkpoint: PathBuf,
-        /// mnist-10k, dsprites[:N] or a folder of IDX files.
+        /// mnist-10k, dsprites, dsprites:N or a folder of IDX files.
         #[arg(long, default_value = "mnist-10k")]
         data: String,
         /// test, train or all.
@@ -95,7 +95,7 @@ enum Command {
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 struct TrainFlags {
-    /// mnist-10k (embedded), dsprites[:N] (procedural, N images) or a folder of IDX files.
+    /// mnist-10k (embedded), dsprites or dsprites:N (procedural, N images) or a folder of IDX files.
     #[arg(long, default_value = "mnist-10k")]
     data: String,
     /// Passes over the training data (default 20; with --resume, the saved run's).
@@ -113,19 +113,19 @@ struct TrainFlags {
     /// relu, leaky-relu, elu, tanh, sigmoid or softplus.
     #[arg(long, default_value = "relu", value_parser = train::parse_activation)]
     activation: latentlab::tensor::Activation,
-    /// bernoulli, gaussian[:LOGVAR] (fixed variance) or gaussian-learned[:LOGVAR].
+    /// bernoulli, gaussian or gaussian:LOGVAR (fixed variance), gaussian-learned or gaussian-learned:LOGVAR.
     #[arg(long, default_value = "bernoulli", value_parser = train::parse_likelihood)]
     likelihood: latentlab::model::Likelihood,
     /// The KL weight β (1 is the ELBO; > 1 a β-VAE).
     #[arg(long, default_value_t = 1.0)]
     beta: f32,
-    /// constant, linear:STEPS (warm-up) or cyclical:CYCLES[:RATIO] (Fu et al. 2019).
+    /// constant, linear:STEPS (warm-up), cyclical:CYCLES or cyclical:CYCLES:RATIO (Fu et al. 2019).
     #[arg(long, default_value = "constant")]
     kl_schedule: String,
     /// Free bits: a floor in nats on each latent dimension's KL.
     #[arg(long)]
     free_bits: Option<f32>,
-    /// Capacity annealing γ·|KL − C|: MAX_NATS[:STEPS[:GAMMA]] (defaults 10000 steps, γ = 1000).
+    /// Capacity annealing γ·|KL − C|: MAX_NATS, MAX_NATS:STEPS or MAX_NATS:STEPS:GAMMA (defaults 10000 steps, γ = 1000).
     #[arg(long, value_parser = train::parse_capacity)]
     capacity: Option<latentlab::model::Capacity>,
     /// Images per step.
