@@ -1,0 +1,40 @@
+# The PyTorch peer of the reference set-up (DESIGN.md's module): training
+# throughput on 2 threads, and a state_dict checkpoint with its test-set
+# encodings for checking that latentlab loads PyTorch files.
+# Usage: python3 benches/peers/torch_vae.py OUT_DIR
+import time, gzip, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+from safetensors.torch import save_file
+torch.set_num_threads(2); torch.manual_seed(0)
+def idx(p):
+    b = gzip.open(p).read(); return np.frombuffer(b, np.uint8, offset=16 if b[3]==3 else 8)
+import os, sys
+D=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'crates', 'latentlab-data', 'data', 'mnist-10k') + '/'
+OUT=sys.argv[1] if len(sys.argv) > 1 else '.'
+xtr = torch.tensor(idx(D+'train-images-idx3-ubyte.gz').reshape(-1,784)/255., dtype=torch.float32)
+xte = torch.tensor(idx(D+'t10k-images-idx3-ubyte.gz').reshape(-1,784)/255., dtype=torch.float32)
+class VAE(nn.Module):
+    def __init__(s, d_in=784, h=(512, 256), d=20):
+        super().__init__()
+        s.encoder = nn.Sequential(nn.Linear(d_in, h[0]), nn.ReLU(), nn.Linear(h[0], h[1]), nn.ReLU())
+        s.fc_mu = nn.Linear(h[1], d); s.fc_logvar = nn.Linear(h[1], d)
+        s.decoder = nn.Sequential(nn.Linear(d, h[1]), nn.ReLU(), nn.Linear(h[1], h[0]), nn.ReLU(), nn.Linear(h[0], d_in))
+    def encode(s, x):
+        h = s.encoder(x); return s.fc_mu(h), s.fc_logvar(h)
+m = VAE(); opt = torch.optim.Adam(m.parameters(), 1e-3)
+def epoch():
+    perm = torch.randperm(len(xtr)); tot = 0
+    for i in range(0, len(xtr), 128):
+        x = xtr[perm[i:i+128]]
+        mu, lv = m.encode(x); z = mu + torch.exp(0.5*lv)*torch.randn_like(mu)
+        rec = F.binary_cross_entropy_with_logits(m.decoder(z), x, reduction='sum')/len(x)
+        kl = (-0.5*(1+lv-mu**2-lv.exp()).sum(1)).mean()
+        loss = rec + kl; opt.zero_grad(); loss.backward(); opt.step()
+epoch()  # warm-up
+t = time.perf_counter(); E = 3
+for _ in range(E): epoch()
+dt = time.perf_counter() - t
+print(f"pytorch {torch.__version__}: {E*len(xtr)/dt:.0f} images/s (2 threads, batch 128)")
+save_file(m.state_dict(), os.path.join(OUT, 'torch.safetensors'))
+with torch.no_grad():
+    mu, lv = m.encode(xte); dec = torch.sigmoid(m.decoder(mu))
+np.save(os.path.join(OUT, 'mu.npy'), mu.numpy()); np.save(os.path.join(OUT, 'lv.npy'), lv.numpy()); np.save(os.path.join(OUT, 'dec.npy'), dec.numpy())
