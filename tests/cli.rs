@@ -2,12 +2,8 @@
 
 use std::process::Command;
 
-fn latentlab(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_latentlab"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+use common::latentlab;
 
 #[test]
 fn info_json_names_version_and_backends() {

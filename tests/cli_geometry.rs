@@ -1,34 +1,11 @@
 //! End-to-end tests of `latentlab geometry …` and `latentlab interpolate`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use latentlab::data::npy;
 
-fn latentlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latentlab"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "latentlab-cli-geometry-{}-{name}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON document")
-}
+mod common;
+use common::{latentlab, ok_json as json, scratch};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -188,21 +165,16 @@ fn interpolate_bad_input_is_a_clear_error() {
         (vec!["--z2", s(&good), "--steps", "-3"], "--steps"),
         (vec!["--z2", s(&good), "--method", "cubic"], "cubic"),
     ];
-    let mut failures = Vec::new();
-    for (extra, needle) in &cases {
-        let mut args = vec!["interpolate", "--z1", s(&good)];
-        args.extend(extra);
-        args.push("--json");
-        let out = latentlab(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || !err.contains(needle) || err.contains("panicked") {
-            failures.push(format!(
-                "{extra:?}: exit {:?}, stderr {err}",
-                out.status.code()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let cases: Vec<(Vec<&str>, &str)> = cases
+        .into_iter()
+        .map(|(extra, needle)| {
+            let mut args = vec!["interpolate", "--z1", s(&good)];
+            args.extend(extra);
+            args.push("--json");
+            (args, needle)
+        })
+        .collect();
+    common::assert_clean_errors(&cases);
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -1,30 +1,11 @@
 //! End-to-end tests of `latentlab train` and `latentlab encode`.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn latentlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latentlab"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("latentlab-cli-train-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn ok_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON document")
-}
+mod common;
+use common::{latentlab, ok_json, scratch};
 
 const SMALL: &[&str] = &[
     "--hidden", "48", "--latent", "4", "--batch", "100", "--device", "cpu",
@@ -223,17 +204,6 @@ fn bad_flags_and_files_are_clear_errors() {
         ),
         (vec!["encode", "--checkpoint", d], "directory"),
     ];
-    let mut failures = Vec::new();
-    for (args, needle) in &cases {
-        let out = latentlab(args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || !err.contains(needle) || err.contains("panicked") {
-            failures.push(format!(
-                "{args:?}: exit {:?}, stderr: {err}",
-                out.status.code()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    common::assert_clean_errors(&cases);
     std::fs::remove_dir_all(dir).ok();
 }

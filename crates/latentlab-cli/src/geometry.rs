@@ -125,18 +125,26 @@ struct PathReport {
 }
 
 /// The arguments of `latentlab interpolate` on `.npy` codes.
+#[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct InterpolateArgs {
-    /// First code.
+    /// The first code (a 1-D .npy array).
+    #[arg(long)]
     pub z1: PathBuf,
-    /// Second code.
+    /// The second code (a 1-D .npy array of the same length).
+    #[arg(long)]
     pub z2: PathBuf,
-    /// Number of points, endpoints included.
+    /// Number of points on the path, endpoints included.
+    #[arg(long, default_value_t = 10)]
     pub steps: usize,
-    /// Interpolation method.
+    /// linear, slerp, seed-slerp or constant-norm.
+    #[arg(long, default_value = "slerp")]
     pub method: Method,
-    /// Where to write the `steps × d` path.
+    /// Write the path (steps × d) to this .npy file.
+    #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Print JSON.
+    /// Print one JSON document: points, norms and log-prior of each point.
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use latentlab::geometry::interpolate::Method;
 use latentlab::tensor::DeviceChoice;
 
 mod geometry;
@@ -44,7 +43,7 @@ enum Command {
         command: GeometryCommand,
     },
     /// Trains a VAE (or autoencoder) and writes a checkpoint.
-    Train(TrainFlags),
+    Train(train::TrainArgs),
     /// Encodes a dataset with a checkpoint: mu, logvar and labels to a .safetensors file.
     #[command(allow_negative_numbers = true)]
     Encode {
@@ -68,99 +67,7 @@ enum Command {
         json: bool,
     },
     /// Interpolates between two latent codes (1-D .npy files, f32 or f64).
-    #[command(allow_negative_numbers = true)]
-    Interpolate {
-        /// The first code (a 1-D .npy array).
-        #[arg(long)]
-        z1: PathBuf,
-        /// The second code (a 1-D .npy array of the same length).
-        #[arg(long)]
-        z2: PathBuf,
-        /// Number of points on the path, endpoints included.
-        #[arg(long, default_value_t = 10)]
-        steps: usize,
-        /// linear, slerp, seed-slerp or constant-norm.
-        #[arg(long, default_value = "slerp")]
-        method: Method,
-        /// Write the path (steps × d) to this .npy file.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Print one JSON document: points, norms and log-prior of each point.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// The flags of `latentlab train`.
-#[derive(clap::Args)]
-#[command(allow_negative_numbers = true)]
-struct TrainFlags {
-    /// mnist-10k (embedded), dsprites or dsprites:N (procedural, N images) or a folder of IDX files.
-    #[arg(long, default_value = "mnist-10k")]
-    data: String,
-    /// Passes over the training data (default 20; with --resume, the saved run's).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Latent size.
-    #[arg(long, default_value_t = 20)]
-    latent: usize,
-    /// Hidden widths of the encoder (the decoder mirrors them).
-    #[arg(long, default_value = "512,256", value_parser = train::parse_hidden)]
-    hidden: std::vec::Vec<usize>,
-    /// vae, or ae for a deterministic autoencoder of the same shape.
-    #[arg(long, default_value = "vae")]
-    model: String,
-    /// relu, leaky-relu, elu, tanh, sigmoid or softplus.
-    #[arg(long, default_value = "relu", value_parser = train::parse_activation)]
-    activation: latentlab::tensor::Activation,
-    /// bernoulli, gaussian or gaussian:LOGVAR (fixed variance), gaussian-learned or gaussian-learned:LOGVAR.
-    #[arg(long, default_value = "bernoulli", value_parser = train::parse_likelihood)]
-    likelihood: latentlab::model::Likelihood,
-    /// The KL weight β (1 is the ELBO; > 1 a β-VAE).
-    #[arg(long, default_value_t = 1.0)]
-    beta: f32,
-    /// constant, linear:STEPS (warm-up), cyclical:CYCLES or cyclical:CYCLES:RATIO (Fu et al. 2019).
-    #[arg(long, default_value = "constant")]
-    kl_schedule: String,
-    /// Free bits: a floor in nats on each latent dimension's KL.
-    #[arg(long)]
-    free_bits: Option<f32>,
-    /// Capacity annealing γ·|KL − C|: MAX_NATS, MAX_NATS:STEPS or MAX_NATS:STEPS:GAMMA (defaults 10000 steps, γ = 1000).
-    #[arg(long, value_parser = train::parse_capacity)]
-    capacity: Option<latentlab::model::Capacity>,
-    /// Images per step.
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    /// Decoupled weight decay (AdamW).
-    #[arg(long, default_value_t = 0.0)]
-    weight_decay: f32,
-    /// Clip the global gradient norm to this value.
-    #[arg(long)]
-    clip_grad: Option<f32>,
-    /// Seed of the weights, shuffles and noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// cpu, gpu or auto.
-    #[arg(long, default_value = "auto")]
-    device: DeviceChoice,
-    /// The checkpoint to write (PyTorch-layout safetensors); FILE.resume holds the training state.
-    #[arg(long, default_value = "vae.safetensors")]
-    out: PathBuf,
-    /// Continue the run saved in FILE (a .resume file, or a checkpoint with one beside it).
-    #[arg(long)]
-    resume: Option<PathBuf>,
-    /// Steps between training-state saves (0: at epoch ends only).
-    #[arg(long, default_value_t = 50)]
-    save_every: u64,
-    /// After training, estimate the test −log p(x) with K importance samples (0: skip; 5000 in the literature).
-    #[arg(long, default_value_t = 0)]
-    iw_samples: usize,
-    /// Print one JSON document.
-    #[arg(long)]
-    json: bool,
+    Interpolate(geometry::InterpolateArgs),
 }
 
 #[derive(Subcommand)]
@@ -214,30 +121,7 @@ fn main() -> ExitCode {
                 json,
             } => geometry::sample_codes(n, dim, seed, shell, &out, json),
         },
-        Command::Train(f) => train::train(train::TrainArgs {
-            data: f.data,
-            epochs: f.epochs,
-            latent: f.latent,
-            hidden: f.hidden,
-            model: f.model,
-            activation: f.activation,
-            likelihood: f.likelihood,
-            beta: f.beta,
-            kl_schedule: f.kl_schedule,
-            free_bits: f.free_bits,
-            capacity: f.capacity,
-            batch: f.batch,
-            lr: f.lr,
-            weight_decay: f.weight_decay,
-            clip_grad: f.clip_grad,
-            seed: f.seed,
-            device: f.device,
-            out: f.out,
-            resume: f.resume,
-            save_every: f.save_every,
-            iw_samples: f.iw_samples,
-            json: f.json,
-        }),
+        Command::Train(args) => train::train(args),
         Command::Encode {
             checkpoint,
             data,
@@ -246,21 +130,7 @@ fn main() -> ExitCode {
             device,
             json,
         } => train::encode(&checkpoint, &data, &split, &out, device, json),
-        Command::Interpolate {
-            z1,
-            z2,
-            steps,
-            method,
-            out,
-            json,
-        } => geometry::interpolate_codes(&geometry::InterpolateArgs {
-            z1,
-            z2,
-            steps,
-            method,
-            out,
-            json,
-        }),
+        Command::Interpolate(args) => geometry::interpolate_codes(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

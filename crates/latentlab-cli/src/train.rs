@@ -12,6 +12,27 @@ use latentlab::model::{
 use latentlab::tensor::{Activation, Backend, Device, DeviceChoice};
 use serde::Serialize;
 
+/// Runs `$body` with `$backend` bound to the backend `--device` selects
+/// (printing once why `auto` fell back to the CPU); the body is generic over
+/// the backend, so it is expanded once per backend type.
+macro_rules! on_device {
+    ($choice:expr, $backend:ident => $body:expr) => {{
+        let choice: DeviceChoice = $choice;
+        match Device::select(choice).map_err(|e| format!("--device {choice}: {e}"))? {
+            Device::Cpu {
+                cpu: $backend,
+                fallback,
+            } => {
+                if let Some(why) = fallback {
+                    eprintln!("latentlab: {why}");
+                }
+                $body
+            }
+            Device::Gpu($backend) => $body,
+        }
+    }};
+}
+
 /// Which data to use: `mnist-10k`, `dsprites[:N]` or a folder of IDX files.
 pub fn load_data(spec: &str, seed: u64) -> Result<Split, String> {
     if spec == "mnist-10k" || spec == "mnist" {
@@ -44,8 +65,17 @@ pub fn load_data(spec: &str, seed: u64) -> Result<Split, String> {
     data::load_idx_dir(path).map_err(|e| format!("--data: {e}"))
 }
 
+/// Hidden widths, parsed from one flag value (`512,256`). A newtype, so
+/// clap takes the list as one value rather than as repeated flags.
+#[derive(Clone, Debug)]
+pub struct Hidden(pub Vec<usize>);
+
 /// Parses `512,256` (an empty string gives no hidden layer).
-pub fn parse_hidden(text: &str) -> Result<Vec<usize>, String> {
+pub fn parse_hidden(text: &str) -> Result<Hidden, String> {
+    parse_widths(text).map(Hidden)
+}
+
+fn parse_widths(text: &str) -> Result<Vec<usize>, String> {
     if text.trim().is_empty() || text == "none" {
         return Ok(Vec::new());
     }
@@ -128,28 +158,74 @@ pub fn parse_capacity(text: &str) -> Result<Capacity, String> {
 }
 
 /// Every flag of `latentlab train`.
+#[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
+    /// mnist-10k (embedded), dsprites or dsprites:N (procedural, N images) or a folder of IDX files.
+    #[arg(long, default_value = "mnist-10k")]
     pub data: String,
+    /// Passes over the training data (default 20; with --resume, the saved run's).
+    #[arg(long)]
     pub epochs: Option<usize>,
+    /// Latent size.
+    #[arg(long, default_value_t = 20)]
     pub latent: usize,
-    pub hidden: Vec<usize>,
+    /// Hidden widths of the encoder (the decoder mirrors them).
+    #[arg(long, default_value = "512,256", value_parser = parse_hidden)]
+    pub hidden: Hidden,
+    /// vae, or ae for a deterministic autoencoder of the same shape.
+    #[arg(long, default_value = "vae")]
     pub model: String,
+    /// relu, leaky-relu, elu, tanh, sigmoid or softplus.
+    #[arg(long, default_value = "relu", value_parser = parse_activation)]
     pub activation: Activation,
+    /// bernoulli, gaussian or gaussian:LOGVAR (fixed variance), gaussian-learned or gaussian-learned:LOGVAR.
+    #[arg(long, default_value = "bernoulli", value_parser = parse_likelihood)]
     pub likelihood: Likelihood,
+    /// The KL weight β (1 is the ELBO; > 1 a β-VAE).
+    #[arg(long, default_value_t = 1.0)]
     pub beta: f32,
+    /// constant, linear:STEPS (warm-up), cyclical:CYCLES or cyclical:CYCLES:RATIO (Fu et al. 2019).
+    #[arg(long, default_value = "constant")]
     pub kl_schedule: String,
+    /// Free bits: a floor in nats on each latent dimension's KL.
+    #[arg(long)]
     pub free_bits: Option<f32>,
+    /// Capacity annealing γ·|KL − C|: MAX_NATS, MAX_NATS:STEPS or MAX_NATS:STEPS:GAMMA (defaults 10000 steps, γ = 1000).
+    #[arg(long, value_parser = parse_capacity)]
     pub capacity: Option<Capacity>,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
     pub batch: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
+    /// Decoupled weight decay (AdamW).
+    #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
     pub clip_grad: Option<f32>,
+    /// Seed of the weights, shuffles and noise.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// cpu, gpu or auto.
+    #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+    /// The checkpoint to write (PyTorch-layout safetensors); FILE.resume holds the training state.
+    #[arg(long, default_value = "vae.safetensors")]
     pub out: PathBuf,
+    /// Continue the run saved in FILE (a .resume file, or a checkpoint with one beside it).
+    #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Steps between training-state saves (0: at epoch ends only).
+    #[arg(long, default_value_t = 50)]
     pub save_every: u64,
+    /// After training, estimate the test −log p(x) with K importance samples (0: skip; 5000 in the literature).
+    #[arg(long, default_value_t = 0)]
     pub iw_samples: usize,
+    /// Print one JSON document.
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -178,17 +254,7 @@ struct TrainReport {
 
 /// `latentlab train`.
 pub fn train(args: TrainArgs) -> Result<(), String> {
-    let device =
-        Device::select(args.device).map_err(|e| format!("--device {}: {e}", args.device))?;
-    match device {
-        Device::Cpu { cpu, fallback } => {
-            if let Some(why) = fallback {
-                eprintln!("latentlab: {why}");
-            }
-            train_on(cpu, &args)
-        }
-        Device::Gpu(g) => train_on(g, &args),
-    }
+    on_device!(args.device, backend => train_on(backend, &args))
 }
 
 fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
@@ -230,7 +296,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
             let model = ModelConfig {
                 kind,
                 input_dim: 1,
-                hidden: a.hidden.clone(),
+                hidden: a.hidden.0.clone(),
                 latent: a.latent,
                 activation: a.activation,
                 likelihood: a.likelihood,
@@ -278,7 +344,6 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
     };
     let n = split.train.len();
     let total_epochs = trainer.config().epochs;
-    let steps_done = trainer.progress().step;
     let interactive = std::io::stderr().is_terminal();
     eprintln!(
         "latentlab: training a {}-{:?}-{} {} on {} ({} train / {} test) on {}",
@@ -332,15 +397,11 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
     let last = reports
         .last()
         .ok_or_else(|| "training ran no epoch".to_string())?;
-    let new_steps = trainer.progress().step - steps_done;
-    let train_seconds: f64 = reports
-        .iter()
-        .skip(reports.len().saturating_sub(total_epochs))
-        .map(|r| r.seconds)
-        .sum();
-    let images = new_steps as f64 * trainer.config().batch_size.min(n) as f64;
+    // Every epoch trains each image once; epoch seconds count training steps
+    // only and survive a resume.
+    let train_seconds: f64 = reports.iter().map(|r| r.seconds).sum();
     let samples_per_s = if train_seconds > 0.0 {
-        (images.min(n as f64 * reports.len() as f64)) / train_seconds
+        (n * reports.len()) as f64 / train_seconds
     } else {
         0.0
     };
@@ -404,16 +465,7 @@ pub fn encode(
     device: DeviceChoice,
     json: bool,
 ) -> Result<(), String> {
-    let device = Device::select(device).map_err(|e| format!("--device {device}: {e}"))?;
-    match device {
-        Device::Cpu { cpu, fallback } => {
-            if let Some(why) = fallback {
-                eprintln!("latentlab: {why}");
-            }
-            encode_on(cpu, checkpoint_path, data, split, out, json)
-        }
-        Device::Gpu(g) => encode_on(g, checkpoint_path, data, split, out, json),
-    }
+    on_device!(device, backend => encode_on(backend, checkpoint_path, data, split, out, json))
 }
 
 fn encode_on<B: Backend>(

@@ -85,30 +85,35 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<IdxArray, IdxError> {
         return parse_gzip(path, bytes);
     }
     let (dims, header_len) = header(path, bytes)?;
-    let want: usize = dims.iter().product();
+    check_body(path, &dims, bytes.len() - header_len)?;
     let body = &bytes[header_len..];
-    if body.len() < want {
-        return Err(err(
-            path,
-            format!(
-                "truncated: the header announces {dims:?} = {want} bytes of data but only {} follow",
-                body.len()
-            ),
-        ));
-    }
-    if body.len() > want {
-        return Err(err(
-            path,
-            format!(
-                "{} unexpected bytes after the {want} bytes of data the header announces ({dims:?})",
-                body.len() - want
-            ),
-        ));
-    }
     Ok(IdxArray {
         dims,
         data: body.to_vec(),
     })
+}
+
+/// Checks that `len` bytes of data are exactly what `dims` announce.
+fn check_body(path: &Path, dims: &[usize], len: usize) -> Result<(), IdxError> {
+    let want: usize = dims.iter().product();
+    if len < want {
+        return Err(err(
+            path,
+            format!(
+                "truncated: the header announces {dims:?} = {want} bytes of data but only {len} follow"
+            ),
+        ));
+    }
+    if len > want {
+        return Err(err(
+            path,
+            format!(
+                "{} unexpected bytes after the {want} bytes of data the header announces ({dims:?})",
+                len - want
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the magic and dimensions; returns them and the header's length.
@@ -207,23 +212,7 @@ fn parse_gzip(path: &Path, bytes: &[u8]) -> Result<IdxArray, IdxError> {
     decoder
         .read_to_end(&mut data)
         .map_err(|e| err(path, format!("corrupt gzip stream: {e}")))?;
-    if data.len() < want {
-        return Err(err(
-            path,
-            format!(
-                "truncated: the header announces {dims:?} = {want} bytes of data but only {} follow",
-                data.len()
-            ),
-        ));
-    }
-    if data.len() > want {
-        return Err(err(
-            path,
-            format!(
-                "unexpected bytes after the {want} bytes of data the header announces ({dims:?})"
-            ),
-        ));
-    }
+    check_body(path, &dims, data.len())?;
     Ok(IdxArray { dims, data })
 }
 

@@ -221,17 +221,21 @@ impl<B: Backend> Trainer<B> {
                 )));
             }
         }
-        if let crate::config::Likelihood::Bernoulli = self.model.config().likelihood
-            && let Some(v) = train.images.iter().find(|v| !(0.0..=1.0).contains(*v))
+        // One pass over the pixels: finite, and in [0, 1] for a Bernoulli
+        // likelihood.
+        let bernoulli = self.model.config().likelihood == crate::config::Likelihood::Bernoulli;
+        if let Some(v) = train
+            .images
+            .iter()
+            .find(|v| !v.is_finite() || (bernoulli && !(0.0..=1.0).contains(*v)))
         {
-            return Err(ModelError::Data(format!(
-                "a Bernoulli likelihood needs pixel values in [0, 1]; the training data hold {v}"
-            )));
-        }
-        if let Some(v) = train.images.iter().find(|v| !v.is_finite()) {
-            return Err(ModelError::Data(format!(
-                "the training data hold a non-finite value ({v})"
-            )));
+            return Err(ModelError::Data(if v.is_finite() {
+                format!(
+                    "a Bernoulli likelihood needs pixel values in [0, 1]; the training data hold {v}"
+                )
+            } else {
+                format!("the training data hold a non-finite value ({v})")
+            }));
         }
         let cfg = self.config.clone();
         let n = train.len();

@@ -100,8 +100,10 @@ impl<B: Backend> Vae<B> {
     /// (weights and biases uniform in `±1/√fan_in`), seeded.
     pub fn new(backend: B, config: ModelConfig, seed: u64) -> Result<Self> {
         config.validate()?;
-        let mut host = Vec::new();
-        for (k, (name, [rows, cols])) in config.parameter_shapes().into_iter().enumerate() {
+        let shapes = config.parameter_shapes();
+        let mut host = Vec::with_capacity(shapes.len());
+        for (k, (name, [rows, cols])) in shapes.iter().enumerate() {
+            let (rows, cols) = (*rows, *cols);
             if name == "decoder_logvar" {
                 let lv = match config.likelihood {
                     Likelihood::Gaussian { logvar, .. } => logvar,
@@ -112,7 +114,7 @@ impl<B: Backend> Vae<B> {
             }
             // The fan-in of a bias is its weight's: the previous entry's cols.
             let fan_in = if name.ends_with(".bias") {
-                config.parameter_shapes()[k - 1].1[1]
+                shapes[k - 1].1[1]
             } else {
                 cols
             };
@@ -477,7 +479,7 @@ impl<B: Backend> Vae<B> {
         let gz = self
             .stack_backward(&dec, &dec_cache, g_out, &mut grads, true)?
             .expect("the input gradient was asked for");
-        let gh = if let (Some(lv_l), Some(lv), Some((_, kg_mu, kg_lv))) = (lv_l, &lv, &kl) {
+        let gh = if let (Some(lv_l), Some((_, kg_mu, kg_lv))) = (lv_l, &kl) {
             // z = mu + σ ⊙ ε, so ∂z/∂logvar = ½ σ ⊙ ε = ½ (z − mu).
             let mut g_mu = gz.clone();
             let mut g_lv = be.scale(0.5, &be.mul(&gz, &be.sub(&z, &mu)?)?)?;
@@ -505,7 +507,6 @@ impl<B: Backend> Vae<B> {
                     &mut g_lv,
                 )?;
             }
-            let _ = lv;
             grads[mu_l.w] = Some(be.matmul(&g_mu, Transpose::Yes, &h, Transpose::No)?);
             grads[mu_l.b] = Some(be.sum_rows(&g_mu)?);
             grads[lv_l.w] = Some(be.matmul(&g_lv, Transpose::Yes, &h, Transpose::No)?);
