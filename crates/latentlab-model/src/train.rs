@@ -248,6 +248,12 @@ impl<B: Backend> Trainer<B> {
             .as_slice()
             .ok_or_else(|| ModelError::Data("training images must be contiguous".into()))?;
         let mut batch_buf = vec![0.0f32; bs * dim];
+        if self.progress.step >= total {
+            // Resumed from a finished run: make sure its weights are on disk.
+            if let Some(p) = &save.model {
+                checkpoint::save(&self.model, p)?;
+            }
+        }
         while self.progress.step < total {
             let step0 = self.progress.step;
             let epoch = (step0 / per_epoch) as usize;
@@ -343,11 +349,13 @@ impl<B: Backend> Trainer<B> {
             self.progress.epoch_kl = 0.0;
             self.progress.epoch_images = 0;
             self.progress.epoch_seconds = 0.0;
-            if let Some(p) = &save.state {
-                self.save_state(p)?;
-            }
+            // The weights first: a run killed between the two writes resumes
+            // from the older state and writes both again.
             if let Some(p) = &save.model {
                 checkpoint::save(&self.model, p)?;
+            }
+            if let Some(p) = &save.state {
+                self.save_state(p)?;
             }
             let control = callback(Event::Epoch(&report));
             if stop || control == Control::Stop {

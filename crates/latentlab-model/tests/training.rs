@@ -127,6 +127,31 @@ fn stopping_mid_epoch_and_resuming_ends_at_the_same_weights() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A run killed after its last state write but before (or during) its last
+/// model write: resuming the finished state still leaves the final weights
+/// on disk.
+#[test]
+fn resuming_a_finished_run_writes_its_weights() {
+    let (train, test) = small_mnist(200, 50);
+    let dir = scratch("finished");
+    let model = dir.join("m.safetensors");
+    let state = dir.join("m.safetensors.resume");
+    let save = SavePolicy {
+        model: Some(model.clone()),
+        state: Some(state.clone()),
+        every_steps: 0,
+    };
+    let mut t = Trainer::new(Cpu::new(), small_config(), run(1, 3)).unwrap();
+    t.fit(&train, &test, &save, &mut go).unwrap();
+    let want = std::fs::read(&model).unwrap();
+    // The kill: the weights file is gone (or stale), the state says "done".
+    std::fs::remove_file(&model).unwrap();
+    let mut r = Trainer::resume(Cpu::new(), &state, None).unwrap();
+    assert_eq!(r.fit(&train, &test, &save, &mut go).unwrap().len(), 1);
+    assert_eq!(std::fs::read(&model).unwrap(), want);
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn a_non_finite_loss_stops_with_the_step_and_keeps_the_weights() {
     let (mut train, test) = small_mnist(100, 20);
