@@ -11,6 +11,28 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use latentlab::tensor::DeviceChoice;
 
+/// Runs `$body` with `$backend` bound to the backend `--device` selects
+/// (printing once why `auto` fell back to the CPU); the body is generic over
+/// the backend, so it is expanded once per backend type.
+macro_rules! on_device {
+    ($choice:expr, $backend:ident => $body:expr) => {{
+        let choice: DeviceChoice = $choice;
+        match Device::select(choice).map_err(|e| format!("--device {choice}: {e}"))? {
+            Device::Cpu {
+                cpu: $backend,
+                fallback,
+            } => {
+                if let Some(why) = fallback {
+                    eprintln!("latentlab: {why}");
+                }
+                $body
+            }
+            Device::Gpu($backend) => $body,
+        }
+    }};
+}
+
+mod diagnose;
 mod geometry;
 mod info;
 mod train;
@@ -68,6 +90,10 @@ enum Command {
     },
     /// Interpolates between two latent codes (1-D .npy files, f32 or f64).
     Interpolate(geometry::InterpolateArgs),
+    /// Is this latent space healthy? KL, active units, I(x; z), holes and a verdict.
+    Diagnose(diagnose::DiagnoseArgs),
+    /// Disentanglement metrics against ground-truth factors (β-VAE, FactorVAE, MIG, SAP, DCI, modularity).
+    Disentanglement(diagnose::DisentanglementArgs),
 }
 
 #[derive(Subcommand)]
@@ -131,6 +157,8 @@ fn main() -> ExitCode {
             json,
         } => train::encode(&checkpoint, &data, &split, &out, device, json),
         Command::Interpolate(args) => geometry::interpolate_codes(&args),
+        Command::Diagnose(args) => diagnose::run(&args),
+        Command::Disentanglement(args) => diagnose::disentanglement(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

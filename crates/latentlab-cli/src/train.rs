@@ -5,33 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use latentlab::data::{self, Split};
+use latentlab::diagnostics::CollapseWatch;
 use latentlab::model::{
     Capacity, Control, Event, KlSchedule, LatentModel, Likelihood, LoadOptions, ModelConfig,
     ModelKind, SavePolicy, TrainConfig, Trainer, Vae, checkpoint, state_path,
 };
 use latentlab::tensor::{Activation, Backend, Device, DeviceChoice};
 use serde::Serialize;
-
-/// Runs `$body` with `$backend` bound to the backend `--device` selects
-/// (printing once why `auto` fell back to the CPU); the body is generic over
-/// the backend, so it is expanded once per backend type.
-macro_rules! on_device {
-    ($choice:expr, $backend:ident => $body:expr) => {{
-        let choice: DeviceChoice = $choice;
-        match Device::select(choice).map_err(|e| format!("--device {choice}: {e}"))? {
-            Device::Cpu {
-                cpu: $backend,
-                fallback,
-            } => {
-                if let Some(why) = fallback {
-                    eprintln!("latentlab: {why}");
-                }
-                $body
-            }
-            Device::Gpu($backend) => $body,
-        }
-    }};
-}
 
 /// Which data to use: `mnist-10k`, `dsprites[:N]` or a folder of IDX files.
 pub fn load_data(spec: &str, seed: u64) -> Result<Split, String> {
@@ -63,6 +43,34 @@ pub fn load_data(spec: &str, seed: u64) -> Result<Split, String> {
         ));
     }
     data::load_idx_dir(path).map_err(|e| format!("--data: {e}"))
+}
+
+/// The images (and labels, when every part has them) of `--split`.
+pub fn split_rows(
+    s: &Split,
+    split: &str,
+) -> Result<(ndarray::Array2<f32>, Option<Vec<i64>>), String> {
+    let sets: Vec<&data::Dataset> = match split {
+        "test" => vec![&s.test],
+        "train" => vec![&s.train],
+        "all" => vec![&s.train, &s.test],
+        other => {
+            return Err(format!(
+                "--split: unknown split `{other}`; expected test, train or all"
+            ));
+        }
+    };
+    let images = ndarray::concatenate(
+        ndarray::Axis(0),
+        &sets.iter().map(|d| d.images.view()).collect::<Vec<_>>(),
+    )
+    .map_err(|e| e.to_string())?;
+    let labels = sets
+        .iter()
+        .map(|d| d.labels.clone())
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.concat());
+    Ok((images, labels))
 }
 
 /// Hidden widths, parsed from one flag value (`512,256`). A newtype, so
@@ -360,10 +368,23 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
         backend.name()
     );
     let mut last_draw = Instant::now();
+    let mut watch = CollapseWatch::default();
     let reports = trainer
         .fit(&split.train, &split.test, &save, &mut |e| {
+            if let Some(w) = watch.observe(&e) {
+                if interactive {
+                    eprintln!();
+                }
+                eprintln!("latentlab: warning: {w}");
+            }
             match e {
-                Event::Step { step, total, epoch, loss } => {
+                Event::Step {
+                    step,
+                    total,
+                    epoch,
+                    loss,
+                    ..
+                } => {
                     if interactive && (last_draw.elapsed().as_millis() > 100 || step == total) {
                         last_draw = Instant::now();
                         let width = 30;
@@ -479,16 +500,6 @@ fn encode_on<B: Backend>(
     let model: Vae<B> = checkpoint::load(backend, ckpt, &LoadOptions::default())
         .map_err(|e| format!("--checkpoint: {e}"))?;
     let s = load_data(data, 0)?;
-    let sets: Vec<&data::Dataset> = match split {
-        "test" => vec![&s.test],
-        "train" => vec![&s.train],
-        "all" => vec![&s.train, &s.test],
-        other => {
-            return Err(format!(
-                "--split: unknown split `{other}`; expected test, train or all"
-            ));
-        }
-    };
     if s.train.dim() != model.input_dim() {
         return Err(format!(
             "--data {data}: images have {} values each but the checkpoint's model expects {}",
@@ -496,16 +507,7 @@ fn encode_on<B: Backend>(
             model.input_dim()
         ));
     }
-    let images = ndarray::concatenate(
-        ndarray::Axis(0),
-        &sets.iter().map(|d| d.images.view()).collect::<Vec<_>>(),
-    )
-    .map_err(|e| e.to_string())?;
-    let labels: Option<Vec<i64>> = sets
-        .iter()
-        .map(|d| d.labels.clone())
-        .collect::<Option<Vec<_>>>()
-        .map(|v| v.concat());
+    let (images, labels) = split_rows(&s, split)?;
     let post = model.encode(images.view()).map_err(|e| e.to_string())?;
     let (n, d) = post.mu.dim();
     let mu_bytes: Vec<u8> = post.mu.iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -33,6 +33,19 @@ impl SplitMix64 {
         }
     }
 
+    /// Uniform in `[0, 1)` with 53 random bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// A standard normal draw (Box–Muller; one draw per call, the partner
+    /// is discarded so the stream position stays simple).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform(); // (0, 1]
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
     /// Shuffles `v` in place (Fisher–Yates).
     pub fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
@@ -65,6 +78,18 @@ pub fn subset(n: usize, k: usize, seed: u64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normals_have_unit_moments() {
+        let mut g = SplitMix64::new(5, 0);
+        let v: Vec<f64> = (0..200_000).map(|_| g.normal()).collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64;
+        let k = v.iter().map(|x| (x - m).powi(4)).sum::<f64>() / v.len() as f64 / (var * var);
+        assert!(m.abs() < 0.01 && (var - 1.0).abs() < 0.01 && (k - 3.0).abs() < 0.05);
+        let u: Vec<f64> = (0..10_000).map(|_| g.uniform()).collect();
+        assert!(u.iter().all(|x| (0.0..1.0).contains(x)));
+    }
 
     #[test]
     fn permutations_are_seeded_permutations() {

@@ -69,6 +69,8 @@ pub enum Event<'a> {
         epoch: usize,
         /// The optimised loss per image.
         loss: f64,
+        /// KL(q(z|x) ‖ p(z)) per image of this step's batch, nats.
+        kl: f64,
     },
     /// An epoch ended.
     Epoch(&'a EpochReport),
@@ -304,6 +306,7 @@ impl<B: Backend> Trainer<B> {
                     total,
                     epoch: epoch + 1,
                     loss: stats.loss,
+                    kl: stats.kl_dims_sum.iter().sum::<f64>() / rows as f64,
                 });
                 let last_of_epoch = b + 1 == per_epoch as usize;
                 if !last_of_epoch {

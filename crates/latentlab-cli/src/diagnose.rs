@@ -1,0 +1,404 @@
+//! `latentlab diagnose` and `latentlab disentanglement`.
+
+use std::path::{Path, PathBuf};
+
+use latentlab::data::npy::{self, NpyData};
+use latentlab::diagnostics::disentangle::{
+    self, Code, Encoder, Labelled, SapMode, Settings, dsprites_truth,
+};
+use latentlab::diagnostics::{Latents, Options, diagnose};
+use latentlab::model::{LoadOptions, Vae, checkpoint};
+use latentlab::tensor::{Backend, Device, DeviceChoice};
+use ndarray::Array2;
+
+use crate::train::{load_data, split_rows};
+
+/// `latentlab diagnose`.
+#[derive(clap::Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct DiagnoseArgs {
+    /// A .safetensors file with tensors `mu` and `logvar` (N × d, f32 or f64), as `latentlab encode` writes.
+    #[arg(long, conflicts_with_all = ["mu", "logvar", "checkpoint"])]
+    pub latents: Option<PathBuf>,
+    /// Posterior means, a 2-D .npy file (N × d, f32 or f64); needs --logvar.
+    #[arg(long, requires = "logvar", conflicts_with = "checkpoint")]
+    pub mu: Option<PathBuf>,
+    /// Posterior log-variances, a 2-D .npy file of the same shape as --mu.
+    #[arg(long, requires = "mu")]
+    pub logvar: Option<PathBuf>,
+    /// A checkpoint to encode --data with.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// With --checkpoint: mnist-10k, dsprites, dsprites:N or a folder of IDX files.
+    #[arg(long, default_value = "mnist-10k")]
+    pub data: String,
+    /// With --checkpoint: test, train or all.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// With --checkpoint: cpu, gpu or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Monte Carlo draws for the mutual information and KL(q(z) ‖ p(z)).
+    #[arg(long, default_value_t = 2000)]
+    pub samples: usize,
+    /// Prior draws probed for holes.
+    #[arg(long, default_value_t = 2000)]
+    pub probes: usize,
+    /// A prior draw is in a hole when the aggregate posterior's density there is below this share of the prior's.
+    #[arg(long, default_value_t = 0.01)]
+    pub hole_ratio: f64,
+    /// Seed of every draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A 2-D float array from a .npy file.
+fn read_matrix(path: &Path, flag: &str) -> Result<Array2<f64>, String> {
+    let arr = npy::read(path).map_err(|e| format!("{flag}: {e}"))?;
+    if !matches!(arr.data(), NpyData::F32(_) | NpyData::F64(_)) {
+        return Err(format!(
+            "{flag}: {}: latents must be float32 or float64, not {}",
+            path.display(),
+            arr.dtype()
+        ));
+    }
+    let (n, d) = match arr.shape() {
+        [n, d] => (*n, *d),
+        shape => {
+            return Err(format!(
+                "{flag}: {}: latents must be 2-D (N × d), but the array has shape {shape:?}",
+                path.display()
+            ));
+        }
+    };
+    Array2::from_shape_vec((n, d), arr.to_f64()).map_err(|e| format!("{flag}: {e}"))
+}
+
+/// What a latents file holds.
+pub struct LatentFile {
+    /// Posterior means.
+    pub mu: Array2<f64>,
+    /// Posterior log-variances.
+    pub logvar: Array2<f64>,
+}
+
+/// Tensors `mu` and `logvar` of a .safetensors file.
+pub fn read_latents(path: &Path) -> Result<LatentFile, String> {
+    use safetensors::tensor::Dtype;
+    let flag = "--latents";
+    let bytes = std::fs::read(path).map_err(|e| format!("{flag}: {}: {e}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        format!(
+            "{flag}: {}: not a readable safetensors file ({e})",
+            path.display()
+        )
+    })?;
+    let matrix = |name: &str| -> Result<Array2<f64>, String> {
+        let t = st.tensor(name).map_err(|_| {
+            let names: Vec<String> = st.names().into_iter().map(String::from).collect();
+            format!(
+                "{flag}: {}: no tensor `{name}` (it holds {})",
+                path.display(),
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })?;
+        let (n, d) = match t.shape() {
+            [n, d] => (*n, *d),
+            s => {
+                return Err(format!(
+                    "{flag}: {}: `{name}` must be 2-D (N × d), not {s:?}",
+                    path.display()
+                ));
+            }
+        };
+        let v: Vec<f64> = match t.dtype() {
+            Dtype::F32 => t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+            Dtype::F64 => t
+                .data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+            other => {
+                return Err(format!(
+                    "{flag}: {}: `{name}` must be F32 or F64, not {other:?}",
+                    path.display()
+                ));
+            }
+        };
+        Array2::from_shape_vec((n, d), v).map_err(|e| format!("{flag}: {e}"))
+    };
+    let mu = matrix("mu")?;
+    let logvar = matrix("logvar")?;
+    Ok(LatentFile { mu, logvar })
+}
+
+fn latents_from_checkpoint<B: Backend>(
+    backend: B,
+    a: &DiagnoseArgs,
+    ckpt: &Path,
+) -> Result<Latents, String> {
+    let model: Vae<B> = checkpoint::load(backend, ckpt, &LoadOptions::default())
+        .map_err(|e| format!("--checkpoint: {e}"))?;
+    let s = load_data(&a.data, 0)?;
+    if s.train.dim() != model.config().input_dim {
+        return Err(format!(
+            "--data {}: images have {} values each but the checkpoint's model expects {}",
+            a.data,
+            s.train.dim(),
+            model.config().input_dim
+        ));
+    }
+    let (images, _) = split_rows(&s, &a.split)?;
+    Latents::encode(&model, images.view()).map_err(|e| e.to_string())
+}
+
+/// Runs `latentlab diagnose`.
+pub fn run(a: &DiagnoseArgs) -> Result<(), String> {
+    let latents = match (&a.latents, &a.mu, &a.logvar, &a.checkpoint) {
+        (Some(p), ..) => {
+            let f = read_latents(p)?;
+            Latents::new(f.mu, f.logvar).map_err(|e| format!("--latents {}: {e}", p.display()))?
+        }
+        (None, Some(m), Some(l), _) => {
+            let mu = read_matrix(m, "--mu")?;
+            let lv = read_matrix(l, "--logvar")?;
+            Latents::new(mu, lv).map_err(|e| format!("--mu/--logvar: {e}"))?
+        }
+        (None, None, None, Some(c)) => {
+            on_device!(a.device, backend => latents_from_checkpoint(backend, a, c))?
+        }
+        _ => {
+            return Err(
+                "give --latents FILE.safetensors, --mu A.npy --logvar B.npy, or --checkpoint CKPT --data D"
+                    .into(),
+            );
+        }
+    };
+    if a.samples == 0 {
+        return Err("--samples: must be at least 1".into());
+    }
+    if a.probes == 0 {
+        return Err("--probes: must be at least 1".into());
+    }
+    if !(a.hole_ratio > 0.0 && a.hole_ratio < 1.0) {
+        return Err(format!("--hole-ratio: {} is not in (0, 1)", a.hole_ratio));
+    }
+    let opts = Options {
+        samples: a.samples,
+        hole_probes: a.probes,
+        hole_ratio: a.hole_ratio,
+        seed: a.seed,
+        ..Options::default()
+    };
+    let d = diagnose(&latents, &opts).map_err(|e| e.to_string())?;
+    if a.json {
+        println!("{}", serde_json::to_string(&d).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!("{} points, {} latent dimensions", d.n, d.total_dims);
+    println!("  mean KL               {:>10.4} nats", d.mean_kl);
+    println!(
+        "  active dimensions     {:>10} of {}",
+        d.active_dims, d.total_dims
+    );
+    println!("  mean posterior std    {:>10.4}", d.mean_posterior_std);
+    println!("  aggregate KL (Gauss)  {:>10.4} nats", d.aggregate_kl);
+    println!(
+        "  I(x; z)               {:>10.4} ± {:.4} nats",
+        d.mutual_information, d.mutual_information_se
+    );
+    println!(
+        "  KL(q(z) ‖ p(z))       {:>10.4} ± {:.4} nats",
+        d.aggregate_kl_mc, d.aggregate_kl_mc_se
+    );
+    println!(
+        "  prior mass in holes   {:>9.1} %  ({:.1} % by chance)",
+        100.0 * d.hole_fraction,
+        100.0 * d.hole_fraction_null
+    );
+    println!("  KL per dimension, most informative first:");
+    for &j in &d.dims_by_kl {
+        println!(
+            "    z{j:<4} {:>8.4} nats  var(mu) {:>8.4}{}",
+            d.kl_per_dim[j],
+            d.mu_variance[j],
+            if d.active_per_dim[j] {
+                ""
+            } else {
+                "  inactive"
+            }
+        );
+    }
+    println!("page's diagnosis: {}", d.diagnosis);
+    println!("verdict: {}", d.verdict.summary);
+    for f in &d.verdict.findings {
+        println!("  - {f}");
+    }
+    Ok(())
+}
+
+/// `latentlab disentanglement`.
+#[derive(clap::Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct DisentanglementArgs {
+    /// The checkpoint whose encoder gives the codes.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// dsprites (the full factor grid), or labelled data (mnist-10k, dsprites:N, an IDX folder) whose labels are the factor.
+    #[arg(long, default_value = "dsprites")]
+    pub data: String,
+    /// Which code: mean (the encoder mean) or sample (z drawn from q(z|x)).
+    #[arg(long, default_value = "mean", value_parser = ["mean", "sample"])]
+    pub code: String,
+    /// Training points of every metric.
+    #[arg(long, default_value_t = 10_000)]
+    pub num_train: usize,
+    /// Evaluation points of every metric.
+    #[arg(long, default_value_t = 5_000)]
+    pub num_eval: usize,
+    /// SAP's score per code and factor: classifier (one-feature linear SVM) or correlation (R²).
+    #[arg(long, default_value = "classifier", value_parser = ["classifier", "correlation"])]
+    pub sap: String,
+    /// Seed of every draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, gpu or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn disentangle_on<B: Backend>(
+    backend: B,
+    a: &DisentanglementArgs,
+) -> Result<disentangle::Scores, String>
+where
+    Vae<B>: Sync,
+{
+    let model: Vae<B> = checkpoint::load(backend, &a.checkpoint, &LoadOptions::default())
+        .map_err(|e| format!("--checkpoint: {e}"))?;
+    let settings = Settings {
+        seed: a.seed,
+        num_train: a.num_train,
+        num_eval: a.num_eval,
+        num_variance_estimate: a.num_train,
+        sap_mode: if a.sap == "correlation" {
+            SapMode::Correlation
+        } else {
+            SapMode::Classifier
+        },
+        ..Settings::default()
+    };
+    let code = if a.code == "sample" {
+        Code::Sample
+    } else {
+        Code::Mean
+    };
+    let rep = Encoder::new(&model, code);
+    let dim = model.config().input_dim;
+    let check = |have: usize| {
+        if have == dim {
+            Ok(())
+        } else {
+            Err(format!(
+                "--data {}: observations have {have} values each but the checkpoint's model expects {dim}",
+                a.data
+            ))
+        }
+    };
+    let scores = if a.data == "dsprites" {
+        check(latentlab::data::dsprites::SIDE * latentlab::data::dsprites::SIDE)?;
+        disentangle::evaluate_all(&dsprites_truth(), &rep, &settings)
+    } else {
+        let s = load_data(&a.data, a.seed)?;
+        check(s.train.dim())?;
+        let parts = [&s.train, &s.test];
+        let x = ndarray::concatenate(
+            ndarray::Axis(0),
+            &parts.iter().map(|d| d.images.view()).collect::<Vec<_>>(),
+        )
+        .map_err(|e| e.to_string())?;
+        let (classes, names) = if parts.iter().all(|d| d.factor_classes.is_some()) {
+            let c = ndarray::concatenate(
+                ndarray::Axis(0),
+                &parts
+                    .iter()
+                    .map(|d| d.factor_classes.as_ref().expect("checked").view())
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| e.to_string())?;
+            let names = (c.ncols() == 5).then(|| {
+                latentlab::data::dsprites::FACTOR_NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            });
+            (c, names)
+        } else {
+            let labels: Vec<i64> = parts
+                .iter()
+                .map(|d| d.labels.clone())
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| format!("--data {}: the data carry no labels or factors", a.data))?
+                .concat();
+            if labels.iter().any(|l| *l < 0) {
+                return Err(format!(
+                    "--data {}: labels must be non-negative classes",
+                    a.data
+                ));
+            }
+            let c = Array2::from_shape_vec(
+                (labels.len(), 1),
+                labels.iter().map(|l| *l as usize).collect(),
+            )
+            .map_err(|e| e.to_string())?;
+            (c, Some(vec!["label".to_string()]))
+        };
+        let truth = Labelled::new(x, classes, names).map_err(|e| e.to_string())?;
+        disentangle::evaluate_all(&truth, &rep, &settings)
+    };
+    scores.map_err(|e| e.to_string())
+}
+
+/// Runs `latentlab disentanglement`.
+pub fn disentanglement(a: &DisentanglementArgs) -> Result<(), String> {
+    if a.num_train < 2 {
+        return Err("--num-train: must be at least 2".into());
+    }
+    if a.num_eval < 1 {
+        return Err("--num-eval: must be at least 1".into());
+    }
+    let s = on_device!(a.device, backend => disentangle_on(backend, a))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&s).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!("factors: {}", s.factors.join(", "));
+    println!("  β-VAE score        {:.4}", s.beta_vae);
+    println!("  FactorVAE score    {:.4}", s.factor_vae);
+    println!("  MIG                {:.4}", s.mig);
+    println!("  SAP                {:.4}", s.sap);
+    println!(
+        "  DCI                D {:.4}  C {:.4}  I {:.4}",
+        s.dci.disentanglement, s.dci.completeness, s.dci.informativeness
+    );
+    println!("  modularity         {:.4}", s.modularity);
+    println!(
+        "  explicitness       {:.4} (AUC; {:.4} with chance at 0)",
+        s.explicitness, s.explicitness_normalized
+    );
+    Ok(())
+}

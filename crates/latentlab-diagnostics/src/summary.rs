@@ -1,0 +1,360 @@
+//! The page's `diagnose_latent_space`, exactly, and the full diagnosis.
+
+use latentlab_model::LatentModel;
+use ndarray::{Array1, Array2, ArrayView2, Axis, s};
+use serde::Serialize;
+
+use crate::aggregate;
+use crate::error::{DiagnosticsError, Result, input};
+use crate::verdict::Verdict;
+
+/// Posterior parameters of `n` points, `n × d` each, in f64, checked: same
+/// shape, `n ≥ 2`, `d ≥ 1`, every value finite.
+#[derive(Clone, Debug)]
+pub struct Latents {
+    mu: Array2<f64>,
+    logvar: Array2<f64>,
+}
+
+fn check_finite(a: ArrayView2<'_, f64>, name: &str) -> Result<()> {
+    if let Some((i, v)) = a.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        let c = a.ncols().max(1);
+        return Err(input(format!(
+            "{name} row {} column {} is {v}; every value must be finite",
+            i / c,
+            i % c
+        )));
+    }
+    Ok(())
+}
+
+impl Latents {
+    /// Checks and wraps the arrays.
+    pub fn new(mu: Array2<f64>, logvar: Array2<f64>) -> Result<Self> {
+        if mu.dim() != logvar.dim() {
+            return Err(input(format!(
+                "mu is {}×{} but logvar is {}×{}; they must have the same shape",
+                mu.nrows(),
+                mu.ncols(),
+                logvar.nrows(),
+                logvar.ncols()
+            )));
+        }
+        if mu.nrows() < 2 {
+            return Err(input(format!(
+                "{} point(s): the variance of the means needs at least 2",
+                mu.nrows()
+            )));
+        }
+        if mu.ncols() == 0 {
+            return Err(input("the latent dimension is 0"));
+        }
+        check_finite(mu.view(), "mu")?;
+        check_finite(logvar.view(), "logvar")?;
+        Ok(Self { mu, logvar })
+    }
+
+    /// From f32 arrays.
+    pub fn from_f32(mu: ArrayView2<'_, f32>, logvar: ArrayView2<'_, f32>) -> Result<Self> {
+        Self::new(mu.mapv(f64::from), logvar.mapv(f64::from))
+    }
+
+    /// Encodes `x` with `model` in chunks of 4,096 rows.
+    pub fn encode<M: LatentModel + ?Sized>(model: &M, x: ArrayView2<'_, f32>) -> Result<Self> {
+        let n = x.nrows();
+        let d = model.latent_dim();
+        let mut mu = Array2::<f64>::zeros((n, d));
+        let mut logvar = Array2::<f64>::zeros((n, d));
+        let mut start = 0;
+        while start < n {
+            let end = (start + 4096).min(n);
+            let p = model.encode(x.slice(s![start..end, ..]))?;
+            mu.slice_mut(s![start..end, ..])
+                .assign(&p.mu.mapv(f64::from));
+            logvar
+                .slice_mut(s![start..end, ..])
+                .assign(&p.logvar.mapv(f64::from));
+            start = end;
+        }
+        Self::new(mu, logvar)
+    }
+
+    /// Posterior means.
+    pub fn mu(&self) -> ArrayView2<'_, f64> {
+        self.mu.view()
+    }
+
+    /// Posterior log-variances.
+    pub fn logvar(&self) -> ArrayView2<'_, f64> {
+        self.logvar.view()
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.mu.nrows()
+    }
+
+    /// Never true: construction refuses fewer than 2 points.
+    pub fn is_empty(&self) -> bool {
+        self.mu.nrows() == 0
+    }
+
+    /// Latent dimension.
+    pub fn dim(&self) -> usize {
+        self.mu.ncols()
+    }
+}
+
+/// The page's figures (its dictionary, keys unchanged).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PageMetrics {
+    /// Mean over points of KL(q(z|x) ‖ N(0, I)), nats.
+    pub mean_kl: f64,
+    /// Dimensions whose unbiased variance of mu across points exceeds 0.01.
+    pub active_dims: usize,
+    /// Latent dimension.
+    pub total_dims: usize,
+    /// Mean of exp(logvar / 2) over every point and dimension.
+    pub mean_posterior_std: f64,
+    /// KL(N(m, diag v) ‖ N(0, I)) with m the mean of mu and v the unbiased
+    /// variance of mu plus the mean of exp(logvar): the aggregate posterior
+    /// approximated by one Gaussian.
+    pub aggregate_kl: f64,
+    /// The page's verdict string.
+    pub diagnosis: String,
+}
+
+/// The threshold on the variance of mu above which a dimension is active.
+pub const ACTIVE_VARIANCE: f64 = 0.01;
+
+pub(crate) struct Moments {
+    pub kl_per_dim: Array1<f64>,
+    pub mu_mean: Array1<f64>,
+    pub mu_var: Array1<f64>,
+    pub var_mean: Array1<f64>,
+    pub std_mean: f64,
+}
+
+pub(crate) fn moments(l: &Latents) -> Moments {
+    let n = l.len() as f64;
+    let kl_per_dim = (&l.mu.mapv(|m| m * m) + &l.logvar.mapv(f64::exp) - &l.logvar - 1.0)
+        .sum_axis(Axis(0))
+        * (0.5 / n);
+    let mu_mean = l.mu.sum_axis(Axis(0)) / n;
+    let mu_var = l.mu.var_axis(Axis(0), 1.0);
+    let var_mean = l.logvar.mapv(f64::exp).sum_axis(Axis(0)) / n;
+    let std_mean = l.logvar.iter().map(|v| (0.5 * v).exp()).sum::<f64>() / (n * l.dim() as f64);
+    Moments {
+        kl_per_dim,
+        mu_mean,
+        mu_var,
+        var_mean,
+        std_mean,
+    }
+}
+
+/// The page's `diagnose_latent_space` on posterior parameters.
+pub fn page_metrics(l: &Latents) -> PageMetrics {
+    page_from_moments(l, &moments(l))
+}
+
+fn page_from_moments(l: &Latents, m: &Moments) -> PageMetrics {
+    let mean_kl = m.kl_per_dim.sum();
+    let active_dims = m.mu_var.iter().filter(|v| **v > ACTIVE_VARIANCE).count();
+    let aggregate_kl = 0.5
+        * m.mu_var
+            .iter()
+            .zip(&m.var_mean)
+            .zip(&m.mu_mean)
+            .map(|((v, e), mean)| {
+                let var = v + e;
+                var + mean * mean - 1.0 - var.ln()
+            })
+            .sum::<f64>();
+    PageMetrics {
+        mean_kl,
+        active_dims,
+        total_dims: l.dim(),
+        mean_posterior_std: m.std_mean,
+        aggregate_kl,
+        diagnosis: diagnose_from_metrics(mean_kl, active_dims, l.dim(), m.std_mean),
+    }
+}
+
+/// The page's verdict string, thresholds and wording unchanged.
+pub fn diagnose_from_metrics(
+    mean_kl: f64,
+    active_dims: usize,
+    total_dims: usize,
+    mean_std: f64,
+) -> String {
+    let mut issues = Vec::new();
+    if mean_kl < 1.0 {
+        issues.push("SEVERE: Likely posterior collapse (KL near zero)");
+    } else if mean_kl < 5.0 {
+        issues.push("WARNING: Low KL, possible weak encoding");
+    }
+    let active_ratio = active_dims as f64 / total_dims as f64;
+    if active_ratio < 0.1 {
+        issues.push("SEVERE: Most dimensions inactive (posterior collapse)");
+    } else if active_ratio < 0.3 {
+        issues.push("WARNING: Many inactive dimensions");
+    }
+    if mean_std > 0.9 {
+        issues.push("WARNING: High posterior variance, weak encoding");
+    }
+    if issues.is_empty() {
+        "HEALTHY: Metrics look reasonable".to_string()
+    } else {
+        issues.join("; ")
+    }
+}
+
+/// Settings of the Monte Carlo figures.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Draws from the aggregate posterior for I(x; z) and KL(q(z) ‖ p(z)).
+    pub samples: usize,
+    /// Mixture components of q(z) (a seeded subset of the points when there
+    /// are more).
+    pub max_components: usize,
+    /// Prior draws probed for holes.
+    pub hole_probes: usize,
+    /// A probe is in a hole when the estimated density ratio q(z)/p(z) is
+    /// below this.
+    pub hole_ratio: f64,
+    /// Neighbours of the k-NN density-ratio estimate.
+    pub hole_neighbours: usize,
+    /// How many of the emptiest prior draws to return.
+    pub emptiest: usize,
+    /// Seed of every draw.
+    pub seed: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            samples: 2000,
+            max_components: 10_000,
+            hole_probes: 2000,
+            hole_ratio: 0.01,
+            hole_neighbours: 10,
+            emptiest: 16,
+            seed: 0,
+        }
+    }
+}
+
+impl Options {
+    fn validate(&self) -> Result<()> {
+        let bad = |what, detail: &str| {
+            Err(DiagnosticsError::Config {
+                what,
+                detail: detail.to_string(),
+            })
+        };
+        if self.samples == 0 {
+            return bad("samples", "must be at least 1");
+        }
+        if self.max_components < 2 {
+            return bad("max_components", "must be at least 2");
+        }
+        if self.hole_probes == 0 {
+            return bad("hole_probes", "must be at least 1");
+        }
+        if !(self.hole_ratio > 0.0 && self.hole_ratio.is_finite()) {
+            return bad("hole_ratio", "must be a positive number");
+        }
+        if self.hole_neighbours == 0 {
+            return bad("hole_neighbours", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The full diagnosis. The page's keys come first and keep its names.
+#[derive(Clone, Debug, Serialize)]
+pub struct Diagnosis {
+    /// See [`PageMetrics::mean_kl`].
+    pub mean_kl: f64,
+    /// See [`PageMetrics::active_dims`].
+    pub active_dims: usize,
+    /// See [`PageMetrics::total_dims`].
+    pub total_dims: usize,
+    /// See [`PageMetrics::mean_posterior_std`].
+    pub mean_posterior_std: f64,
+    /// See [`PageMetrics::aggregate_kl`].
+    pub aggregate_kl: f64,
+    /// The page's verdict string.
+    pub diagnosis: String,
+    /// Points diagnosed.
+    pub n: usize,
+    /// Mean KL of each dimension, nats (sums to `mean_kl`).
+    pub kl_per_dim: Vec<f64>,
+    /// Unbiased variance of mu of each dimension (Burda et al.'s activity).
+    pub mu_variance: Vec<f64>,
+    /// Whether each dimension is active (variance of mu above 0.01).
+    pub active_per_dim: Vec<bool>,
+    /// Dimensions ordered by KL, most informative first.
+    pub dims_by_kl: Vec<usize>,
+    /// I(x; z) under q, nats (Monte Carlo; at most ln N).
+    pub mutual_information: f64,
+    /// Its standard error.
+    pub mutual_information_se: f64,
+    /// KL(q(z) ‖ p(z)) with q(z) the mixture of the posteriors, nats.
+    pub aggregate_kl_mc: f64,
+    /// Its standard error.
+    pub aggregate_kl_mc_se: f64,
+    /// Standard error of the sum `mutual_information + aggregate_kl_mc`,
+    /// which estimates `mean_kl` (ELBO surgery).
+    pub surgery_se: f64,
+    /// Share of prior draws where the aggregate posterior's density is below
+    /// `hole_ratio` times the prior's.
+    pub hole_fraction: f64,
+    /// The same share when the aggregate posterior is the prior itself: what
+    /// the estimate gives by chance.
+    pub hole_fraction_null: f64,
+    /// The density-ratio threshold used.
+    pub hole_ratio: f64,
+    /// The prior draws with the lowest estimated density ratio, emptiest
+    /// first; decode them to see what lives in the holes.
+    pub emptiest: Vec<Vec<f64>>,
+    /// The plain verdict.
+    pub verdict: Verdict,
+}
+
+/// Diagnoses posterior parameters.
+pub fn diagnose(l: &Latents, opts: &Options) -> Result<Diagnosis> {
+    opts.validate()?;
+    let m = moments(l);
+    let page = page_from_moments(l, &m);
+    let mut dims_by_kl: Vec<usize> = (0..l.dim()).collect();
+    dims_by_kl.sort_by(|&a, &b| m.kl_per_dim[b].total_cmp(&m.kl_per_dim[a]));
+    let (mi, kl_mc, surgery_se) = aggregate::surgery(l, opts)?;
+    let holes = aggregate::holes(l, opts)?;
+    let mut d = Diagnosis {
+        mean_kl: page.mean_kl,
+        active_dims: page.active_dims,
+        total_dims: page.total_dims,
+        mean_posterior_std: page.mean_posterior_std,
+        aggregate_kl: page.aggregate_kl,
+        diagnosis: page.diagnosis,
+        n: l.len(),
+        kl_per_dim: m.kl_per_dim.to_vec(),
+        mu_variance: m.mu_var.to_vec(),
+        active_per_dim: m.mu_var.iter().map(|v| *v > ACTIVE_VARIANCE).collect(),
+        dims_by_kl,
+        mutual_information: mi.value,
+        mutual_information_se: mi.std_error,
+        aggregate_kl_mc: kl_mc.value,
+        aggregate_kl_mc_se: kl_mc.std_error,
+        surgery_se,
+        hole_fraction: holes.fraction,
+        hole_fraction_null: holes.fraction_null,
+        hole_ratio: opts.hole_ratio,
+        emptiest: holes.emptiest,
+        verdict: Verdict::default(),
+    };
+    d.verdict = Verdict::of(&d);
+    Ok(d)
+}

@@ -1,0 +1,263 @@
+//! Disentanglement metrics on the oracles disentanglement_lib's own tests
+//! use, and the closed-form cases of DCI and modularity.
+
+use latentlab_diagnostics::disentangle::{
+    Labelled, SapMode, Settings, beta_vae, completeness, dci, dci_from_importance, disentanglement,
+    evaluate_all, factor_vae, identity_truth, mig, modularity, modularity_explicitness, sap,
+};
+use ndarray::{Array2, ArrayView2, Axis, concatenate};
+
+fn small() -> Settings {
+    Settings {
+        num_train: 2000,
+        num_eval: 1000,
+        num_variance_estimate: 2000,
+        seed: 11,
+        ..Settings::default()
+    }
+}
+
+fn identity(x: ArrayView2<'_, f32>) -> Array2<f64> {
+    x.mapv(f64::from)
+}
+
+fn constant(x: ArrayView2<'_, f32>) -> Array2<f64> {
+    Array2::zeros(x.dim())
+}
+
+fn duplicated(x: ArrayView2<'_, f32>) -> Array2<f64> {
+    let c = x.mapv(f64::from);
+    concatenate(Axis(1), &[c.view(), c.view()]).unwrap()
+}
+
+#[test]
+fn the_identity_code_scores_high_on_every_metric() {
+    let truth = identity_truth(10, 10);
+    let s = Settings {
+        sap_mode: SapMode::Correlation,
+        ..small()
+    };
+    let r = evaluate_all(&truth, &identity, &s).unwrap();
+    let mut fails = Vec::new();
+    for (name, v) in [
+        ("beta_vae", r.beta_vae),
+        ("factor_vae", r.factor_vae),
+        ("mig", r.mig),
+        ("sap", r.sap),
+        ("dci.disentanglement", r.dci.disentanglement),
+        ("dci.completeness", r.dci.completeness),
+        ("dci.informativeness", r.dci.informativeness),
+        ("modularity", r.modularity),
+        ("explicitness", r.explicitness),
+        ("explicitness_normalized", r.explicitness_normalized),
+    ] {
+        if !(0.9..=1.0 + 1e-12).contains(&v) {
+            fails.push(format!("{name} = {v}"));
+        }
+    }
+    assert!(fails.is_empty(), "{}", fails.join(", "));
+}
+
+#[test]
+fn a_constant_code_scores_low_on_every_metric() {
+    let truth = identity_truth(10, 10);
+    let r = evaluate_all(&truth, &constant, &small()).unwrap();
+    let mut fails = Vec::new();
+    for (name, v) in [
+        ("beta_vae", r.beta_vae),
+        ("factor_vae", r.factor_vae),
+        ("mig", r.mig),
+        ("sap", r.sap),
+        ("dci.disentanglement", r.dci.disentanglement),
+        ("dci.completeness", r.dci.completeness),
+        ("modularity", r.modularity),
+        ("explicitness_normalized", r.explicitness_normalized),
+    ] {
+        if !(0.0..=0.2).contains(&v) {
+            fails.push(format!("{name} = {v}"));
+        }
+    }
+    assert!(fails.is_empty(), "{}", fails.join(", "));
+    assert!(
+        (r.explicitness - 0.5).abs() < 1e-9,
+        "chance AUC: {}",
+        r.explicitness
+    );
+}
+
+#[test]
+fn duplicated_latents_fool_mig_and_sap_but_not_dci() {
+    let truth = identity_truth(10, 10);
+    let s = Settings {
+        sap_mode: SapMode::Correlation,
+        ..small()
+    };
+    let m = mig(&truth, &duplicated, &s).unwrap();
+    assert!(m.score <= 0.1, "MIG {}", m.score);
+    let p = sap(&truth, &duplicated, &s).unwrap();
+    assert!(p.score <= 0.2, "SAP {}", p.score);
+    let d = dci(
+        &truth,
+        &duplicated,
+        &Settings {
+            num_train: 1000,
+            num_eval: 1000,
+            ..s
+        },
+    )
+    .unwrap();
+    assert!(d.disentanglement >= 0.9, "D {}", d.disentanglement);
+    let target = 1.0 - 2f64.ln() / 10f64.ln();
+    assert!(
+        (d.completeness - target).abs() < 0.1,
+        "C {} vs {target}",
+        d.completeness
+    );
+}
+
+#[test]
+fn a_permuted_code_has_low_dci() {
+    // Each observation's factors shuffled among the codes: every code
+    // carries a bit of every factor.
+    let truth = identity_truth(10, 10);
+    let shuffled = |x: ArrayView2<'_, f32>| {
+        let mut c = x.mapv(f64::from);
+        let mut g = latentlab_data::rng::SplitMix64::new(x.nrows() as u64, 0);
+        for mut r in c.rows_mut() {
+            let mut v = r.to_vec();
+            g.shuffle(&mut v);
+            r.assign(&ndarray::Array1::from(v));
+        }
+        c
+    };
+    let d = dci(
+        &truth,
+        &shuffled,
+        &Settings {
+            num_train: 1000,
+            num_eval: 1000,
+            ..small()
+        },
+    )
+    .unwrap();
+    assert!(d.disentanglement <= 0.2 && d.completeness <= 0.2, "{d:?}");
+}
+
+#[test]
+fn closed_form_importance_matrices() {
+    let diag = Array2::from_diag(&ndarray::Array1::from_elem(5, 5.0));
+    assert!((disentanglement(diag.view()) - 1.0).abs() < 1e-9);
+    assert!((completeness(diag.view()) - 1.0).abs() < 1e-9);
+    // Empty codes and missed factors.
+    let empty = ndarray::array![[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]];
+    assert!((disentanglement(empty.view()) - 1.0).abs() < 1e-9);
+    assert!((completeness(empty.view()) - 1.0).abs() < 1e-6);
+    let missed = diag.slice(ndarray::s![..2, ..]).to_owned();
+    assert_eq!(
+        dci_from_importance(missed.view()).0.to_bits(),
+        disentanglement(missed.view()).to_bits()
+    );
+    assert!((disentanglement(missed.view()) - 1.0).abs() < 1e-9);
+    // Zero matrix.
+    let zero = Array2::<f64>::zeros((10, 10));
+    assert!(disentanglement(zero.view()).abs() < 1e-9);
+    assert!(completeness(zero.view()).abs() < 1e-7);
+    // Redundant codes: D = 1, C = 1 − ln2/ln10.
+    let target = 1.0 - 2f64.ln() / 10f64.ln();
+    let redundant = concatenate(Axis(0), &[diag.view(), diag.view()]).unwrap();
+    assert!((disentanglement(redundant.view()) - 1.0).abs() < 1e-9);
+    assert!((completeness(redundant.view()) - target).abs() < 1e-9);
+    // One code for two factors: D = 1 − ln2/ln10, C = 1.
+    let two = concatenate(Axis(1), &[diag.view(), diag.view()]).unwrap();
+    assert!((disentanglement(two.view()) - target).abs() < 1e-9);
+    assert!((completeness(two.view()) - 1.0).abs() < 1e-9);
+    // Modularity of one code informative about two of ten factors: 8/9.
+    let mut mi = Array2::<f64>::zeros((1, 10));
+    mi[[0, 0]] = 0.7;
+    mi[[0, 1]] = 0.7;
+    assert!((modularity(mi.view()) - 8.0 / 9.0).abs() < 1e-12);
+    assert!(
+        (modularity(Array2::from_diag(&ndarray::Array1::from_elem(4, 2.0)).view()) - 1.0).abs()
+            < 1e-12
+    );
+    assert_eq!(modularity(Array2::<f64>::zeros((3, 4)).view()), 0.0);
+}
+
+#[test]
+fn metrics_are_seeded() {
+    let truth = identity_truth(4, 5);
+    let s = Settings {
+        num_train: 300,
+        num_eval: 200,
+        num_variance_estimate: 300,
+        ..small()
+    };
+    let a = beta_vae(&truth, &identity, &s).unwrap().eval_accuracy;
+    let b = beta_vae(&truth, &identity, &s).unwrap().eval_accuracy;
+    assert_eq!(a.to_bits(), b.to_bits());
+    let f1 = factor_vae(&truth, &identity, &s).unwrap();
+    let f2 = factor_vae(
+        &truth,
+        &identity,
+        &Settings {
+            seed: 12,
+            ..s.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(f1.active_codes, 4);
+    assert!(f1.eval_accuracy > 0.9 && f2.eval_accuracy > 0.9);
+    let m = modularity_explicitness(&truth, &identity, &s).unwrap();
+    assert!(m.modularity > 0.9 && m.explicitness > 0.9, "{m:?}");
+}
+
+#[test]
+fn labelled_data_work_and_bad_settings_are_refused() {
+    // A finite labelled set: the identity oracle's points, 3 factors.
+    let mut g = latentlab_data::rng::SplitMix64::new(4, 0);
+    let classes = Array2::from_shape_simple_fn((3000, 3), || g.below(4) as usize);
+    let x = classes.mapv(|v| v as f32);
+    let data = Labelled::new(x, classes, None).unwrap();
+    let s = Settings {
+        num_train: 500,
+        num_eval: 300,
+        num_variance_estimate: 500,
+        ..small()
+    };
+    assert!(beta_vae(&data, &identity, &s).unwrap().eval_accuracy > 0.9);
+    assert!(factor_vae(&data, &identity, &s).unwrap().eval_accuracy > 0.9);
+    assert!(mig(&data, &identity, &s).unwrap().score > 0.9);
+    let e = |r: Result<_, latentlab_diagnostics::DiagnosticsError>| {
+        r.map(|_: ()| ()).unwrap_err().to_string()
+    };
+    assert!(
+        e(Labelled::new(Array2::zeros((3, 2)), Array2::zeros((4, 1)), None).map(|_| ()))
+            .contains("3 observations but 4")
+    );
+    assert!(
+        e(beta_vae(
+            &data,
+            &identity,
+            &Settings {
+                batch_size: 1,
+                ..s.clone()
+            }
+        )
+        .map(|_| ()))
+        .contains("batch")
+    );
+    assert!(
+        e(mig(
+            &data,
+            &identity,
+            &Settings {
+                num_train: 1,
+                ..s.clone()
+            }
+        )
+        .map(|_| ()))
+        .contains("training")
+    );
+    let nan = |x: ArrayView2<'_, f32>| Array2::from_elem(x.dim(), f64::NAN);
+    assert!(e(mig(&data, &nan, &s).map(|_| ())).contains("non-finite"));
+}

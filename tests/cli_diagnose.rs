@@ -1,0 +1,382 @@
+//! End-to-end tests of `latentlab diagnose` and `latentlab disentanglement`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use latentlab::data::npy;
+use serde_json::Value;
+
+mod common;
+use common::{assert_clean_errors, latentlab, ok_json, scratch};
+
+fn reference() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/reference/seed_reference.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn flat(v: &Value) -> (Vec<usize>, Vec<f64>) {
+    let rows = v.as_array().unwrap();
+    let d = rows[0].as_array().unwrap().len();
+    let data: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+        .collect();
+    (vec![rows.len(), d], data)
+}
+
+fn write_safetensors(path: &Path, tensors: &[(&str, &[usize], &[f64])]) {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views: HashMap<String, TensorView<'_>> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| {
+            (
+                n.to_string(),
+                TensorView::new(Dtype::F64, s.to_vec(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(&views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn the_reference_cases_from_npy_and_safetensors() {
+    let dir = scratch("diag-ref");
+    let r = reference();
+    let mut failures = Vec::new();
+    for c in r["diagnostics"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let (shape, mu) = flat(&c["mu"]);
+        let (_, lv) = flat(&c["logvar"]);
+        let mu_p = dir.join(format!("{name}-mu.npy"));
+        let lv_p = dir.join(format!("{name}-lv.npy"));
+        npy::write_f64(&mu_p, &shape, &mu).unwrap();
+        npy::write_f64(&lv_p, &shape, &lv).unwrap();
+        let st = dir.join(format!("{name}.safetensors"));
+        write_safetensors(&st, &[("mu", &shape, &mu), ("logvar", &shape, &lv)]);
+        for args in [
+            vec![
+                "diagnose",
+                "--mu",
+                mu_p.to_str().unwrap(),
+                "--logvar",
+                lv_p.to_str().unwrap(),
+                "--json",
+            ],
+            vec!["diagnose", "--latents", st.to_str().unwrap(), "--json"],
+        ] {
+            let got = ok_json(&latentlab(&args));
+            let e = &c["expected"];
+            for key in ["mean_kl", "mean_posterior_std", "aggregate_kl"] {
+                let (g, w) = (got[key].as_f64().unwrap(), e[key].as_f64().unwrap());
+                if (g - w).abs() > 1e-9 * w.abs().max(1e-12) {
+                    failures.push(format!("{name} {key}: {g} vs {w}"));
+                }
+            }
+            for key in ["active_dims", "total_dims", "diagnosis"] {
+                if got[key] != e[key] {
+                    failures.push(format!("{name} {key}: {} vs {}", got[key], e[key]));
+                }
+            }
+            for key in [
+                "kl_per_dim",
+                "mutual_information",
+                "aggregate_kl_mc",
+                "hole_fraction",
+                "verdict",
+            ] {
+                if got.get(key).is_none() {
+                    failures.push(format!("{name}: no {key}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Trains; returns the checkpoint and what training printed on stderr.
+fn train(dir: &Path, name: &str, extra: &[&str]) -> (String, String) {
+    let ck = dir.join(format!("{name}.safetensors"));
+    let mut args = vec![
+        "train",
+        "--data",
+        "mnist-10k",
+        "--out",
+        ck.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    let out = latentlab(&args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    (ck.to_str().unwrap().to_string(), err)
+}
+
+#[test]
+fn a_healthy_model_and_a_collapsed_one() {
+    let dir = scratch("diag-models");
+    let (healthy, log) = train(
+        &dir,
+        "healthy",
+        &["--epochs", "8", "--hidden", "256", "--latent", "8"],
+    );
+    assert!(!log.contains("collapsing"), "{log}");
+    let d = ok_json(&latentlab(&[
+        "diagnose",
+        "--checkpoint",
+        &healthy,
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(d["verdict"]["state"], "healthy", "{d}");
+    assert_eq!(d["diagnosis"], "HEALTHY: Metrics look reasonable");
+    assert_eq!(d["n"], 2000);
+    // encode → --latents gives the same figures.
+    let lat = dir.join("lat.safetensors");
+    ok_json(&latentlab(&[
+        "encode",
+        "--checkpoint",
+        &healthy,
+        "--out",
+        lat.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    let e = ok_json(&latentlab(&[
+        "diagnose",
+        "--latents",
+        lat.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(e["mean_kl"], d["mean_kl"]);
+    assert_eq!(e["hole_fraction"], d["hole_fraction"]);
+    // The text report says the same.
+    let out = latentlab(&["diagnose", "--checkpoint", &healthy, "--device", "cpu"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verdict: HEALTHY"), "{text}");
+
+    let (collapsed, log) = train(
+        &dir,
+        "collapsed",
+        &[
+            "--epochs", "2", "--hidden", "64", "--latent", "8", "--beta", "20",
+        ],
+    );
+    // Training warned early, once.
+    assert_eq!(log.matches("collapsing").count(), 1, "{log}");
+    let c = ok_json(&latentlab(&[
+        "diagnose",
+        "--checkpoint",
+        &collapsed,
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(c["verdict"]["state"], "posterior_collapse", "{c}");
+    assert!(c["mean_kl"].as_f64().unwrap() < 1.0);
+    assert!(c["mutual_information"].as_f64().unwrap() < 0.5);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn disentanglement_on_dsprites() {
+    let dir = scratch("dis");
+    let ck = dir.join("d.safetensors");
+    let out = latentlab(&[
+        "train",
+        "--data",
+        "dsprites:1200",
+        "--epochs",
+        "1",
+        "--hidden",
+        "32",
+        "--latent",
+        "4",
+        "--out",
+        ck.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = ck.to_str().unwrap();
+    for data in ["dsprites", "dsprites:600"] {
+        let s = ok_json(&latentlab(&[
+            "disentanglement",
+            "--checkpoint",
+            c,
+            "--data",
+            data,
+            "--num-train",
+            "120",
+            "--num-eval",
+            "60",
+            "--device",
+            "cpu",
+            "--json",
+        ]));
+        for key in [
+            "beta_vae",
+            "factor_vae",
+            "mig",
+            "sap",
+            "modularity",
+            "explicitness",
+        ] {
+            let v = s[key].as_f64().unwrap_or(f64::NAN);
+            assert!((0.0..=1.0).contains(&v), "{data} {key}: {}", s[key]);
+        }
+        for key in ["disentanglement", "completeness", "informativeness"] {
+            let v = s["dci"][key].as_f64().unwrap_or(f64::NAN);
+            assert!(
+                (0.0..=1.0).contains(&v),
+                "{data} dci.{key}: {}",
+                s["dci"][key]
+            );
+        }
+        assert_eq!(s["factors"].as_array().unwrap().len(), 5);
+    }
+    // Seeded: the same run twice gives the same numbers; sampled codes work.
+    let args = [
+        "disentanglement",
+        "--checkpoint",
+        c,
+        "--num-train",
+        "60",
+        "--num-eval",
+        "30",
+        "--device",
+        "cpu",
+        "--code",
+        "sample",
+        "--json",
+    ];
+    assert_eq!(ok_json(&latentlab(&args)), ok_json(&latentlab(&args)));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = scratch("diag-bad");
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    npy::write_f64(p("a.npy"), &[3, 2], &[0.0; 6]).unwrap();
+    npy::write_f64(p("b.npy"), &[3, 3], &[0.0; 9]).unwrap();
+    npy::write_f64(p("one.npy"), &[1, 2], &[0.0; 2]).unwrap();
+    npy::write_f64(p("flat.npy"), &[6], &[0.0; 6]).unwrap();
+    npy::write_f64(p("nan.npy"), &[3, 2], &[0.0, 1.0, f64::NAN, 0.0, 0.0, 0.0]).unwrap();
+    npy::write_i64(p("int.npy"), &[3, 2], &[0; 6]).unwrap();
+    npy::write_f64(p("zero.npy"), &[3, 0], &[]).unwrap();
+    std::fs::write(
+        p("junk.safetensors"),
+        b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage",
+    )
+    .unwrap();
+    std::fs::write(p("empty.npy"), b"").unwrap();
+    write_safetensors(
+        &dir.join("nomu.safetensors"),
+        &[("means", &[3, 2], &[0.0; 6])],
+    );
+    write_safetensors(
+        &dir.join("rank3.safetensors"),
+        &[
+            ("mu", &[1, 3, 2], &[0.0; 6]),
+            ("logvar", &[3, 2], &[0.0; 6]),
+        ],
+    );
+    let d = dir.to_str().unwrap().to_string();
+    let (a, b, one, flat, nan, int, zero, junk, empty, nomu, rank3) = (
+        p("a.npy"),
+        p("b.npy"),
+        p("one.npy"),
+        p("flat.npy"),
+        p("nan.npy"),
+        p("int.npy"),
+        p("zero.npy"),
+        p("junk.safetensors"),
+        p("empty.npy"),
+        p("nomu.safetensors"),
+        p("rank3.safetensors"),
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["diagnose"], "--latents"),
+        (vec!["diagnose", "--mu", &a, "--logvar", &b], "same shape"),
+        (
+            vec!["diagnose", "--mu", &one, "--logvar", &one],
+            "at least 2",
+        ),
+        (vec!["diagnose", "--mu", &flat, "--logvar", &flat], "2-D"),
+        (vec!["diagnose", "--mu", &nan, "--logvar", &a], "NaN"),
+        (
+            vec!["diagnose", "--mu", &a, "--logvar", &nan],
+            "logvar row 1 column 0 is NaN",
+        ),
+        (
+            vec!["diagnose", "--mu", &int, "--logvar", &a],
+            "float32 or float64",
+        ),
+        (
+            vec!["diagnose", "--mu", &zero, "--logvar", &zero],
+            "dimension is 0",
+        ),
+        (vec!["diagnose", "--mu", &empty, "--logvar", &a], "--mu"),
+        (vec!["diagnose", "--mu", &d, "--logvar", &a], "--mu"),
+        (
+            vec!["diagnose", "--mu", "/no/such.npy", "--logvar", &a],
+            "/no/such.npy",
+        ),
+        (vec!["diagnose", "--mu", &a], "--logvar"),
+        (vec!["diagnose", "--latents", &junk], "safetensors"),
+        (vec!["diagnose", "--latents", &nomu], "no tensor `mu`"),
+        (vec!["diagnose", "--latents", &rank3], "2-D"),
+        (vec!["diagnose", "--latents", &d], "--latents"),
+        (
+            vec!["diagnose", "--latents", &a, "--mu", &a],
+            "cannot be used with",
+        ),
+        (
+            vec!["diagnose", "--mu", &a, "--logvar", &a, "--samples", "0"],
+            "--samples",
+        ),
+        (
+            vec!["diagnose", "--mu", &a, "--logvar", &a, "--hole-ratio", "2"],
+            "--hole-ratio",
+        ),
+        (
+            vec!["diagnose", "--mu", &a, "--logvar", &a, "--samples", "-3"],
+            "-3",
+        ),
+        (vec!["diagnose", "--checkpoint", &junk], "--checkpoint"),
+        (
+            vec!["disentanglement", "--checkpoint", &junk],
+            "--checkpoint",
+        ),
+        (
+            vec!["disentanglement", "--checkpoint", &junk, "--num-train", "1"],
+            "--num-train",
+        ),
+        (
+            vec!["disentanglement", "--checkpoint", &junk, "--code", "median"],
+            "median",
+        ),
+        (
+            vec!["disentanglement", "--checkpoint", &junk, "--sap", "svm"],
+            "svm",
+        ),
+    ];
+    assert_clean_errors(&cases);
+    std::fs::remove_dir_all(dir).ok();
+}
