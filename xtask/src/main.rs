@@ -154,7 +154,9 @@ fn bench(args: &[String]) -> Result<(), String> {
     if rows.is_empty() {
         return Err(format!("no criterion results under {}", crit.display()));
     }
+    let maps = latent_maps(&root, &target)?;
     let doc = json!({
+        "latent_maps": maps,
         "matmul": rows,
         "mlp_forward_backward": mlp,
         "numpy": numpy.as_ref().map(|np| json!({"version": np["numpy"], "blas": np["blas"]})),
@@ -173,6 +175,115 @@ fn bench(args: &[String]) -> Result<(), String> {
         print!("{md}");
     }
     Ok(())
+}
+
+/// Runs `latentlab` and returns the JSON document it printed.
+fn latentlab_json(bin: &Path, args: &[&str]) -> Result<Value, String> {
+    let out = Command::new(bin)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!("latentlab {args:?} failed: {}", out.status));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("latentlab {args:?}: {e}"))
+}
+
+/// The README's main job (training throughput, with the PyTorch peer),
+/// then PCA, t-SNE and UMAP maps of its 10,000 latent means, with
+/// scikit-learn, openTSNE and umap-learn on the same latents.
+fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args(["build", "--release", "-p", "latentlab-cli"])
+        .stdout(Stdio::from(std::io::stderr()))
+        .status()
+        .map_err(|e| format!("cargo build: {e}"))?;
+    if !status.success() {
+        return Err("cargo build -p latentlab-cli failed".into());
+    }
+    let bin = target.join("release").join("latentlab");
+    let dir = target.join("xtask-maps");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let ck = dir.join("vae.safetensors");
+    let lat = dir.join("latents.safetensors");
+    let (ck_s, lat_s) = (ck.to_string_lossy(), lat.to_string_lossy());
+    let train = latentlab_json(
+        &bin,
+        &[
+            "train",
+            "--data",
+            "mnist-10k",
+            "--epochs",
+            "20",
+            "--device",
+            "cpu",
+            "--out",
+            &ck_s,
+            "--json",
+        ],
+    )?;
+    latentlab_json(
+        &bin,
+        &[
+            "encode",
+            "--checkpoint",
+            &ck_s,
+            "--split",
+            "all",
+            "--device",
+            "cpu",
+            "--out",
+            &lat_s,
+            "--json",
+        ],
+    )?;
+    let mut ours = Vec::new();
+    for method in ["pca", "tsne", "umap"] {
+        let r = latentlab_json(
+            &bin,
+            &["embed", "--latents", &lat_s, "--method", method, "--json"],
+        )?;
+        ours.push(r);
+    }
+    let peers: Vec<Value> = Command::new("python3")
+        .arg(root.join("benches/peers/embed_peers.py"))
+        .arg(&lat)
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            eprintln!("xtask: scikit-learn/openTSNE/umap-learn not available; maps are recorded without peers");
+            Vec::new()
+        });
+    let torch = Command::new("python3")
+        .arg(root.join("benches/peers/torch_vae.py"))
+        .arg(&dir)
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            let line = text.lines().find(|l| l.contains("images/s"))?.to_string();
+            let ips: f64 = line.split(": ").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some(json!({"line": line, "images_per_s": ips}))
+        });
+    Ok(json!({
+        "train_images_per_s": train["samples_per_s"],
+        "test_neg_elbo": train["test"]["neg_elbo"],
+        "torch": torch,
+        "latentlab": ours,
+        "peers": peers,
+    }))
 }
 
 fn round2(x: f64) -> f64 {
@@ -256,6 +367,67 @@ fn markdown(doc: &Value) -> String {
             .as_str()
             .unwrap_or("(not installed)"),
         doc["numpy"]["blas"].as_str().unwrap_or("-"),
+    );
+    let maps = &doc["latent_maps"];
+    let _ = writeln!(
+        s,
+        "## Training (the README's main job: 784-512-256-20, batch 128, 20 epochs on MNIST-10k, CPU)\n"
+    );
+    let _ = writeln!(s, "| | images/s |\n|---|---:|");
+    let _ = writeln!(
+        s,
+        "| latentlab | {:.0} |",
+        maps["train_images_per_s"].as_f64().unwrap_or(0.0)
+    );
+    match maps["torch"]["images_per_s"].as_f64() {
+        Some(t) => {
+            let _ = writeln!(
+                s,
+                "| PyTorch (`benches/peers/torch_vae.py`, same model, 2 threads) | {t:.0} |\n\nlatentlab / PyTorch: {:.2}×; latentlab's test −ELBO {:.2}.\n",
+                maps["train_images_per_s"].as_f64().unwrap_or(0.0) / t,
+                maps["test_neg_elbo"].as_f64().unwrap_or(0.0)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "| PyTorch | (not installed) |\n");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "## Latent maps (the main job's 10,000 latent means, 20-d)\n\n| method | latentlab s | trustworthiness@10 | peer | peer s | peer trustworthiness@10 | speed-up |\n|---|---:|---:|---|---:|---:|---:|"
+    );
+    for (r, peer) in maps["latentlab"].as_array().into_iter().flatten().zip([
+        "sklearn-pca",
+        "opentsne",
+        "umap-learn",
+    ]) {
+        let secs = r["seconds"].as_f64().unwrap_or(0.0);
+        let p = maps["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["method"] == peer);
+        let (ps, pt, up) = match p {
+            Some(p) => {
+                let ps = p["seconds"].as_f64().unwrap_or(0.0);
+                (
+                    format!("{ps:.2}"),
+                    format!("{:.4}", p["trustworthiness10"].as_f64().unwrap_or(0.0)),
+                    format!("{:.1}×", ps / secs.max(1e-9)),
+                )
+            }
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {secs:.2} | {:.4} | {peer} | {ps} | {pt} | {up} |",
+            r["method"].as_str().unwrap_or("?"),
+            r["trustworthiness10"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nPeers: `benches/peers/embed_peers.py` (scikit-learn PCA; openTSNE with n_jobs = 2; umap-learn after a JIT warm-up run), trustworthiness by scikit-learn.\n"
     );
     let _ = writeln!(
         s,

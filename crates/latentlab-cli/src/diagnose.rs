@@ -56,7 +56,7 @@ pub struct DiagnoseArgs {
 }
 
 /// A 2-D float array from a .npy file.
-fn read_matrix(path: &Path, flag: &str) -> Result<Array2<f64>, String> {
+pub fn read_matrix(path: &Path, flag: &str) -> Result<Array2<f64>, String> {
     let arr = npy::read(path).map_err(|e| format!("{flag}: {e}"))?;
     if !matches!(arr.data(), NpyData::F32(_) | NpyData::F64(_)) {
         return Err(format!(
@@ -83,10 +83,13 @@ pub struct LatentFile {
     pub mu: Array2<f64>,
     /// Posterior log-variances.
     pub logvar: Array2<f64>,
+    /// Labels, when the file has an I64 or I32 `labels` vector of N entries.
+    pub labels: Option<Vec<i64>>,
 }
 
-/// Tensors `mu` and `logvar` of a .safetensors file.
-pub fn read_latents(path: &Path) -> Result<LatentFile, String> {
+/// Tensors `mu` and `logvar` (and `labels`) of a .safetensors file; with
+/// `need_logvar` false a missing `logvar` is allowed (and left zero).
+pub fn read_latents(path: &Path, need_logvar: bool) -> Result<LatentFile, String> {
     use safetensors::tensor::Dtype;
     let flag = "--latents";
     let bytes = std::fs::read(path).map_err(|e| format!("{flag}: {}: {e}", path.display()))?;
@@ -139,8 +142,44 @@ pub fn read_latents(path: &Path) -> Result<LatentFile, String> {
         Array2::from_shape_vec((n, d), v).map_err(|e| format!("{flag}: {e}"))
     };
     let mu = matrix("mu")?;
-    let logvar = matrix("logvar")?;
-    Ok(LatentFile { mu, logvar })
+    let logvar = if need_logvar || st.names().contains(&"logvar") {
+        matrix("logvar")?
+    } else {
+        Array2::zeros(mu.dim())
+    };
+    let labels = match st.tensor("labels") {
+        Err(_) => None,
+        Ok(t) => {
+            let v: Vec<i64> = match t.dtype() {
+                Dtype::I64 => t
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+                Dtype::I32 => t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("4 bytes"))))
+                    .collect(),
+                other => {
+                    return Err(format!(
+                        "{flag}: {}: `labels` must be I64 or I32, not {other:?}",
+                        path.display()
+                    ));
+                }
+            };
+            if v.len() != mu.nrows() || t.shape().len() != 1 {
+                return Err(format!(
+                    "{flag}: {}: `labels` has shape {:?} but `mu` has {} rows",
+                    path.display(),
+                    t.shape(),
+                    mu.nrows()
+                ));
+            }
+            Some(v)
+        }
+    };
+    Ok(LatentFile { mu, logvar, labels })
 }
 
 fn latents_from_checkpoint<B: Backend>(
@@ -167,7 +206,7 @@ fn latents_from_checkpoint<B: Backend>(
 pub fn run(a: &DiagnoseArgs) -> Result<(), String> {
     let latents = match (&a.latents, &a.mu, &a.logvar, &a.checkpoint) {
         (Some(p), ..) => {
-            let f = read_latents(p)?;
+            let f = read_latents(p, true)?;
             Latents::new(f.mu, f.logvar).map_err(|e| format!("--latents {}: {e}", p.display()))?
         }
         (None, Some(m), Some(l), _) => {

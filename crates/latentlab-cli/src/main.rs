@@ -33,6 +33,7 @@ macro_rules! on_device {
 }
 
 mod diagnose;
+mod embed;
 mod geometry;
 mod info;
 mod train;
@@ -94,6 +95,8 @@ enum Command {
     Diagnose(diagnose::DiagnoseArgs),
     /// Disentanglement metrics against ground-truth factors (β-VAE, FactorVAE, MIG, SAP, DCI, modularity).
     Disentanglement(diagnose::DisentanglementArgs),
+    /// 2-D maps of latent means (PCA, t-SNE, UMAP) with their trustworthiness.
+    Embed(embed::EmbedArgs),
 }
 
 #[derive(Subcommand)]
@@ -159,6 +162,7 @@ fn main() -> ExitCode {
         Command::Interpolate(args) => geometry::interpolate_codes(&args),
         Command::Diagnose(args) => diagnose::run(&args),
         Command::Disentanglement(args) => diagnose::disentanglement(&args),
+        Command::Embed(args) => embed::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,6 +21,7 @@
 
 pub use latentlab_data as data;
 pub use latentlab_diagnostics as diagnostics;
+pub use latentlab_embed as embed;
 pub use latentlab_geometry as geometry;
 pub use latentlab_model as model;
 pub use latentlab_tensor as tensor;

@@ -1,0 +1,215 @@
+//! `latentlab embed`: 2-D maps of latent means.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use latentlab::data::npy::{self, NpyData};
+use latentlab::embed::{
+    Pca, PcaParams, Tsne, TsneParams, Umap, UmapParams, knn_accuracy, trustworthiness,
+};
+use ndarray::Array2;
+use serde::Serialize;
+
+use crate::diagnose::{read_latents, read_matrix};
+
+/// `latentlab embed`.
+#[derive(clap::Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct EmbedArgs {
+    /// Latent means: a 2-D .npy file (N × d, f32/f64) or a .safetensors file with `mu` (and `labels`).
+    #[arg(long)]
+    pub latents: PathBuf,
+    /// pca, tsne or umap.
+    #[arg(long, default_value = "tsne")]
+    pub method: String,
+    /// Labels for the k-NN accuracy of the map: a 1-D integer .npy file of N entries.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Where to write the map (N × 2, float64 .npy).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// t-SNE perplexity (below N).
+    #[arg(long, default_value_t = 30.0)]
+    pub perplexity: f64,
+    /// t-SNE iterations.
+    #[arg(long, default_value_t = 1000)]
+    pub iterations: usize,
+    /// UMAP neighbourhood size (the point itself included).
+    #[arg(long, default_value_t = 15)]
+    pub neighbors: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    method: String,
+    n: usize,
+    dim: usize,
+    seconds: f64,
+    trustworthiness10: Option<f64>,
+    knn_accuracy10: Option<f64>,
+    explained_variance_ratio: Option<Vec<f64>>,
+    out: Option<String>,
+}
+
+fn read_labels(path: &std::path::Path, n: usize) -> Result<Vec<i64>, String> {
+    let arr = npy::read(path).map_err(|e| format!("--labels: {e}"))?;
+    let v: Vec<i64> = match arr.data() {
+        NpyData::I64(v) => v.clone(),
+        NpyData::U8(v) => v.iter().map(|x| i64::from(*x)).collect(),
+        _ => {
+            return Err(format!(
+                "--labels: {}: labels must be integers, not {}",
+                path.display(),
+                arr.dtype()
+            ));
+        }
+    };
+    if arr.shape().len() != 1 || v.len() != n {
+        return Err(format!(
+            "--labels: {}: expected {n} labels (1-D), found shape {:?}",
+            path.display(),
+            arr.shape()
+        ));
+    }
+    Ok(v)
+}
+
+/// Runs `latentlab embed`.
+pub fn run(a: &EmbedArgs) -> Result<(), String> {
+    let is_st = a
+        .latents
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    let (x, file_labels): (Array2<f64>, Option<Vec<i64>>) = if is_st {
+        let f = read_latents(&a.latents, false)?;
+        (f.mu, f.labels)
+    } else {
+        (read_matrix(&a.latents, "--latents")?, None)
+    };
+    let n = x.nrows();
+    let labels = match &a.labels {
+        Some(p) => Some(read_labels(p, n)?),
+        None => file_labels,
+    };
+    let started = Instant::now();
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (y, ratio) = match a.method.as_str() {
+        "pca" => {
+            let pca = Pca::fit(
+                x.view(),
+                &PcaParams {
+                    seed: a.seed,
+                    ..PcaParams::default()
+                },
+            )
+            .map_err(|e| format!("--latents {}: {e}", a.latents.display()))?;
+            let y = pca.transform(x.view()).map_err(|e| e.to_string())?;
+            (y, Some(pca.explained_variance_ratio().to_vec()))
+        }
+        "tsne" => {
+            let p = TsneParams {
+                perplexity: a.perplexity,
+                iterations: a.iterations,
+                exaggeration_iters: a.iterations.min(250),
+                seed: a.seed,
+                ..TsneParams::default()
+            };
+            let t = Tsne::fit(x.view(), &p, &mut |i, total| {
+                if interactive {
+                    eprint!("\r  t-SNE iteration {i}/{total}   ");
+                }
+            })
+            .map_err(|e| match e {
+                latentlab::embed::EmbedError::Param { name, detail } => {
+                    format!("--{name}: {detail}")
+                }
+                other => format!("--latents {}: {other}", a.latents.display()),
+            })?;
+            if interactive {
+                eprintln!();
+            }
+            (t.embedding, None)
+        }
+        "umap" => {
+            let p = UmapParams {
+                n_neighbors: a.neighbors,
+                seed: a.seed,
+                ..UmapParams::default()
+            };
+            let u = Umap::fit(x.view(), &p, &mut |i, total| {
+                if interactive {
+                    eprint!("\r  UMAP epoch {i}/{total}   ");
+                }
+            })
+            .map_err(|e| match e {
+                latentlab::embed::EmbedError::Param { name, detail } => {
+                    format!(
+                        "--{}: {detail}",
+                        name.replace('_', "-").replace("n-neighbors", "neighbors")
+                    )
+                }
+                other => format!("--latents {}: {other}", a.latents.display()),
+            })?;
+            if interactive {
+                eprintln!();
+            }
+            (u.embedding, None)
+        }
+        other => {
+            return Err(format!(
+                "--method: unknown method `{other}`; expected pca, tsne or umap"
+            ));
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let tw = if n > 20 {
+        Some(trustworthiness(x.view(), y.view(), 10).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let acc = match &labels {
+        Some(l) if n > 10 => Some(knn_accuracy(y.view(), l, 10).map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    if let Some(out) = &a.out {
+        let flat: Vec<f64> = y.iter().copied().collect();
+        npy::write_f64(out, &[y.nrows(), y.ncols()], &flat).map_err(|e| format!("--out: {e}"))?;
+    }
+    let r = Report {
+        method: a.method.clone(),
+        n,
+        dim: x.ncols(),
+        seconds,
+        trustworthiness10: tw,
+        knn_accuracy10: acc,
+        explained_variance_ratio: ratio,
+        out: a.out.as_ref().map(|p| p.display().to_string()),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "{} map of {n} points ({}-d) in {seconds:.2} s",
+            r.method, r.dim
+        );
+        if let Some(t) = tw {
+            println!("  trustworthiness@10   {t:.4}");
+        }
+        if let Some(a) = acc {
+            println!("  10-NN label accuracy {a:.4}");
+        }
+        if let Some(v) = &r.explained_variance_ratio {
+            println!("  explained variance   {v:.4?}");
+        }
+        if let Some(o) = &r.out {
+            println!("  wrote {o}");
+        }
+    }
+    Ok(())
+}
