@@ -32,7 +32,7 @@ pub struct EmbedArgs {
     #[arg(long, default_value_t = 30.0)]
     pub perplexity: f64,
     /// t-SNE iterations.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 750)]
     pub iterations: usize,
     /// UMAP neighbourhood size (the point itself included).
     #[arg(long, default_value_t = 15)]

@@ -1,9 +1,10 @@
 //! t-SNE (van der Maaten & Hinton 2008; Barnes–Hut as van der Maaten 2014),
 //! with the reference implementations' optimiser: 250 iterations of early
-//! exaggeration 12 with momentum 0.5, then momentum 0.8; gains +0.2 / ×0.8
-//! (floor 0.01); learning rate max(N / exaggeration / 4, 50); PCA
-//! initialisation scaled to std 1e-4; input affinities from the 3·perplexity
-//! nearest neighbours by binary search on the precision.
+//! exaggeration 12 with momentum 0.5, then 500 with momentum 0.8
+//! (openTSNE's count); gains +0.2 / ×0.8 (floor 0.01); learning rate
+//! max(N / exaggeration / 4, 50) (scikit-learn's "auto"); PCA initialisation
+//! scaled to std 1e-4; input affinities from the 3·perplexity nearest
+//! neighbours by binary search on the precision.
 
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
@@ -38,9 +39,10 @@ pub struct TsneParams {
     pub early_exaggeration: f64,
     /// Iterations with exaggeration.
     pub exaggeration_iters: usize,
-    /// Total iterations.
+    /// Total iterations (openTSNE: 250 + 500).
     pub iterations: usize,
-    /// Learning rate; `None` for max(N / exaggeration / 4, 50).
+    /// Learning rate; `None` for max(N / exaggeration / 4, 50)
+    /// (scikit-learn's "auto").
     pub learning_rate: Option<f64>,
     /// Barnes–Hut accuracy (0 is exact).
     pub theta: f64,
@@ -59,7 +61,7 @@ impl Default for TsneParams {
             perplexity: 30.0,
             early_exaggeration: 12.0,
             exaggeration_iters: 250,
-            iterations: 1000,
+            iterations: 750,
             learning_rate: None,
             theta: 0.5,
             method: TsneMethod::Auto,

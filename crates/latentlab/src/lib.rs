@@ -23,8 +23,10 @@ pub use latentlab_data as data;
 pub use latentlab_diagnostics as diagnostics;
 pub use latentlab_embed as embed;
 pub use latentlab_geometry as geometry;
+pub use latentlab_manipulate as manipulate;
 pub use latentlab_model as model;
 pub use latentlab_tensor as tensor;
+pub use latentlab_viz as viz;
 
 /// The version of latentlab.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

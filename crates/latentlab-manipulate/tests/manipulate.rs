@@ -1,0 +1,230 @@
+//! Manipulation over models whose geometry is known by construction, and
+//! over a trained VAE.
+
+use latentlab_manipulate::{
+    GeodesicParams, Manipulator, geodesic, interpolation_strip, path_energy, traverse, traverse_all,
+};
+use latentlab_model::{LatentModel, ModelError, Posterior};
+use ndarray::{Array1, Array2, ArrayView2, array};
+
+/// Codes are the inputs themselves; the decoder is the identity.
+struct Identity(usize);
+
+impl LatentModel for Identity {
+    fn latent_dim(&self) -> usize {
+        self.0
+    }
+    fn input_dim(&self) -> usize {
+        self.0
+    }
+    fn image_shape(&self) -> Option<(usize, usize)> {
+        None
+    }
+    fn encode(&self, x: ArrayView2<'_, f32>) -> Result<Posterior, ModelError> {
+        Ok(Posterior {
+            mu: x.to_owned(),
+            logvar: Array2::zeros(x.dim()),
+        })
+    }
+    fn decode(&self, z: ArrayView2<'_, f32>) -> Result<Array2<f32>, ModelError> {
+        Ok(z.to_owned())
+    }
+}
+
+/// A curved decoder: (z₀, z₁) ↦ (cos z₀, sin z₀, z₁)·(1 + z₁²)^½, whose
+/// straight lines are not its geodesics.
+struct Curved;
+
+impl LatentModel for Curved {
+    fn latent_dim(&self) -> usize {
+        2
+    }
+    fn input_dim(&self) -> usize {
+        3
+    }
+    fn image_shape(&self) -> Option<(usize, usize)> {
+        None
+    }
+    fn encode(&self, x: ArrayView2<'_, f32>) -> Result<Posterior, ModelError> {
+        let mu = Array2::from_shape_fn((x.nrows(), 2), |(i, j)| x[[i, j]]);
+        Ok(Posterior {
+            logvar: Array2::zeros(mu.dim()),
+            mu,
+        })
+    }
+    fn decode(&self, z: ArrayView2<'_, f32>) -> Result<Array2<f32>, ModelError> {
+        Ok(Array2::from_shape_fn((z.nrows(), 3), |(i, j)| {
+            let (a, b) = (z[[i, 0]], z[[i, 1]]);
+            let s = 3.0 * (-(a * a + b * b)).exp() + 0.2;
+            match j {
+                0 => a * s,
+                1 => b * s,
+                _ => s,
+            }
+        }))
+    }
+}
+
+#[test]
+fn attribute_vectors_apply_analogise_and_round_trip() {
+    let m = Identity(3);
+    let mut man = Manipulator::new(&m);
+    let pos = array![[2.0f32, 0.0, 1.0], [4.0, 0.0, 1.0]];
+    let neg = array![[0.0f32, 0.0, 1.0], [0.0, 0.0, 1.0]];
+    let v = man.attribute_vector(pos.view(), neg.view(), "x").unwrap();
+    assert_eq!(v, array![1.0f32, 0.0, 0.0]);
+    let moved = man.apply(neg.view(), "x", 2.5).unwrap();
+    assert_eq!(moved.row(0), array![2.5f32, 0.0, 1.0]);
+    let removed = man.apply(pos.view(), "x", -2.0).unwrap();
+    assert_eq!(removed.row(0), array![0.0f32, 0.0, 1.0]);
+    let d = man
+        .analogy(neg.view(), pos.view(), array![[0.0f32, 5.0, 0.0]].view())
+        .unwrap();
+    assert_eq!(d.row(0), array![3.0f32, 5.0, 0.0]);
+    // Class vectors.
+    let x = array![
+        [0.0f32, 0.0, 0.0],
+        [0.0, 2.0, 0.0],
+        [0.0, 0.0, 0.0],
+        [0.0, 4.0, 0.0]
+    ];
+    let c = man.class_vector(x.view(), &[3, 8, 3, 8], 3, 8).unwrap();
+    assert_eq!(c, array![0.0f32, 1.0, 0.0]);
+    // Factor vectors: factor 0 moves dimension 2.
+    let f = Array2::from_shape_fn((10, 1), |(i, _)| i);
+    let xf = Array2::from_shape_fn((10, 3), |(i, j)| if j == 2 { i as f32 } else { 0.0 });
+    let names = man
+        .factor_vectors(xf.view(), f.view(), &["pos".into()])
+        .unwrap();
+    assert_eq!(names, vec!["factor:pos".to_string()]);
+    assert_eq!(man.get("factor:pos").unwrap(), &array![0.0f32, 0.0, 1.0]);
+    // Save and load.
+    let dir = std::env::temp_dir().join(format!("latentlab-manip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("attrs.safetensors");
+    man.save(&file).unwrap();
+    let mut other = Manipulator::new(&m);
+    let loaded = other.load(&file).unwrap();
+    assert_eq!(loaded, man.names());
+    for n in &loaded {
+        assert_eq!(other.get(n).unwrap(), man.get(n).unwrap());
+    }
+    // A model of another size refuses them.
+    let m4 = Identity(4);
+    let err = Manipulator::new(&m4).load(&file).unwrap_err().to_string();
+    assert!(err.contains("shape [4]"), "{err}");
+    std::fs::write(dir.join("junk"), b"nonsense").unwrap();
+    assert!(
+        Manipulator::new(&m)
+            .load(&dir.join("junk"))
+            .unwrap_err()
+            .to_string()
+            .contains("safetensors")
+    );
+    std::fs::remove_dir_all(dir).ok();
+    // Errors name the problem.
+    assert!(
+        man.apply(pos.view(), "nope", 1.0)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown attribute `nope`")
+    );
+    assert!(
+        man.attribute_vector(pos.view(), pos.view(), "same")
+            .unwrap_err()
+            .to_string()
+            .contains("no direction")
+    );
+    assert!(
+        man.class_vector(x.view(), &[3, 8, 3, 8], 3, 5)
+            .unwrap_err()
+            .to_string()
+            .contains("class 5")
+    );
+}
+
+#[test]
+fn walks_traversals_and_strips() {
+    let m = Identity(4);
+    let man = Manipulator::new(&m);
+    let start = array![1.0f32, 0.0, 0.0, 0.0];
+    let (codes, dec) = man.random_walk(start.view(), 10, 0.5, 7, false).unwrap();
+    assert_eq!(codes.nrows(), 11);
+    assert_eq!(codes, dec);
+    for w in 1..11 {
+        let step = (&codes.row(w) - &codes.row(w - 1))
+            .mapv(|v| v * v)
+            .sum()
+            .sqrt();
+        assert!((step - 0.5).abs() < 1e-5, "{step}");
+    }
+    let (again, _) = man.random_walk(start.view(), 10, 0.5, 7, false).unwrap();
+    assert_eq!(codes, again);
+    let (shell, _) = man.random_walk(start.view(), 10, 0.5, 7, true).unwrap();
+    for r in shell.rows() {
+        assert!((r.dot(&r).sqrt() - 2.0).abs() < 1e-5);
+    }
+    let z = array![0.5f32, -0.5, 0.25, 0.0];
+    let t = traverse(&m, z.view(), 2, -3.0, 3.0, 7).unwrap();
+    assert_eq!(
+        t.column(2).to_vec(),
+        vec![-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    );
+    assert!(t.column(0).iter().all(|v| *v == 0.5));
+    let all = traverse_all(&m, z.view(), -1.0, 1.0, 3).unwrap();
+    assert_eq!(all.nrows(), 12);
+    assert!(
+        traverse(&m, z.view(), 4, -1.0, 1.0, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("dimension 4")
+    );
+    let (codes, dec) = interpolation_strip(
+        &m,
+        array![1.0f32, 0.0, 0.0, 0.0].view(),
+        array![0.0f32, 1.0, 0.0, 0.0].view(),
+        5,
+        latentlab_geometry::interpolate::Method::Slerp,
+    )
+    .unwrap();
+    assert_eq!(codes, dec);
+    for r in codes.rows() {
+        assert!((r.dot(&r) - 1.0).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn the_geodesic_is_never_longer_than_linear_or_slerp() {
+    let m = Curved;
+    for (a, b) in [
+        (array![-1.5f32, 0.1], array![1.5f32, -0.1]),
+        (array![-1.0f32, -1.0], array![1.2f32, 0.9]),
+        (array![0.3f32, -2.0], array![-0.2f32, 2.0]),
+    ] {
+        let g = geodesic(&m, a.view(), b.view(), &GeodesicParams::default()).unwrap();
+        assert!(
+            g.energy <= g.linear_energy && g.energy <= g.slerp_energy,
+            "{g:?}"
+        );
+        assert!(
+            g.energy < g.linear_energy.min(g.slerp_energy),
+            "descent made progress: {g:?}"
+        );
+        assert_eq!(g.path.row(0), a);
+        assert_eq!(g.path.row(16), b);
+        assert!(
+            (path_energy(&m, g.path.view()).unwrap() - g.energy).abs() < 1e-9 * g.energy.max(1.0)
+        );
+    }
+    // Identity decoder: the straight line is already the geodesic.
+    let id = Identity(2);
+    let g = geodesic(
+        &id,
+        array![0.0f32, 0.0].view(),
+        array![1.0f32, 1.0].view(),
+        &GeodesicParams::default(),
+    )
+    .unwrap();
+    assert!((g.energy - 2.0).abs() < 1e-4, "{}", g.energy);
+    let _ = Array1::<f32>::zeros(1);
+}
