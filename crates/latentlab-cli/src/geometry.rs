@@ -129,11 +129,37 @@ struct PathReport {
 #[command(allow_negative_numbers = true)]
 pub struct InterpolateArgs {
     /// The first code (a 1-D .npy array).
-    #[arg(long)]
-    pub z1: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "checkpoint",
+        conflicts_with = "checkpoint"
+    )]
+    pub z1: Option<PathBuf>,
     /// The second code (a 1-D .npy array of the same length).
+    #[arg(
+        long,
+        required_unless_present = "checkpoint",
+        conflicts_with = "checkpoint"
+    )]
+    pub z2: Option<PathBuf>,
+    /// Interpolate between the codes of two test images of this checkpoint instead, writing decoded strips.
+    #[arg(long, requires = "image")]
+    pub checkpoint: Option<PathBuf>,
+    /// With --checkpoint: the data whose test images are used.
+    #[arg(long, default_value = "mnist-10k")]
+    pub data: String,
+    /// With --checkpoint: the first test image.
+    #[arg(long, default_value_t = 0)]
+    pub from: usize,
+    /// With --checkpoint: the second test image.
+    #[arg(long, default_value_t = 1)]
+    pub to: usize,
+    /// With --checkpoint: the PNG strip to write (the method's path, then the decoder geodesic).
     #[arg(long)]
-    pub z2: PathBuf,
+    pub image: Option<PathBuf>,
+    /// With --checkpoint: cpu, gpu or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: latentlab::tensor::DeviceChoice,
     /// Number of points on the path, endpoints included.
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
@@ -153,14 +179,26 @@ pub fn interpolate_codes(args: &InterpolateArgs) -> Result<(), String> {
     if args.steps == 0 {
         return Err("--steps: must be at least 1".into());
     }
-    let (z1, f1) = read_code(&args.z1, "--z1")?;
-    let (z2, f2) = read_code(&args.z2, "--z2")?;
+    if let (Some(ck), Some(image)) = (&args.checkpoint, &args.image) {
+        let r = crate::manip::interpolate_images(args, ck, image)?;
+        if args.json {
+            println!("{r}");
+        } else {
+            eprintln!("latentlab: wrote {}", image.display());
+        }
+        return Ok(());
+    }
+    let (Some(p1), Some(p2)) = (&args.z1, &args.z2) else {
+        return Err("give --z1 and --z2, or --checkpoint and --image".into());
+    };
+    let (z1, f1) = read_code(p1, "--z1")?;
+    let (z2, f2) = read_code(p2, "--z2")?;
     if z1.len() != z2.len() {
         return Err(format!(
             "--z1 and --z2 differ in length: {} has {} dimensions, {} has {}",
-            args.z1.display(),
+            p1.display(),
             z1.len(),
-            args.z2.display(),
+            p2.display(),
             z2.len()
         ));
     }

@@ -36,6 +36,8 @@ mod diagnose;
 mod embed;
 mod geometry;
 mod info;
+mod manip;
+mod report;
 mod train;
 
 #[derive(Parser)]
@@ -92,11 +94,33 @@ enum Command {
     /// Interpolates between two latent codes (1-D .npy files, f32 or f64).
     Interpolate(geometry::InterpolateArgs),
     /// Is this latent space healthy? KL, active units, I(x; z), holes and a verdict.
+    #[command(allow_negative_numbers = true)]
     Diagnose(diagnose::DiagnoseArgs),
     /// Disentanglement metrics against ground-truth factors (β-VAE, FactorVAE, MIG, SAP, DCI, modularity).
+    #[command(allow_negative_numbers = true)]
     Disentanglement(diagnose::DisentanglementArgs),
     /// 2-D maps of latent means (PCA, t-SNE, UMAP) with their trustworthiness.
+    #[command(allow_negative_numbers = true)]
     Embed(embed::EmbedArgs),
+    /// Samples from the prior, decoded, as a PNG grid.
+    #[command(allow_negative_numbers = true)]
+    Sample(manip::SampleArgs),
+    /// Sweeps latent dimensions around a test image's code, as a PNG grid.
+    #[command(allow_negative_numbers = true)]
+    Traverse(manip::TraverseArgs),
+    /// Moves images of one class towards another along their attribute vector, as a PNG grid.
+    #[command(allow_negative_numbers = true)]
+    Attribute(manip::AttributeArgs),
+    /// A is to B as C is to ?: decoded analogies over classes, as a PNG grid.
+    #[command(allow_negative_numbers = true)]
+    Analogy(manip::AnalogyArgs),
+    /// A seeded random walk from a test image's code, as a PNG strip.
+    #[command(allow_negative_numbers = true)]
+    Walk(manip::WalkArgs),
+    /// One self-contained HTML report: diagnosis, maps, traversals, interpolations, edits.
+    Report(report::ReportArgs),
+    /// Trains on the embedded MNIST-10k, then writes the report (the README's main job).
+    Demo(report::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -163,6 +187,13 @@ fn main() -> ExitCode {
         Command::Diagnose(args) => diagnose::run(&args),
         Command::Disentanglement(args) => diagnose::disentanglement(&args),
         Command::Embed(args) => embed::run(&args),
+        Command::Sample(args) => manip::sample(&args),
+        Command::Traverse(args) => manip::traverse(&args),
+        Command::Attribute(args) => manip::attribute(&args),
+        Command::Analogy(args) => manip::analogy(&args),
+        Command::Walk(args) => manip::walk(&args),
+        Command::Report(args) => report::report(&args),
+        Command::Demo(args) => report::demo(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

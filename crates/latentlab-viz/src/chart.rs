@@ -12,10 +12,10 @@ pub const PALETTE: [&str; 10] = [
     "#9c755f", "#bab0ac",
 ];
 
-const W: f64 = 640.0;
+const W: f64 = 680.0;
 const H: f64 = 420.0;
 const LEFT: f64 = 64.0;
-const RIGHT: f64 = 130.0;
+const RIGHT: f64 = 170.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 52.0;
 
@@ -27,7 +27,7 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     let step = [1.0, 2.0, 5.0, 10.0]
         .iter()
         .map(|m| m * mag)
-        .find(|s| span / s <= 6.0)
+        .find(|s| span / s <= 7.0)
         .unwrap_or(10.0 * mag);
     let mut t = (lo / step).ceil() * step;
     let mut out = Vec::new();
@@ -58,7 +58,14 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(title: &str, x_label: &str, y_label: &str, x: (f64, f64), y: (f64, f64)) -> Self {
+    fn new(
+        title: &str,
+        x_label: &str,
+        y_label: &str,
+        x: (f64, f64),
+        y: (f64, f64),
+        x_ticks: bool,
+    ) -> Self {
         let pad = |(a, b): (f64, f64)| {
             let (a, b) = if a.is_finite() && b.is_finite() {
                 (a, b)
@@ -88,7 +95,11 @@ impl Frame {
             x1 - x0,
             y0 - y1
         );
-        for t in ticks(f.x.0, f.x.1) {
+        for t in if x_ticks {
+            ticks(f.x.0, f.x.1)
+        } else {
+            Vec::new()
+        } {
             let px = f.px(t);
             let _ = write!(
                 f.svg,
@@ -171,7 +182,7 @@ pub fn scatter(
     } else {
         (0.0, 1.0)
     };
-    let mut f = Frame::new(title, x_label, y_label, xr, yr);
+    let mut f = Frame::new(title, x_label, y_label, xr, yr, true);
     let mut classes: Vec<i64> = labels.map(|l| l.to_vec()).unwrap_or_default();
     classes.sort_unstable();
     classes.dedup();
@@ -225,6 +236,7 @@ pub fn bars(
         y_label,
         (0.0, values.len().max(1) as f64),
         (0.0, hi * 1.05),
+        false,
     );
     let n = values.len().max(1) as f64;
     let bw = (W - RIGHT - LEFT) / n;
@@ -246,7 +258,7 @@ pub fn bars(
                 f.svg,
                 r##"<text x="{:.1}" y="{}" text-anchor="middle" font-size="10">{}</text>"##,
                 x + 0.5 * bw,
-                H - BOTTOM + 30.0,
+                H - BOTTOM + 16.0,
                 escape(name)
             );
         }
@@ -288,7 +300,14 @@ pub fn lines(
             .chain(reference.map(|r| r.0)),
     );
     let margin = 0.05 * (yr.1 - yr.0).abs().max(1e-9);
-    let mut f = Frame::new(title, x_label, y_label, xr, (yr.0 - margin, yr.1 + margin));
+    let mut f = Frame::new(
+        title,
+        x_label,
+        y_label,
+        xr,
+        (yr.0 - margin, yr.1 + margin),
+        true,
+    );
     let mut entries = Vec::new();
     for (k, s) in series.iter().enumerate() {
         let c = PALETTE[k % PALETTE.len()];
