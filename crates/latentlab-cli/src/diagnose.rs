@@ -2,11 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
+use latentlab::data::matrix::RawMatrix;
 use latentlab::data::npy::{self, NpyData};
 use latentlab::diagnostics::disentangle::{
     self, Code, Encoder, Labelled, SapMode, Settings, dsprites_truth,
 };
-use latentlab::diagnostics::{Latents, Options, diagnose};
+use latentlab::diagnostics::{
+    Accumulator, Diagnosis, Latents, Options, diagnose, diagnose_streamed,
+};
 use latentlab::model::{LoadOptions, Vae, checkpoint};
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 use ndarray::Array2;
@@ -81,15 +84,12 @@ pub fn read_matrix(path: &Path, flag: &str) -> Result<Array2<f64>, String> {
 pub struct LatentFile {
     /// Posterior means.
     pub mu: Array2<f64>,
-    /// Posterior log-variances.
-    pub logvar: Array2<f64>,
     /// Labels, when the file has an I64 or I32 `labels` vector of N entries.
     pub labels: Option<Vec<i64>>,
 }
 
-/// Tensors `mu` and `logvar` (and `labels`) of a .safetensors file; with
-/// `need_logvar` false a missing `logvar` is allowed (and left zero).
-pub fn read_latents(path: &Path, need_logvar: bool) -> Result<LatentFile, String> {
+/// Tensor `mu` (and `labels`, when present) of a .safetensors file.
+pub fn read_latents(path: &Path) -> Result<LatentFile, String> {
     use safetensors::tensor::Dtype;
     let flag = "--latents";
     let bytes = std::fs::read(path).map_err(|e| format!("{flag}: {}: {e}", path.display()))?;
@@ -142,11 +142,6 @@ pub fn read_latents(path: &Path, need_logvar: bool) -> Result<LatentFile, String
         Array2::from_shape_vec((n, d), v).map_err(|e| format!("{flag}: {e}"))
     };
     let mu = matrix("mu")?;
-    let logvar = if need_logvar || st.names().contains(&"logvar") {
-        matrix("logvar")?
-    } else {
-        Array2::zeros(mu.dim())
-    };
     let labels = match st.tensor("labels") {
         Err(_) => None,
         Ok(t) => {
@@ -179,7 +174,7 @@ pub fn read_latents(path: &Path, need_logvar: bool) -> Result<LatentFile, String
             Some(v)
         }
     };
-    Ok(LatentFile { mu, logvar, labels })
+    Ok(LatentFile { mu, labels })
 }
 
 fn latents_from_checkpoint<B: Backend>(
@@ -202,28 +197,53 @@ fn latents_from_checkpoint<B: Backend>(
     Latents::encode(&model, images.view()).map_err(|e| e.to_string())
 }
 
+/// Rows per chunk when streaming latents from disk.
+const CHUNK_ROWS: usize = 1 << 16;
+
+/// Streams mu and logvar from disk: the page's figures over every row, the
+/// Monte Carlo figures over a seeded subset of at most 10,000 rows. Memory
+/// follows the chunk and the subset, not the file.
+fn streamed(mut mu: RawMatrix, mut lv: RawMatrix, opts: &Options) -> Result<Diagnosis, String> {
+    if (mu.rows(), mu.cols()) != (lv.rows(), lv.cols()) {
+        return Err(format!(
+            "mu is {}×{} but logvar is {}×{}; they must have the same shape",
+            mu.rows(),
+            mu.cols(),
+            lv.rows(),
+            lv.cols()
+        ));
+    }
+    let (n, d) = (mu.rows(), mu.cols());
+    if d == 0 {
+        return Err("the latent dimension is 0".into());
+    }
+    if n < 2 {
+        return Err(format!(
+            "{n} point(s): the variance of the means needs at least 2"
+        ));
+    }
+    let mut acc = Accumulator::new(d);
+    let mut start = 0;
+    while start < n {
+        let m = mu.read_rows(start, CHUNK_ROWS)?;
+        let l = lv.read_rows(start, CHUNK_ROWS)?;
+        acc.push(m.view(), l.view(), start)
+            .map_err(|e| e.to_string())?;
+        start += m.nrows();
+    }
+    let mut pick = if n > opts.max_components {
+        latentlab::data::rng::subset(n, opts.max_components, opts.seed ^ 0x7375_6273)
+    } else {
+        (0..n).collect()
+    };
+    pick.sort_unstable();
+    let sample = Latents::new(mu.read_selected(&pick)?, lv.read_selected(&pick)?)
+        .map_err(|e| e.to_string())?;
+    diagnose_streamed(&acc, &sample, opts).map_err(|e| e.to_string())
+}
+
 /// Runs `latentlab diagnose`.
 pub fn run(a: &DiagnoseArgs) -> Result<(), String> {
-    let latents = match (&a.latents, &a.mu, &a.logvar, &a.checkpoint) {
-        (Some(p), ..) => {
-            let f = read_latents(p, true)?;
-            Latents::new(f.mu, f.logvar).map_err(|e| format!("--latents {}: {e}", p.display()))?
-        }
-        (None, Some(m), Some(l), _) => {
-            let mu = read_matrix(m, "--mu")?;
-            let lv = read_matrix(l, "--logvar")?;
-            Latents::new(mu, lv).map_err(|e| format!("--mu/--logvar: {e}"))?
-        }
-        (None, None, None, Some(c)) => {
-            on_device!(a.device, backend => latents_from_checkpoint(backend, a, c))?
-        }
-        _ => {
-            return Err(
-                "give --latents FILE.safetensors, --mu A.npy --logvar B.npy, or --checkpoint CKPT --data D"
-                    .into(),
-            );
-        }
-    };
     if a.samples == 0 {
         return Err("--samples: must be at least 1".into());
     }
@@ -240,7 +260,35 @@ pub fn run(a: &DiagnoseArgs) -> Result<(), String> {
         seed: a.seed,
         ..Options::default()
     };
-    let d = diagnose(&latents, &opts).map_err(|e| e.to_string())?;
+    let d = match (&a.latents, &a.mu, &a.logvar, &a.checkpoint) {
+        (Some(p), ..) => {
+            if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+                return Err(format!(
+                    "--latents {}: expects a .safetensors file with `mu` and `logvar`; give .npy files as --mu and --logvar",
+                    p.display()
+                ));
+            }
+            let mu = RawMatrix::open_safetensors(p, "mu").map_err(|e| format!("--latents: {e}"))?;
+            let lv =
+                RawMatrix::open_safetensors(p, "logvar").map_err(|e| format!("--latents: {e}"))?;
+            streamed(mu, lv, &opts).map_err(|e| format!("--latents {}: {e}", p.display()))?
+        }
+        (None, Some(m), Some(l), _) => {
+            let mu = RawMatrix::open_npy(m).map_err(|e| format!("--mu: {e}"))?;
+            let lv = RawMatrix::open_npy(l).map_err(|e| format!("--logvar: {e}"))?;
+            streamed(mu, lv, &opts).map_err(|e| format!("--mu/--logvar: {e}"))?
+        }
+        (None, None, None, Some(c)) => {
+            let l = on_device!(a.device, backend => latents_from_checkpoint(backend, a, c))?;
+            diagnose(&l, &opts).map_err(|e| e.to_string())?
+        }
+        _ => {
+            return Err(
+                "give --latents FILE.safetensors, --mu A.npy --logvar B.npy, or --checkpoint CKPT --data D"
+                    .into(),
+            );
+        }
+    };
     if a.json {
         println!("{}", serde_json::to_string(&d).map_err(|e| e.to_string())?);
         return Ok(());

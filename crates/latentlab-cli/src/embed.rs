@@ -87,7 +87,7 @@ pub fn run(a: &EmbedArgs) -> Result<(), String> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
     let (x, file_labels): (Array2<f64>, Option<Vec<i64>>) = if is_st {
-        let f = read_latents(&a.latents, false)?;
+        let f = read_latents(&a.latents)?;
         (f.mu, f.labels)
     } else {
         (read_matrix(&a.latents, "--latents")?, None)

@@ -15,6 +15,7 @@ pub mod dataset;
 pub mod dsprites;
 pub mod fs;
 pub mod idx;
+pub mod matrix;
 pub mod npy;
 pub mod rng;
 

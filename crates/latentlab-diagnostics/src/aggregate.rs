@@ -224,10 +224,11 @@ fn kth_distance(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>, k: usize) -> Vec
             g += &bn;
             ab.rows()
                 .into_iter()
-                .zip(g.rows_mut())
-                .map(|(r, mut row)| {
+                .zip(g.rows())
+                .map(|(r, row)| {
                     let an = r.dot(&r);
-                    let v = row.as_slice_mut().expect("a fresh row is contiguous");
+                    // The product's layout is ndarray's choice: copy the row.
+                    let mut v = row.to_vec();
                     let (_, kth, _) = v.select_nth_unstable_by(k, f64::total_cmp);
                     (*kth + an).max(1e-300)
                 })

@@ -24,7 +24,8 @@ mod watch;
 pub use aggregate::{Estimate, Holes, aggregate_kl_mc, holes, log_aggregate_density};
 pub use error::{DiagnosticsError, Result};
 pub use summary::{
-    Diagnosis, Latents, Options, PageMetrics, diagnose, diagnose_from_metrics, page_metrics,
+    Accumulator, Diagnosis, Latents, Options, PageMetrics, diagnose, diagnose_from_metrics,
+    diagnose_streamed, page_metrics,
 };
 pub use verdict::{State, Verdict};
 pub use watch::CollapseWatch;

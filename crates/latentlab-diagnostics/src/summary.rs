@@ -155,10 +155,10 @@ pub(crate) fn moments(l: &Latents) -> Moments {
 
 /// The page's `diagnose_latent_space` on posterior parameters.
 pub fn page_metrics(l: &Latents) -> PageMetrics {
-    page_from_moments(l, &moments(l))
+    page_from_parts(l.dim(), &moments(l))
 }
 
-fn page_from_moments(l: &Latents, m: &Moments) -> PageMetrics {
+fn page_from_parts(dim: usize, m: &Moments) -> PageMetrics {
     let mean_kl = m.kl_per_dim.sum();
     let active_dims = m.mu_var.iter().filter(|v| **v > ACTIVE_VARIANCE).count();
     let aggregate_kl = 0.5
@@ -174,10 +174,10 @@ fn page_from_moments(l: &Latents, m: &Moments) -> PageMetrics {
     PageMetrics {
         mean_kl,
         active_dims,
-        total_dims: l.dim(),
+        total_dims: dim,
         mean_posterior_std: m.std_mean,
         aggregate_kl,
-        diagnosis: diagnose_from_metrics(mean_kl, active_dims, l.dim(), m.std_mean),
+        diagnosis: diagnose_from_metrics(mean_kl, active_dims, dim, m.std_mean),
     }
 }
 
@@ -326,12 +326,131 @@ pub struct Diagnosis {
 /// Diagnoses posterior parameters.
 pub fn diagnose(l: &Latents, opts: &Options) -> Result<Diagnosis> {
     opts.validate()?;
-    let m = moments(l);
-    let page = page_from_moments(l, &m);
-    let mut dims_by_kl: Vec<usize> = (0..l.dim()).collect();
+    finish(&moments(l), l.len(), l, opts)
+}
+
+/// Streams posterior parameters chunk by chunk: the page's moments over
+/// every point (means and sums of squares merged as Chan et al.), in memory
+/// that follows the latent dimension, not N.
+#[derive(Clone, Debug)]
+pub struct Accumulator {
+    n: usize,
+    mean: Array1<f64>,
+    m2: Array1<f64>,
+    kl: Array1<f64>,
+    var_sum: Array1<f64>,
+    std_sum: f64,
+}
+
+impl Accumulator {
+    /// An empty accumulator for `d` dimensions.
+    pub fn new(d: usize) -> Self {
+        Self {
+            n: 0,
+            mean: Array1::zeros(d),
+            m2: Array1::zeros(d),
+            kl: Array1::zeros(d),
+            var_sum: Array1::zeros(d),
+            std_sum: 0.0,
+        }
+    }
+
+    /// Points seen.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether no point was seen.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Adds a chunk whose first row is point `first_row` (for messages).
+    pub fn push(
+        &mut self,
+        mu: ArrayView2<'_, f64>,
+        logvar: ArrayView2<'_, f64>,
+        first_row: usize,
+    ) -> Result<()> {
+        let d = self.mean.len();
+        if mu.dim() != logvar.dim() || mu.ncols() != d {
+            return Err(input(format!(
+                "a chunk of mu is {}×{} and of logvar {}×{}; both must have {d} columns",
+                mu.nrows(),
+                mu.ncols(),
+                logvar.nrows(),
+                logvar.ncols()
+            )));
+        }
+        for (name, a) in [("mu", mu), ("logvar", logvar)] {
+            if let Some((i, v)) = a.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(input(format!(
+                    "{name} row {} column {} is {v}; every value must be finite",
+                    first_row + i / d.max(1),
+                    i % d.max(1)
+                )));
+            }
+        }
+        let m = mu.nrows();
+        if m == 0 {
+            return Ok(());
+        }
+        let mf = m as f64;
+        let cmean = mu.sum_axis(Axis(0)) / mf;
+        let cm2 = mu
+            .rows()
+            .into_iter()
+            .fold(Array1::<f64>::zeros(d), |acc, r| {
+                acc + (&r - &cmean).mapv(|v| v * v)
+            });
+        let nf = self.n as f64;
+        let tot = nf + mf;
+        let delta = &cmean - &self.mean;
+        self.m2 = &self.m2 + &cm2 + &(delta.mapv(|v| v * v) * (nf * mf / tot));
+        self.mean = &self.mean + &(delta * (mf / tot));
+        self.n += m;
+        self.kl = &self.kl
+            + &(&mu.mapv(|v| v * v) + &logvar.mapv(f64::exp) - logvar - 1.0).sum_axis(Axis(0));
+        self.var_sum = &self.var_sum + &logvar.mapv(f64::exp).sum_axis(Axis(0));
+        self.std_sum += logvar.iter().map(|v| (0.5 * v).exp()).sum::<f64>();
+        Ok(())
+    }
+
+    fn moments(&self) -> Moments {
+        let n = self.n as f64;
+        Moments {
+            kl_per_dim: &self.kl * (0.5 / n),
+            mu_mean: self.mean.clone(),
+            mu_var: &self.m2 / (n - 1.0),
+            var_mean: &self.var_sum / n,
+            std_mean: self.std_sum / (n * self.mean.len() as f64),
+        }
+    }
+}
+
+/// Diagnoses streamed data: the page's figures from every point in `acc`,
+/// the Monte Carlo figures from `sample` (a seeded subset of the same points).
+pub fn diagnose_streamed(acc: &Accumulator, sample: &Latents, opts: &Options) -> Result<Diagnosis> {
+    opts.validate()?;
+    if acc.len() < 2 {
+        return Err(input(format!(
+            "{} point(s): the variance of the means needs at least 2",
+            acc.len()
+        )));
+    }
+    if sample.dim() != acc.mean.len() {
+        return Err(input("the subset's dimension differs from the stream's"));
+    }
+    finish(&acc.moments(), acc.len(), sample, opts)
+}
+
+fn finish(m: &Moments, n: usize, mc: &Latents, opts: &Options) -> Result<Diagnosis> {
+    let dim = m.kl_per_dim.len();
+    let page = page_from_parts(dim, m);
+    let mut dims_by_kl: Vec<usize> = (0..dim).collect();
     dims_by_kl.sort_by(|&a, &b| m.kl_per_dim[b].total_cmp(&m.kl_per_dim[a]));
-    let (mi, kl_mc, surgery_se) = aggregate::surgery(l, opts)?;
-    let holes = aggregate::holes(l, opts)?;
+    let (mi, kl_mc, surgery_se) = aggregate::surgery(mc, opts)?;
+    let holes = aggregate::holes(mc, opts)?;
     let mut d = Diagnosis {
         mean_kl: page.mean_kl,
         active_dims: page.active_dims,
@@ -339,7 +458,7 @@ pub fn diagnose(l: &Latents, opts: &Options) -> Result<Diagnosis> {
         mean_posterior_std: page.mean_posterior_std,
         aggregate_kl: page.aggregate_kl,
         diagnosis: page.diagnosis,
-        n: l.len(),
+        n,
         kl_per_dim: m.kl_per_dim.to_vec(),
         mu_variance: m.mu_var.to_vec(),
         active_per_dim: m.mu_var.iter().map(|v| *v > ACTIVE_VARIANCE).collect(),

@@ -179,3 +179,38 @@ fn verdict_strings_at_every_threshold() {
         "SEVERE: Most dimensions inactive (posterior collapse)"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// Streaming in chunks of any size gives the page's figures of the whole.
+    #[test]
+    fn streamed_moments_equal_the_whole(
+        n in 2usize..300, d in 1usize..6, chunk in 1usize..97, seed in 0u64..500,
+    ) {
+        use latentlab_diagnostics::{Accumulator, diagnose_streamed};
+        let mut g = latentlab_data::rng::SplitMix64::new(seed, 1);
+        let mu = Array2::from_shape_simple_fn((n, d), || 3.0 * g.normal() + 1.0);
+        let lv = Array2::from_shape_simple_fn((n, d), || -1.0 + 0.5 * g.normal());
+        let l = Latents::new(mu.clone(), lv.clone()).unwrap();
+        let whole = page_metrics(&l);
+        let mut acc = Accumulator::new(d);
+        let mut start = 0;
+        while start < n {
+            let end = (start + chunk).min(n);
+            acc.push(
+                mu.slice(ndarray::s![start..end, ..]),
+                lv.slice(ndarray::s![start..end, ..]),
+                start,
+            )
+            .unwrap();
+            start = end;
+        }
+        let opts = latentlab_diagnostics::Options { samples: 50, hole_probes: 50, ..Default::default() };
+        let s = diagnose_streamed(&acc, &l, &opts).unwrap();
+        prop_assert!(close(s.mean_kl, whole.mean_kl));
+        prop_assert!(close(s.aggregate_kl, whole.aggregate_kl), "{} {}", s.aggregate_kl, whole.aggregate_kl);
+        prop_assert!(close(s.mean_posterior_std, whole.mean_posterior_std));
+        prop_assert_eq!(s.active_dims, whole.active_dims);
+        prop_assert_eq!(s.diagnosis, whole.diagnosis);
+    }
+}

@@ -37,8 +37,10 @@ pub(crate) fn upload_rows<B: Backend>(be: &B, x: ArrayView2<'_, f32>) -> Result<
     let slice = match x.as_slice() {
         Some(s) => s,
         None => {
-            owned = x.to_owned();
-            owned.as_slice().expect("owned arrays are contiguous")
+            // Row-major whatever the input's layout (a transposed view is
+            // column-major, and `to_owned` would keep that).
+            owned = x.iter().copied().collect::<Vec<f32>>();
+            &owned[..]
         }
     };
     Ok(be.upload(slice, Shape::new(r, c))?)

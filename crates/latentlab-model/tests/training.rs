@@ -383,3 +383,20 @@ fn gpu_training_matches_cpu() {
         assert!((a - b).abs() < 1e-2, "{a} vs {b}");
     }
 }
+
+/// Inputs in any memory layout (a transposed view is column-major) encode
+/// and decode like their row-major copies.
+#[test]
+fn column_major_inputs_are_accepted() {
+    let (train, _) = small_mnist(8, 1);
+    let m = Vae::new(Cpu::new(), small_config(), 0).unwrap();
+    let x = train.images.clone();
+    let xt = x.t().as_standard_layout().into_owned(); // 784 × 8, row-major
+    let back = xt.t(); // 8 × 784, column-major view
+    assert!(back.as_slice().is_none());
+    let a = m.encode(x.view()).unwrap();
+    let b = m.encode(back).unwrap();
+    assert_eq!(a, b);
+    let zt = a.mu.t().as_standard_layout().into_owned();
+    assert_eq!(m.decode(zt.t()).unwrap(), m.decode(a.mu.view()).unwrap());
+}
