@@ -58,6 +58,36 @@ fn every_method_maps_and_reports() {
         let map = npy::read(&out).unwrap();
         assert_eq!(map.shape(), &[240, 2]);
     }
+    // Neighbours from the GPU backend (lavapipe in CI) give the same map
+    // quality.
+    if latentlab::tensor::conformance::test_gpu().is_some() {
+        for method in ["tsne", "umap"] {
+            let run = |device: &str| {
+                ok_json(&latentlab(&[
+                    "embed",
+                    "--latents",
+                    lat.to_str().unwrap(),
+                    "--method",
+                    method,
+                    "--labels",
+                    lab.to_str().unwrap(),
+                    "--iterations",
+                    "300",
+                    "--perplexity",
+                    "20",
+                    "--device",
+                    device,
+                    "--json",
+                ]))
+            };
+            let (c, g) = (run("cpu"), run("gpu"));
+            let (tc, tg) = (
+                c["trustworthiness10"].as_f64().unwrap(),
+                g["trustworthiness10"].as_f64().unwrap(),
+            );
+            assert!((tc - tg).abs() < 0.02, "{method}: cpu {tc} vs gpu {tg}");
+        }
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 

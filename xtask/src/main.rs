@@ -190,6 +190,94 @@ fn latentlab_json(bin: &Path, args: &[&str]) -> Result<Value, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| format!("latentlab {args:?}: {e}"))
 }
 
+/// Peak resident memory of a child, polled from /proc (Linux): VmHWM is a
+/// high-water mark, so the last reading before exit is the peak.
+fn run_with_peak(bin: &Path, args: &[&str]) -> Result<(Value, Option<f64>, f64), String> {
+    let started = std::time::Instant::now();
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib: Option<f64> = None;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
+            && let Some(kib) = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        {
+            peak_kib = Some(peak_kib.map_or(kib, |p| p.max(kib)));
+        }
+        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("latentlab {args:?} failed: {}", out.status));
+    }
+    let v = serde_json::from_slice(&out.stdout).map_err(|e| format!("latentlab {args:?}: {e}"))?;
+    Ok((
+        v,
+        peak_kib.map(|k| k / 1024.0),
+        started.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Diagnoses 1,000,000 latent codes of dimension 64 (a 512 MB safetensors
+/// file of f32 mu and logvar) and records the peak memory.
+fn diagnose_memory(bin: &Path, dir: &Path) -> Result<Value, String> {
+    let (n, d) = (1_000_000usize, 64usize);
+    let path = dir.join("million.safetensors");
+    let bytes = (n * d * 4) as u64;
+    let header = format!(
+        r#"{{"mu":{{"dtype":"F32","shape":[{n},{d}],"data_offsets":[0,{bytes}]}},"logvar":{{"dtype":"F32","shape":[{n},{d}],"data_offsets":[{bytes},{}]}}}}"#,
+        2 * bytes
+    );
+    let mut header = header.into_bytes();
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    {
+        use std::io::Write;
+        let f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut w = std::io::BufWriter::new(f);
+        let io = |e: std::io::Error| format!("{}: {e}", path.display());
+        w.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        w.write_all(&header).map_err(io)?;
+        // Means: a deterministic spread in (−1.6, 1.6); log-variances ≈ ln 0.36.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for part in 0..2 {
+            for _ in 0..n * d {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+                let v = if part == 0 {
+                    3.2 * u - 1.6
+                } else {
+                    -1.02 + 0.1 * u
+                };
+                w.write_all(&v.to_le_bytes()).map_err(io)?;
+            }
+        }
+        w.flush().map_err(io)?;
+    }
+    let p = path.to_string_lossy().to_string();
+    let (r, peak, secs) = run_with_peak(bin, &["diagnose", "--latents", &p, "--json"])?;
+    let _ = std::fs::remove_file(&path);
+    Ok(json!({
+        "n": r["n"], "dim": d, "file_mib": (2 * bytes) as f64 / (1 << 20) as f64,
+        "peak_rss_mib": peak, "seconds": secs, "verdict": r["verdict"]["state"],
+    }))
+}
+
 /// The README's main job (training throughput, with the PyTorch peer),
 /// then PCA, t-SNE and UMAP maps of its 10,000 latent means, with
 /// scikit-learn, openTSNE and umap-learn on the same latents.
@@ -277,7 +365,9 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
             let ips: f64 = line.split(": ").nth(1)?.split(' ').next()?.parse().ok()?;
             Some(json!({"line": line, "images_per_s": ips}))
         });
+    let memory = diagnose_memory(&bin, &dir)?;
     Ok(json!({
+        "diagnose_memory": memory,
         "train_images_per_s": train["samples_per_s"],
         "test_neg_elbo": train["test"]["neg_elbo"],
         "torch": torch,
@@ -427,7 +517,17 @@ fn markdown(doc: &Value) -> String {
     }
     let _ = writeln!(
         s,
-        "\nPeers: `benches/peers/embed_peers.py` (scikit-learn PCA; openTSNE with n_jobs = 2; umap-learn after a JIT warm-up run), trustworthiness by scikit-learn.\n"
+        "Peers: `benches/peers/embed_peers.py` (scikit-learn PCA; openTSNE with n_jobs = 2; umap-learn after a JIT warm-up run), trustworthiness by scikit-learn.\n"
+    );
+    let mem = &maps["diagnose_memory"];
+    let _ = writeln!(
+        s,
+        "\n## Bounded memory\n\n`latentlab diagnose --latents` on {} codes of dimension {} ({:.0} MiB of f32 mu and logvar in one safetensors file): peak resident memory {:.0} MiB (VmHWM, polled), {:.1} s.\n",
+        mem["n"],
+        mem["dim"],
+        mem["file_mib"].as_f64().unwrap_or(0.0),
+        mem["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        mem["seconds"].as_f64().unwrap_or(0.0)
     );
     let _ = writeln!(
         s,

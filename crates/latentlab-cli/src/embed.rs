@@ -10,7 +10,25 @@ use latentlab::embed::{
 use ndarray::Array2;
 use serde::Serialize;
 
+use latentlab::embed::Neighbours;
+use latentlab::tensor::{Backend, Device, DeviceChoice};
+
 use crate::diagnose::{read_latents, read_matrix};
+
+/// Neighbours on the chosen backend; `None` on the CPU (the maps then use
+/// their own f64 search).
+fn neighbours<B: Backend>(
+    backend: B,
+    x: &Array2<f64>,
+    k: usize,
+) -> Result<Option<Neighbours>, String> {
+    if backend.name().starts_with("cpu") {
+        return Ok(None);
+    }
+    latentlab::embed::knn_on(&backend, x.view(), k)
+        .map(Some)
+        .map_err(|e| format!("--device: {e}"))
+}
 
 /// `latentlab embed`.
 #[derive(clap::Args, Debug)]
@@ -37,6 +55,9 @@ pub struct EmbedArgs {
     /// UMAP neighbourhood size (the point itself included).
     #[arg(long, default_value_t = 15)]
     pub neighbors: usize,
+    /// Where the k nearest neighbours of t-SNE and UMAP are computed: cpu (exact in f64; NN-descent above 20,000 points), gpu (exact Gram blocks on the adapter) or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -120,7 +141,15 @@ pub fn run(a: &EmbedArgs) -> Result<(), String> {
                 seed: a.seed,
                 ..TsneParams::default()
             };
-            let t = Tsne::fit(x.view(), &p, &mut |i, total| {
+            if !(p.perplexity > 0.0 && p.perplexity < n as f64) {
+                return Err(format!(
+                    "--perplexity: {} must be positive and below the number of points ({n})",
+                    p.perplexity
+                ));
+            }
+            let k = Tsne::neighbours_needed(n, &p);
+            let nb = on_device!(a.device, backend => neighbours(backend, &x, k))?;
+            let t = Tsne::fit_with_neighbours(x.view(), nb.as_ref(), &p, &mut |i, total| {
                 if interactive {
                     eprint!("\r  t-SNE iteration {i}/{total}   ");
                 }
@@ -142,7 +171,14 @@ pub fn run(a: &EmbedArgs) -> Result<(), String> {
                 seed: a.seed,
                 ..UmapParams::default()
             };
-            let u = Umap::fit(x.view(), &p, &mut |i, total| {
+            if p.n_neighbors < 2 || p.n_neighbors > n {
+                return Err(format!(
+                    "--neighbors: {} is not in 2..={n} (the number of points)",
+                    p.n_neighbors
+                ));
+            }
+            let nb = on_device!(a.device, backend => neighbours(backend, &x, p.n_neighbors - 1))?;
+            let u = Umap::fit_with_neighbours(x.view(), nb.as_ref(), &p, &mut |i, total| {
                 if interactive {
                     eprint!("\r  UMAP epoch {i}/{total}   ");
                 }

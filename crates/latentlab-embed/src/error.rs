@@ -7,6 +7,9 @@ pub enum EmbedError {
     /// The input points are unusable.
     #[error("{0}")]
     Input(String),
+    /// The tensor backend (the GPU) failed.
+    #[error("device: {0}")]
+    Device(#[from] latentlab_tensor::TensorError),
     /// A parameter is out of range.
     #[error("{name}: {detail}")]
     Param {

@@ -28,7 +28,7 @@ mod tsne;
 mod umap;
 
 pub use error::{EmbedError, Result};
-pub use knn::{Neighbours, knn};
+pub use knn::{EXACT_LIMIT, Neighbours, knn, knn_approx, knn_auto, knn_on};
 pub use pca::{Pca, PcaParams, PcaSolver};
 pub use quality::{knn_accuracy, trustworthiness};
 pub use tsne::{Tsne, TsneMethod, TsneParams};

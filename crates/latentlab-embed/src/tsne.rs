@@ -11,7 +11,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, param};
-use crate::knn::knn;
 use crate::pca::{Pca, PcaParams, PcaSolver};
 use crate::rng::Rng;
 
@@ -169,6 +168,23 @@ impl Tsne {
         p: &TsneParams,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
+        Self::fit_with_neighbours(x, None, p, progress)
+    }
+
+    /// The number of neighbours the affinities use: ⌊3·perplexity⌋, below N.
+    pub fn neighbours_needed(n: usize, p: &TsneParams) -> usize {
+        ((3.0 * p.perplexity).floor() as usize).clamp(1, n.saturating_sub(1).max(1))
+    }
+
+    /// [`Tsne::fit`] with neighbours computed elsewhere (e.g. on the GPU by
+    /// [`crate::knn_on`]); they must hold at least
+    /// [`Tsne::neighbours_needed`] per point.
+    pub fn fit_with_neighbours(
+        x: ArrayView2<'_, f64>,
+        neighbours: Option<&crate::Neighbours>,
+        p: &TsneParams,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
         crate::check_input(x, 3)?;
         let n = x.nrows();
         validate(n, p)?;
@@ -183,19 +199,33 @@ impl Tsne {
                 "Barnes–Hut maps are 2-D; use the exact method",
             ));
         }
-        let k = ((3.0 * p.perplexity).floor() as usize).clamp(1, n - 1);
-        let nb = knn(x, k)?;
+        let k = Self::neighbours_needed(n, p);
+        let owned;
+        let nb = match neighbours {
+            Some(nb) if nb.indices.nrows() == n && nb.indices.ncols() >= k => nb,
+            Some(nb) => {
+                return Err(crate::EmbedError::Input(format!(
+                    "the given neighbours are {}×{}; t-SNE needs {n}×{k}",
+                    nb.indices.nrows(),
+                    nb.indices.ncols()
+                )));
+            }
+            None => {
+                owned = crate::knn::knn_auto(x, k, p.seed)?;
+                &owned
+            }
+        };
         // Conditional affinities over the k neighbours, then symmetrised.
         let cond: Vec<Vec<f64>> = (0..n)
             .into_par_iter()
             .map(|i| {
-                let d2: Vec<f64> = nb.distances.row(i).iter().map(|d| d * d).collect();
+                let d2: Vec<f64> = nb.distances.row(i).iter().take(k).map(|d| d * d).collect();
                 calibrate(&d2, p.perplexity)
             })
             .collect();
         let mut rows: Vec<std::collections::BTreeMap<usize, f64>> = vec![Default::default(); n];
         for i in 0..n {
-            for (c, &j) in nb.indices.row(i).iter().enumerate() {
+            for (c, &j) in nb.indices.row(i).iter().take(k).enumerate() {
                 let v = cond[i][c] / (2.0 * n as f64);
                 *rows[i].entry(j).or_default() += v;
                 *rows[j].entry(i).or_default() += v;

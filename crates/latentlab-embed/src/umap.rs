@@ -7,7 +7,6 @@ use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, param};
-use crate::knn::knn;
 use crate::linalg::orthonormalise;
 use crate::rng::Rng;
 
@@ -129,14 +128,35 @@ pub fn find_ab(spread: f64, min_dist: f64) -> (f64, f64) {
 }
 
 /// The fuzzy simplicial set as a symmetric edge list (i < j, weight).
-fn fuzzy_graph(x: ArrayView2<'_, f64>, k: usize) -> Result<Vec<(usize, usize, f64)>> {
+fn fuzzy_graph(
+    x: ArrayView2<'_, f64>,
+    k: usize,
+    seed: u64,
+    given: Option<&crate::Neighbours>,
+) -> Result<Vec<(usize, usize, f64)>> {
     let n = x.nrows();
-    let nb = knn(x, k - 1)?;
+    let owned;
+    let nb = match given {
+        Some(nb) if nb.indices.nrows() == n && nb.indices.ncols() >= k - 1 => nb,
+        Some(nb) => {
+            return Err(crate::EmbedError::Input(format!(
+                "the given neighbours are {}×{}; UMAP needs {n}×{}",
+                nb.indices.nrows(),
+                nb.indices.ncols(),
+                k - 1
+            )));
+        }
+        None => {
+            owned = crate::knn::knn_auto(x, k - 1, seed)?;
+            &owned
+        }
+    };
     let target = (k as f64).log2();
     let mean_all: f64 = nb.distances.iter().sum::<f64>() / nb.distances.len() as f64;
     let mut dir: std::collections::HashMap<(usize, usize), f64> = Default::default();
     for i in 0..n {
         let d = nb.distances.row(i);
+        let d = d.slice(ndarray::s![..k - 1]);
         let rho = d.iter().copied().find(|v| *v > 0.0).unwrap_or(0.0);
         let (mut lo, mut hi, mut mid) = (0.0f64, f64::INFINITY, 1.0f64);
         for _ in 0..64 {
@@ -167,7 +187,7 @@ fn fuzzy_graph(x: ArrayView2<'_, f64>, k: usize) -> Result<Vec<(usize, usize, f6
         let mean_i = d.iter().sum::<f64>() / d.len() as f64;
         let floor = 1e-3 * if rho > 0.0 { mean_i } else { mean_all };
         let sigma = mid.max(floor);
-        for (c, &j) in nb.indices.row(i).iter().enumerate() {
+        for (c, &j) in nb.indices.row(i).iter().take(k - 1).enumerate() {
             let t = d[c] - rho;
             let w = if t > 0.0 { (-t / sigma).exp() } else { 1.0 };
             dir.insert((i, j), w);
@@ -245,6 +265,18 @@ impl Umap {
         p: &UmapParams,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
+        Self::fit_with_neighbours(x, None, p, progress)
+    }
+
+    /// [`Umap::fit`] with neighbours computed elsewhere (e.g. on the GPU by
+    /// [`crate::knn_on`]); they must hold at least `n_neighbors − 1` other
+    /// points per point.
+    pub fn fit_with_neighbours(
+        x: ArrayView2<'_, f64>,
+        neighbours: Option<&crate::Neighbours>,
+        p: &UmapParams,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
         crate::check_input(x, 3)?;
         let n = x.nrows();
         if p.n_neighbors < 2 || p.n_neighbors > n {
@@ -266,7 +298,7 @@ impl Umap {
             return Err(param("learning_rate", "must be positive"));
         }
         let (a, b) = find_ab(p.spread, p.min_dist);
-        let edges = fuzzy_graph(x, p.n_neighbors)?;
+        let edges = fuzzy_graph(x, p.n_neighbors, p.seed, neighbours)?;
         let epochs = p.epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 });
         if epochs == 0 {
             return Err(param("epochs", "must be at least 1"));

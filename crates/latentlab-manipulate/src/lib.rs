@@ -310,16 +310,25 @@ impl<'a, M: LatentModel + ?Sized> Manipulator<'a, M> {
     /// Reads vectors written by [`Manipulator::save`] (or any safetensors
     /// file of 1-D F32 tensors of the latent size), adding them to those kept.
     pub fn load(&mut self, path: &Path) -> Result<Vec<String>> {
+        let bytes = std::fs::read(path).map_err(|e| ManipulateError::Io {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        self.load_bytes(path, &bytes)
+    }
+
+    /// [`Manipulator::load`] from bytes (`path` names them in messages).
+    /// Nothing is kept unless every vector is valid.
+    pub fn load_bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<Vec<String>> {
         use safetensors::tensor::Dtype;
         let io = |detail: String| ManipulateError::Io {
             path: path.to_path_buf(),
             detail,
         };
-        let bytes = std::fs::read(path).map_err(|e| io(e.to_string()))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
+        let st = safetensors::SafeTensors::deserialize(bytes)
             .map_err(|e| io(format!("not a readable safetensors file ({e})")))?;
         let d = self.model.latent_dim();
-        let mut names = Vec::new();
+        let mut found = Vec::new();
         for (name, t) in st.tensors() {
             if t.dtype() != Dtype::F32 || t.shape() != [d] {
                 return Err(io(format!(
@@ -336,8 +345,12 @@ impl<'a, M: LatentModel + ?Sized> Manipulator<'a, M> {
             if v.iter().any(|x| !x.is_finite()) {
                 return Err(io(format!("`{name}` holds a non-finite value")));
             }
-            self.insert(&name, v).map_err(|e| io(e.to_string()))?;
-            names.push(name);
+            let v = unit(v, &name).map_err(|e| io(e.to_string()))?;
+            found.push((name, v));
+        }
+        let mut names: Vec<String> = found.iter().map(|f| f.0.clone()).collect();
+        for (name, v) in found {
+            self.vectors.insert(name, v);
         }
         names.sort();
         Ok(names)

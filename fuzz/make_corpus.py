@@ -1,0 +1,73 @@
+"""Writes the small seed corpus of every fuzz target (run once; the files are
+kept in the repository). usage: python3 fuzz/make_corpus.py"""
+import gzip
+import json
+import os
+import struct
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def put(target, name, data):
+    with open(os.path.join(HERE, "corpus", target, name), "wb") as f:
+        f.write(data)
+
+
+def npy(a):
+    import io
+    b = io.BytesIO()
+    np.save(b, a)
+    return b.getvalue()
+
+
+def safetensors(tensors, meta=None):
+    header, blobs, off = {}, [], 0
+    for name, a in tensors.items():
+        dt = {"float32": "F32", "float64": "F64", "int64": "I64"}[str(a.dtype)]
+        raw = a.tobytes()
+        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    if meta:
+        header["__metadata__"] = meta
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+def idx(a, magic_type=0x08):
+    head = struct.pack(">BBBB", 0, 0, magic_type, a.ndim) + b"".join(struct.pack(">I", d) for d in a.shape)
+    return head + a.astype(">u1").tobytes()
+
+
+rng = np.random.default_rng(0)
+img = (rng.random((3, 4, 4)) * 255).astype(np.uint8)
+put("idx", "images.idx", idx(img))
+put("idx", "labels.idx", idx(np.array([1, 2, 3], dtype=np.uint8)))
+put("idx", "images.idx.gz", gzip.compress(idx(img)))
+put("npy", "f32.npy", npy(rng.random((3, 2)).astype(np.float32)))
+put("npy", "f64.npy", npy(rng.random(5)))
+put("npy", "i64.npy", npy(np.arange(4, dtype=np.int64)))
+put("npy", "u8.npy", npy(np.arange(6, dtype=np.uint8).reshape(2, 3)))
+put("latents", "mu.npy", npy(rng.standard_normal((6, 3))))
+lat = {"mu": rng.standard_normal((5, 2)).astype(np.float32), "logvar": np.zeros((5, 2), np.float32)}
+put("latents", "latents.safetensors", safetensors(lat))
+put("attributes", "attrs.safetensors", safetensors({"smile": np.array([1, 0, 0, 0], np.float32), "class:3->8": np.array([0, 0.6, 0.8, 0], np.float32)}, {"format": "latentlab.attributes"}))
+shapes = {"encoder.0.weight": (3, 4), "encoder.0.bias": (3,), "fc_mu.weight": (2, 3), "fc_mu.bias": (2,),
+          "fc_logvar.weight": (2, 3), "fc_logvar.bias": (2,), "decoder.0.weight": (3, 2), "decoder.0.bias": (3,),
+          "decoder.2.weight": (4, 3), "decoder.2.bias": (4,)}
+params = {k: (rng.standard_normal(s) * 0.1).astype(np.float32) for k, s in shapes.items()}
+put("checkpoint", "pytorch.safetensors", safetensors(params))
+cfg = {"kind": "vae", "input_dim": 4, "hidden": [3], "latent": 2, "activation": {"kind": "relu"},
+       "likelihood": {"kind": "bernoulli"}, "image_shape": [2, 2]}
+put("checkpoint", "latentlab.safetensors", safetensors(params, {"format": "pt", "latentlab.config": json.dumps(cfg)}))
+train = {"config": {"epochs": 2, "batch_size": 8, "lr": 0.001, "weight_decay": 0.0, "seed": 0, "beta": 1.0,
+                    "kl_schedule": {"kind": "constant"}, "free_bits": None, "capacity": None, "clip_grad_norm": None},
+         "step": 3, "epoch_rec": 0.0, "epoch_kl": 0.0, "epoch_images": 0, "epoch_seconds": 0.0, "history": []}
+state = dict(params)
+for k, v in params.items():
+    state["adam.m." + k] = np.zeros_like(v)
+    state["adam.v." + k] = np.zeros_like(v)
+put("checkpoint", "state.safetensors.resume", safetensors(state, {"format": "pt", "latentlab.config": json.dumps(cfg), "latentlab.train": json.dumps(train)}))

@@ -1,0 +1,108 @@
+//! Every input of the fuzz corpus (`fuzz/corpus/<target>/`) and every crash
+//! the fuzzers ever found (`fuzz/regressions/<target>/`) goes through the
+//! same code as its fuzz target, in the normal suite: a clean result or a
+//! clean error, never a panic.
+
+use std::path::{Path, PathBuf};
+
+use latentlab::data::matrix::RawMatrix;
+use latentlab::data::{idx, npy};
+use latentlab::manipulate::Manipulator;
+use latentlab::model::{Checkpoint, LatentModel, LoadOptions, ModelError, Posterior};
+use ndarray::{Array2, ArrayView2};
+
+struct Identity;
+
+impl LatentModel for Identity {
+    fn latent_dim(&self) -> usize {
+        4
+    }
+    fn input_dim(&self) -> usize {
+        4
+    }
+    fn image_shape(&self) -> Option<(usize, usize)> {
+        None
+    }
+    fn encode(&self, x: ArrayView2<'_, f32>) -> Result<Posterior, ModelError> {
+        Ok(Posterior {
+            mu: x.to_owned(),
+            logvar: Array2::zeros(x.dim()),
+        })
+    }
+    fn decode(&self, z: ArrayView2<'_, f32>) -> Result<Array2<f32>, ModelError> {
+        Ok(z.to_owned())
+    }
+}
+
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut files = Vec::new();
+    for kind in ["corpus", "regressions"] {
+        if let Ok(dir) = std::fs::read_dir(root.join(kind).join(target)) {
+            files.extend(dir.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Runs `f` on every input of `target`; returns how many parsed.
+fn each(target: &str, f: impl Fn(&Path, &[u8]) -> bool) -> usize {
+    let files = inputs(target);
+    assert!(!files.is_empty(), "no corpus for {target}");
+    files
+        .iter()
+        .filter(|p| f(p, &std::fs::read(p).unwrap()))
+        .count()
+}
+
+#[test]
+fn idx_inputs() {
+    let ok = each("idx", |p, b| idx::parse(p, b).is_ok());
+    assert!(ok >= 3, "the seed files parse");
+}
+
+#[test]
+fn npy_inputs() {
+    let ok = each("npy", |p, b| npy::parse(p, b).map(|a| a.to_f64()).is_ok());
+    assert!(ok >= 4);
+}
+
+#[test]
+fn checkpoint_inputs() {
+    let ok = each("checkpoint", |p, b| {
+        match Checkpoint::parse(p, b, &LoadOptions::default()) {
+            Ok(ck) if ck.config.input_dim * ck.config.latent < 1 << 20 => {
+                ck.model(latentlab::tensor::Cpu::new()).is_ok()
+            }
+            _ => false,
+        }
+    });
+    assert!(ok >= 3, "the seed checkpoints load ({ok})");
+}
+
+#[test]
+fn attribute_inputs() {
+    let m = Identity;
+    let ok = each("attributes", |p, b| {
+        Manipulator::new(&m).load_bytes(p, b).is_ok()
+    });
+    assert!(ok >= 1);
+}
+
+#[test]
+fn latent_inputs() {
+    let ok = each("latents", |p, _| {
+        let mut any = false;
+        for mut m in [RawMatrix::open_npy(p), RawMatrix::open_safetensors(p, "mu")]
+            .into_iter()
+            .flatten()
+        {
+            let rows = m.rows().min(4);
+            any |= m.read_rows(0, rows).is_ok();
+            let _ = m.read_selected(&[0, m.rows().saturating_sub(1)]);
+        }
+        any
+    });
+    assert!(ok >= 2);
+}
