@@ -517,12 +517,12 @@ fn markdown(doc: &Value) -> String {
     }
     let _ = writeln!(
         s,
-        "Peers: `benches/peers/embed_peers.py` (scikit-learn PCA; openTSNE with n_jobs = 2; umap-learn after a JIT warm-up run), trustworthiness by scikit-learn.\n"
+        "\nPeers: `benches/peers/embed_peers.py` (scikit-learn PCA; openTSNE with n_jobs = 2; umap-learn after a JIT warm-up run), trustworthiness by scikit-learn.\n"
     );
     let mem = &maps["diagnose_memory"];
     let _ = writeln!(
         s,
-        "\n## Bounded memory\n\n`latentlab diagnose --latents` on {} codes of dimension {} ({:.0} MiB of f32 mu and logvar in one safetensors file): peak resident memory {:.0} MiB (VmHWM, polled), {:.1} s.\n",
+        "## Bounded memory\n\n`latentlab diagnose --latents` on {} codes of dimension {} ({:.0} MiB of f32 mu and logvar in one safetensors file): peak resident memory {:.0} MiB (VmHWM, polled), {:.1} s.\n",
         mem["n"],
         mem["dim"],
         mem["file_mib"].as_f64().unwrap_or(0.0),
