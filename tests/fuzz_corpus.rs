@@ -8,31 +8,7 @@ use std::path::{Path, PathBuf};
 use latentlab::data::matrix::RawMatrix;
 use latentlab::data::{idx, npy};
 use latentlab::manipulate::Manipulator;
-use latentlab::model::{Checkpoint, LatentModel, LoadOptions, ModelError, Posterior};
-use ndarray::{Array2, ArrayView2};
-
-struct Identity;
-
-impl LatentModel for Identity {
-    fn latent_dim(&self) -> usize {
-        4
-    }
-    fn input_dim(&self) -> usize {
-        4
-    }
-    fn image_shape(&self) -> Option<(usize, usize)> {
-        None
-    }
-    fn encode(&self, x: ArrayView2<'_, f32>) -> Result<Posterior, ModelError> {
-        Ok(Posterior {
-            mu: x.to_owned(),
-            logvar: Array2::zeros(x.dim()),
-        })
-    }
-    fn decode(&self, z: ArrayView2<'_, f32>) -> Result<Array2<f32>, ModelError> {
-        Ok(z.to_owned())
-    }
-}
+use latentlab::model::{Checkpoint, IdentityModel, LoadOptions};
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
@@ -83,7 +59,7 @@ fn checkpoint_inputs() {
 
 #[test]
 fn attribute_inputs() {
-    let m = Identity;
+    let m = IdentityModel(4);
     let ok = each("attributes", |p, b| {
         Manipulator::new(&m).load_bytes(p, b).is_ok()
     });

@@ -58,6 +58,19 @@ pub(crate) fn shape_of<M: LatentModel + ?Sized>(m: &M) -> (usize, usize) {
     })
 }
 
+/// Images as one PNG grid, `cols` per row, each pixel drawn 2 × 2.
+pub(crate) fn grid_png(images: &Array2<f32>, shape: (usize, usize), cols: usize) -> Vec<u8> {
+    image_grid(
+        images.view(),
+        shape,
+        GridLayout {
+            cols,
+            pad: 2,
+            scale: 2,
+        },
+    )
+}
+
 pub(crate) fn write_png(
     path: &Path,
     images: &Array2<f32>,
@@ -70,16 +83,7 @@ pub(crate) fn write_png(
             path.display()
         ));
     }
-    let png = image_grid(
-        images.view(),
-        shape,
-        GridLayout {
-            cols,
-            pad: 2,
-            scale: 2,
-        },
-    );
-    latentlab::data::fs::write_atomic(path, &png)
+    latentlab::data::fs::write_atomic(path, &grid_png(images, shape, cols))
         .map_err(|e| format!("--out {}: {e}", path.display()))
 }
 

@@ -15,12 +15,11 @@ use latentlab::manipulate::{self, GeodesicParams, Manipulator};
 use latentlab::model::{Checkpoint, LatentModel, LoadOptions, Progress, Vae, state_path};
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 use latentlab::viz::chart::{Series, bars, lines, scatter};
-use latentlab::viz::grid::{GridLayout, image_grid};
 use latentlab::viz::html::Page;
 use ndarray::{Array2, Axis, concatenate};
 use serde_json::json;
 
-use crate::manip::{load_model, load_test, shape_of};
+use crate::manip::{grid_png as grid, load_model, load_test, shape_of};
 
 /// `latentlab report`.
 #[derive(clap::Args, Debug)]
@@ -57,18 +56,6 @@ pub struct DemoArgs {
     /// cpu, gpu or auto.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-}
-
-fn grid(images: &Array2<f32>, shape: (usize, usize), cols: usize) -> Vec<u8> {
-    image_grid(
-        images.view(),
-        shape,
-        GridLayout {
-            cols,
-            pad: 2,
-            scale: 2,
-        },
-    )
 }
 
 fn rows(a: &Array2<f32>, idx: &[usize]) -> Array2<f32> {

@@ -38,6 +38,7 @@ fn the_identity_code_scores_high_on_every_metric() {
         ..small()
     };
     let r = evaluate_all(&truth, &identity, &s).unwrap();
+    eprintln!("identity: {}", serde_json::to_string(&r).unwrap());
     let mut fails = Vec::new();
     for (name, v) in [
         ("beta_vae", r.beta_vae),
@@ -62,6 +63,7 @@ fn the_identity_code_scores_high_on_every_metric() {
 fn a_constant_code_scores_low_on_every_metric() {
     let truth = identity_truth(10, 10);
     let r = evaluate_all(&truth, &constant, &small()).unwrap();
+    eprintln!("constant: {}", serde_json::to_string(&r).unwrap());
     let mut fails = Vec::new();
     for (name, v) in [
         ("beta_vae", r.beta_vae),
@@ -96,6 +98,7 @@ fn duplicated_latents_fool_mig_and_sap_but_not_dci() {
     assert!(m.score <= 0.1, "MIG {}", m.score);
     let p = sap(&truth, &duplicated, &s).unwrap();
     assert!(p.score <= 0.2, "SAP {}", p.score);
+    eprintln!("duplicated: MIG {} SAP {}", m.score, p.score);
     let d = dci(
         &truth,
         &duplicated,

@@ -16,6 +16,23 @@ pub struct Neighbours {
 
 const BLOCK: usize = 256;
 
+/// The `k` points nearest to `i` among `0..n` (itself excluded) from
+/// squared distances `d2(j)` (negative rounding clamped to 0): indices and
+/// Euclidean distances, ascending, ties by index.
+fn nearest(i: usize, n: usize, k: usize, d2: impl Fn(usize) -> f64) -> (Vec<usize>, Vec<f64>) {
+    let mut cand: Vec<(f64, usize)> = (0..n)
+        .filter(|&j| j != i)
+        .map(|j| (d2(j).max(0.0), j))
+        .collect();
+    cand.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    cand.truncate(k);
+    cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    (
+        cand.iter().map(|c| c.1).collect(),
+        cand.iter().map(|c| c.0.sqrt()).collect(),
+    )
+}
+
 /// Exact k nearest neighbours of every row of `x` among the other rows.
 pub fn knn(x: ArrayView2<'_, f64>, k: usize) -> Result<Neighbours> {
     crate::check_input(x, 2)?;
@@ -36,17 +53,7 @@ pub fn knn(x: ArrayView2<'_, f64>, k: usize) -> Result<Neighbours> {
             let norms = &norms;
             (lo..hi).map(move |i| {
                 let row = g.row(i - lo);
-                let mut cand: Vec<(f64, usize)> = (0..n)
-                    .filter(|&j| j != i)
-                    .map(|j| ((norms[i] + norms[j] - 2.0 * row[j]).max(0.0), j))
-                    .collect();
-                cand.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                cand.truncate(k);
-                cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                (
-                    cand.iter().map(|c| c.1).collect(),
-                    cand.iter().map(|c| c.0.sqrt()).collect(),
-                )
+                nearest(i, n, k, |j| norms[i] + norms[j] - 2.0 * row[j])
             })
         })
         .collect();
@@ -98,17 +105,7 @@ pub fn knn_on<B: latentlab_tensor::Backend>(
             .into_par_iter()
             .map(|i| {
                 let row = &g[(i - lo) * n..(i - lo + 1) * n];
-                let mut cand: Vec<(f64, usize)> = (0..n)
-                    .filter(|&j| j != i)
-                    .map(|j| ((norms[i] + norms[j] - 2.0 * f64::from(row[j])).max(0.0), j))
-                    .collect();
-                cand.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                cand.truncate(k);
-                cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                (
-                    cand.iter().map(|c| c.1).collect(),
-                    cand.iter().map(|c| c.0.sqrt()).collect(),
-                )
+                nearest(i, n, k, |j| norms[i] + norms[j] - 2.0 * f64::from(row[j]))
             })
             .collect();
         for (r, (idx, dist)) in rows.into_iter().enumerate() {

@@ -4,32 +4,8 @@
 use latentlab_manipulate::{
     GeodesicParams, Manipulator, geodesic, interpolation_strip, path_energy, traverse, traverse_all,
 };
-use latentlab_model::{LatentModel, ModelError, Posterior};
+use latentlab_model::{IdentityModel, LatentModel, ModelError, Posterior};
 use ndarray::{Array1, Array2, ArrayView2, array};
-
-/// Codes are the inputs themselves; the decoder is the identity.
-struct Identity(usize);
-
-impl LatentModel for Identity {
-    fn latent_dim(&self) -> usize {
-        self.0
-    }
-    fn input_dim(&self) -> usize {
-        self.0
-    }
-    fn image_shape(&self) -> Option<(usize, usize)> {
-        None
-    }
-    fn encode(&self, x: ArrayView2<'_, f32>) -> Result<Posterior, ModelError> {
-        Ok(Posterior {
-            mu: x.to_owned(),
-            logvar: Array2::zeros(x.dim()),
-        })
-    }
-    fn decode(&self, z: ArrayView2<'_, f32>) -> Result<Array2<f32>, ModelError> {
-        Ok(z.to_owned())
-    }
-}
 
 /// A curved decoder: (z₀, z₁) ↦ (cos z₀, sin z₀, z₁)·(1 + z₁²)^½, whose
 /// straight lines are not its geodesics.
@@ -67,7 +43,7 @@ impl LatentModel for Curved {
 
 #[test]
 fn attribute_vectors_apply_analogise_and_round_trip() {
-    let m = Identity(3);
+    let m = IdentityModel(3);
     let mut man = Manipulator::new(&m);
     let pos = array![[2.0f32, 0.0, 1.0], [4.0, 0.0, 1.0]];
     let neg = array![[0.0f32, 0.0, 1.0], [0.0, 0.0, 1.0]];
@@ -110,7 +86,7 @@ fn attribute_vectors_apply_analogise_and_round_trip() {
         assert_eq!(other.get(n).unwrap(), man.get(n).unwrap());
     }
     // A model of another size refuses them.
-    let m4 = Identity(4);
+    let m4 = IdentityModel(4);
     let err = Manipulator::new(&m4).load(&file).unwrap_err().to_string();
     assert!(err.contains("shape [4]"), "{err}");
     std::fs::write(dir.join("junk"), b"nonsense").unwrap();
@@ -145,7 +121,7 @@ fn attribute_vectors_apply_analogise_and_round_trip() {
 
 #[test]
 fn walks_traversals_and_strips() {
-    let m = Identity(4);
+    let m = IdentityModel(4);
     let man = Manipulator::new(&m);
     let start = array![1.0f32, 0.0, 0.0, 0.0];
     let (codes, dec) = man.random_walk(start.view(), 10, 0.5, 7, false).unwrap();
@@ -217,7 +193,7 @@ fn the_geodesic_is_never_longer_than_linear_or_slerp() {
         );
     }
     // Identity decoder: the straight line is already the geodesic.
-    let id = Identity(2);
+    let id = IdentityModel(2);
     let g = geodesic(
         &id,
         array![0.0f32, 0.0].view(),

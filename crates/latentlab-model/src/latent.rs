@@ -135,3 +135,48 @@ impl<B: Backend> LatentModel for Vae<B> {
         Ok(out)
     }
 }
+
+/// A model whose codes are its inputs (posterior log-variance 0) and whose
+/// decoder is the identity: for testing code written against any
+/// [`LatentModel`], where every move in latent space is visible as is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentityModel(pub usize);
+
+impl LatentModel for IdentityModel {
+    fn latent_dim(&self) -> usize {
+        self.0
+    }
+
+    fn input_dim(&self) -> usize {
+        self.0
+    }
+
+    fn image_shape(&self) -> Option<(usize, usize)> {
+        None
+    }
+
+    fn encode(&self, x: ArrayView2<'_, f32>) -> Result<Posterior> {
+        if x.ncols() != self.0 {
+            return Err(ModelError::Data(format!(
+                "inputs have {} values each but the model expects {}",
+                x.ncols(),
+                self.0
+            )));
+        }
+        Ok(Posterior {
+            mu: x.to_owned(),
+            logvar: Array2::zeros(x.dim()),
+        })
+    }
+
+    fn decode(&self, z: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        if z.ncols() != self.0 {
+            return Err(ModelError::Data(format!(
+                "codes have {} dimensions but the model's latent size is {}",
+                z.ncols(),
+                self.0
+            )));
+        }
+        Ok(z.to_owned())
+    }
+}

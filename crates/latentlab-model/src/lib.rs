@@ -44,6 +44,6 @@ pub use checkpoint::{Checkpoint, LoadOptions};
 pub use config::{Capacity, KlSchedule, Likelihood, ModelConfig, ModelKind, TrainConfig};
 pub use error::{ModelError, Result};
 pub use eval::{IwEstimate, Metrics, evaluate, importance_weighted_nll};
-pub use latent::{LatentModel, Posterior};
+pub use latent::{IdentityModel, LatentModel, Posterior};
 pub use train::{Control, EpochReport, Event, Progress, SavePolicy, Trainer, state_path};
 pub use vae::{AdamState, Vae};
