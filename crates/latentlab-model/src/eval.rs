@@ -67,6 +67,15 @@ pub fn evaluate<B: Backend>(
     batch: usize,
     seed: u64,
 ) -> Result<Metrics> {
+    model.backend().run(|| evaluate_here(model, x, batch, seed))
+}
+
+fn evaluate_here<B: Backend>(
+    model: &Vae<B>,
+    x: ArrayView2<'_, f32>,
+    batch: usize,
+    seed: u64,
+) -> Result<Metrics> {
     let cfg = model.config();
     check_data(x, cfg.input_dim)?;
     let be = model.backend();
@@ -142,6 +151,17 @@ pub struct IwEstimate {
 /// (Burda et al. 2016; `k = 5000` in the literature), seeded. Samples are
 /// decoded `chunk` at a time so memory stays bounded for any `k`.
 pub fn importance_weighted_nll<B: Backend>(
+    model: &Vae<B>,
+    x: ArrayView2<'_, f32>,
+    k: usize,
+    seed: u64,
+) -> Result<IwEstimate> {
+    model
+        .backend()
+        .run(|| importance_weighted_nll_here(model, x, k, seed))
+}
+
+fn importance_weighted_nll_here<B: Backend>(
     model: &Vae<B>,
     x: ArrayView2<'_, f32>,
     k: usize,

@@ -283,7 +283,8 @@ impl<B: Backend> Trainer<B> {
                     lr: cfg.lr,
                     weight_decay: cfg.weight_decay,
                 };
-                let stats = self.model.train_step(&x, &hp, &mut self.adam)?;
+                let (model, adam) = (&mut self.model, &mut self.adam);
+                let stats = be.run(|| model.train_step(&x, &hp, adam))?;
                 if !stats.loss.is_finite() {
                     return Err(ModelError::Diverged {
                         step,

@@ -28,19 +28,19 @@ struct Layer {
     b: usize,
 }
 
-/// What a layer's forward pass keeps for its backward pass.
+/// What a layer's forward pass keeps for its backward pass. Its input is the
+/// previous layer's `out` (or the stack's input).
 struct LayerCache<T> {
-    input: T,
-    pre: T,
-    /// `None` when the layer has no activation (its output is `pre`).
-    post: Option<T>,
+    /// The pre-activation, kept only when the activation's gradient cannot be
+    /// computed from its output.
+    pre: Option<T>,
+    /// The layer's output: after the activation when `activated`.
+    out: T,
+    activated: bool,
 }
 
 /// A parameter on the host: name, `[rows, cols]`, values.
 pub type NamedHost = (String, [usize; 2], Vec<f32>);
-
-/// A stack's output and what its backward pass needs.
-type Forward<T> = (T, Vec<LayerCache<T>>);
 
 /// Adam's moments, one pair per parameter.
 #[derive(Clone, Debug)]
@@ -250,44 +250,72 @@ impl<B: Backend> Vae<B> {
         }
     }
 
+    /// One linear layer, activated or not: `(kept pre-activation, output)`.
+    /// The activation runs in place unless `keep_pre` asks for the
+    /// pre-activation and the activation's gradient needs it.
+    fn layer_forward(
+        &self,
+        l: Layer,
+        input: &B::Tensor,
+        activated: bool,
+        keep_pre: bool,
+    ) -> Result<(Option<B::Tensor>, B::Tensor)> {
+        let be = &self.backend;
+        let act = self.config.activation;
+        let mut y = be.linear(input, &self.params[l.w], &self.params[l.b])?;
+        if !activated {
+            return Ok((None, y));
+        }
+        if keep_pre && !act.output_determines_gradient() {
+            let post = be.activation(act, &y)?;
+            return Ok((Some(y), post));
+        }
+        be.activation_inplace(act, &mut y)?;
+        Ok((None, y))
+    }
+
     /// A stack of linear layers; every layer but (optionally) the last is
-    /// followed by the activation.
-    fn stack(
+    /// followed by the activation. Returns the stack's output.
+    fn stack(&self, layers: &[Layer], x: &B::Tensor, last_activated: bool) -> Result<B::Tensor> {
+        let mut h: Option<B::Tensor> = None;
+        for (i, &l) in layers.iter().enumerate() {
+            let activated = last_activated || i + 1 < layers.len();
+            let input = h.as_ref().unwrap_or(x);
+            h = Some(self.layer_forward(l, input, activated, false)?.1);
+        }
+        Ok(h.unwrap_or_else(|| x.clone()))
+    }
+
+    /// [`Vae::stack`] keeping what the backward pass needs; the stack's
+    /// output is the last cache's `out` (`x` for an empty stack).
+    fn stack_cached(
         &self,
         layers: &[Layer],
         x: &B::Tensor,
         last_activated: bool,
-        keep: bool,
-    ) -> Result<Forward<B::Tensor>> {
-        let be = &self.backend;
-        let mut caches = Vec::new();
-        let mut h = x.clone();
-        for (i, l) in layers.iter().enumerate() {
-            let pre = be.linear(&h, &self.params[l.w], &self.params[l.b])?;
+    ) -> Result<Vec<LayerCache<B::Tensor>>> {
+        let mut caches: Vec<LayerCache<B::Tensor>> = Vec::with_capacity(layers.len());
+        for (i, &l) in layers.iter().enumerate() {
             let activated = last_activated || i + 1 < layers.len();
-            let out = if activated {
-                be.activation(self.config.activation, &pre)?
-            } else {
-                pre.clone()
-            };
-            if keep {
-                caches.push(LayerCache {
-                    input: h,
-                    pre,
-                    post: activated.then(|| out.clone()),
-                });
-            }
-            h = out;
+            let input = caches.last().map_or(x, |c| &c.out);
+            let (pre, out) = self.layer_forward(l, input, activated, true)?;
+            caches.push(LayerCache {
+                pre,
+                out,
+                activated,
+            });
         }
-        Ok((h, caches))
+        Ok(caches)
     }
 
-    /// Backward through a stack: given `∂L/∂output`, writes each layer's
-    /// weight and bias gradients into `grads` and returns `∂L/∂input`
-    /// (`None` when `need_input_grad` is false, saving a matrix product).
+    /// Backward through a stack whose input was `x`: given `∂L/∂output`,
+    /// writes each layer's weight and bias gradients into `grads` and returns
+    /// `∂L/∂input` (`None` when `need_input_grad` is false, saving a matrix
+    /// product).
     fn stack_backward(
         &self,
         layers: &[Layer],
+        x: &B::Tensor,
         caches: &[LayerCache<B::Tensor>],
         grad_out: B::Tensor,
         grads: &mut [Option<B::Tensor>],
@@ -296,10 +324,14 @@ impl<B: Backend> Vae<B> {
         let be = &self.backend;
         let mut g = grad_out;
         for (i, (l, c)) in layers.iter().zip(caches).enumerate().rev() {
-            if let Some(post) = &c.post {
-                g = be.activation_backward(self.config.activation, &c.pre, post, &g)?;
+            if c.activated {
+                // Without a kept pre-activation the output stands in for it
+                // (Activation::output_determines_gradient).
+                let pre = c.pre.as_ref().unwrap_or(&c.out);
+                be.activation_backward_inplace(self.config.activation, pre, &c.out, &mut g)?;
             }
-            grads[l.w] = Some(be.matmul(&g, Transpose::Yes, &c.input, Transpose::No)?);
+            let input = if i == 0 { x } else { &caches[i - 1].out };
+            grads[l.w] = Some(be.matmul(&g, Transpose::Yes, input, Transpose::No)?);
             grads[l.b] = Some(be.sum_rows(&g)?);
             if i > 0 || need_input_grad {
                 g = be.matmul(&g, Transpose::No, &self.params[l.w], Transpose::No)?;
@@ -315,7 +347,7 @@ impl<B: Backend> Vae<B> {
     pub fn encode_device(&self, x: &B::Tensor) -> Result<(B::Tensor, Option<B::Tensor>)> {
         self.check_input(x)?;
         let (enc, mu, lv, _) = self.layers();
-        let (h, _) = self.stack(&enc, x, true, false)?;
+        let h = self.stack(&enc, x, true)?;
         let m = self
             .backend
             .linear(&h, &self.params[mu.w], &self.params[mu.b])?;
@@ -340,7 +372,7 @@ impl<B: Backend> Vae<B> {
             )));
         }
         let (_, _, _, dec) = self.layers();
-        Ok(self.stack(&dec, z, false, false)?.0)
+        self.stack(&dec, z, false)
     }
 
     /// The mean of `p(x|z)` on the device: `sigmoid(logits)` or the Gaussian mean.
@@ -390,24 +422,29 @@ impl<B: Backend> Vae<B> {
         let is_vae = lv_l.is_some();
 
         // Forward.
-        let (h, enc_cache) = self.stack(&enc, x, true, true)?;
-        let mu = be.linear(&h, &self.params[mu_l.w], &self.params[mu_l.b])?;
+        let enc_cache = self.stack_cached(&enc, x, true)?;
+        let h = enc_cache.last().map_or(x, |c| &c.out);
+        let mu = be.linear(h, &self.params[mu_l.w], &self.params[mu_l.b])?;
         let lv = match lv_l {
-            Some(l) => Some(be.linear(&h, &self.params[l.w], &self.params[l.b])?),
+            Some(l) => Some(be.linear(h, &self.params[l.w], &self.params[l.b])?),
             None => None,
         };
         let z = match &lv {
             Some(lv) => be.reparameterize(&mu, lv, hp.seed, hp.step)?.0,
             None => mu.clone(),
         };
-        let (out, dec_cache) = self.stack(&dec, &z, false, true)?;
+        let dec_cache = self.stack_cached(&dec, &z, false)?;
+        let out = &dec_cache
+            .last()
+            .expect("the decoder has an output layer")
+            .out;
         let (rec_el, grad_out, grad_dec_lv) = match self.decoder_logvar() {
             None => {
-                let (l, g) = be.bce_with_logits_elementwise(&out, x)?;
+                let (l, g) = be.bce_with_logits_elementwise(out, x)?;
                 (l, g, None)
             }
             Some(dlv) => {
-                let (l, gm, glv) = be.gaussian_nll_elementwise(x, &out, dlv)?;
+                let (l, gm, glv) = be.gaussian_nll_elementwise(x, out, dlv)?;
                 (l, gm, Some(glv))
             }
         };
@@ -475,9 +512,10 @@ impl<B: Backend> Vae<B> {
             let last = self.params.len() - 1;
             grads[last] = Some(be.scale(inv_b, &be.sum_rows(&glv)?)?);
         }
-        let g_out = be.scale(inv_b, &grad_out)?;
+        let mut g_out = grad_out;
+        be.scale_inplace(inv_b, &mut g_out)?;
         let gz = self
-            .stack_backward(&dec, &dec_cache, g_out, &mut grads, true)?
+            .stack_backward(&dec, &z, &dec_cache, g_out, &mut grads, true)?
             .expect("the input gradient was asked for");
         let gh = if let (Some(lv_l), Some((_, kg_mu, kg_lv))) = (lv_l, &kl) {
             // z = mu + σ ⊙ ε, so ∂z/∂logvar = ½ σ ⊙ ε = ½ (z − mu).
@@ -507,9 +545,9 @@ impl<B: Backend> Vae<B> {
                     &mut g_lv,
                 )?;
             }
-            grads[mu_l.w] = Some(be.matmul(&g_mu, Transpose::Yes, &h, Transpose::No)?);
+            grads[mu_l.w] = Some(be.matmul(&g_mu, Transpose::Yes, h, Transpose::No)?);
             grads[mu_l.b] = Some(be.sum_rows(&g_mu)?);
-            grads[lv_l.w] = Some(be.matmul(&g_lv, Transpose::Yes, &h, Transpose::No)?);
+            grads[lv_l.w] = Some(be.matmul(&g_lv, Transpose::Yes, h, Transpose::No)?);
             grads[lv_l.b] = Some(be.sum_rows(&g_lv)?);
             let mut gh = be.matmul(&g_mu, Transpose::No, &self.params[mu_l.w], Transpose::No)?;
             be.axpy(
@@ -519,11 +557,11 @@ impl<B: Backend> Vae<B> {
             )?;
             gh
         } else {
-            grads[mu_l.w] = Some(be.matmul(&gz, Transpose::Yes, &h, Transpose::No)?);
+            grads[mu_l.w] = Some(be.matmul(&gz, Transpose::Yes, h, Transpose::No)?);
             grads[mu_l.b] = Some(be.sum_rows(&gz)?);
             be.matmul(&gz, Transpose::No, &self.params[mu_l.w], Transpose::No)?
         };
-        self.stack_backward(&enc, &enc_cache, gh, &mut grads, false)?;
+        self.stack_backward(&enc, x, &enc_cache, gh, &mut grads, false)?;
         let mut grads: Vec<B::Tensor> = grads
             .into_iter()
             .map(|g| g.expect("every parameter has a gradient"))

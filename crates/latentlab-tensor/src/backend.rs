@@ -65,6 +65,20 @@ impl Activation {
         }
     }
 
+    /// Whether the gradient through this activation can be computed from its
+    /// output alone, so that [`Backend::activation_backward`] may be given the
+    /// output in place of the pre-activation (true for ReLU, tanh, sigmoid,
+    /// and leaky ReLU and ELU with a non-negative parameter, where `y > 0`
+    /// exactly when `x > 0`).
+    pub fn output_determines_gradient(self) -> bool {
+        match self {
+            Activation::Relu | Activation::Tanh | Activation::Sigmoid => true,
+            Activation::LeakyRelu { slope } => slope >= 0.0,
+            Activation::Elu { alpha } => alpha >= 0.0,
+            Activation::Softplus => false,
+        }
+    }
+
     /// Every activation, with typical parameters (for tests and benches).
     pub fn all() -> [Activation; 6] {
         [
@@ -224,6 +238,15 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
     /// Waits until all queued work has finished (a no-op on the CPU).
     fn sync(&self) -> Result<()>;
 
+    /// Runs `f`, a stretch of work made of many ops, where this backend runs
+    /// ops best. The parallel CPU backend runs it on a thread of its pool,
+    /// so that the calling thread's sequential work and the pool's parallel
+    /// work share the cores instead of competing for them; elsewhere it is
+    /// `f()`.
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
+
     /// `op(a) · op(b)` where `op` transposes or not.
     fn matmul(
         &self,
@@ -244,6 +267,24 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
 
     /// `act(x)` elementwise.
     fn activation(&self, act: Activation, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `x ← act(x)` in place.
+    fn activation_inplace(&self, act: Activation, x: &mut Self::Tensor) -> Result<()> {
+        *x = self.activation(act, x)?;
+        Ok(())
+    }
+
+    /// [`Backend::activation_backward`] writing `∂L/∂x` over `grad`.
+    fn activation_backward_inplace(
+        &self,
+        act: Activation,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        grad: &mut Self::Tensor,
+    ) -> Result<()> {
+        *grad = self.activation_backward(act, x, y, grad)?;
+        Ok(())
+    }
 
     /// The gradient through `y = act(x)`: given the pre-activation `x`, the
     /// output `y` and `∂L/∂y`, returns `∂L/∂x`.
@@ -312,6 +353,12 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
 
     /// `alpha · x`.
     fn scale(&self, alpha: f32, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `x ← alpha · x` in place.
+    fn scale_inplace(&self, alpha: f32, x: &mut Self::Tensor) -> Result<()> {
+        *x = self.scale(alpha, x)?;
+        Ok(())
+    }
 
     /// `a ⊙ b` elementwise.
     fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;

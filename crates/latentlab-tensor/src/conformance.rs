@@ -482,7 +482,17 @@ pub fn activations_forward<B: Backend>(b: &B) {
     for a in Activation::all() {
         let want: Vec<f64> = x.iter().map(|&v| reference::act(a, f64::from(v))).collect();
         let got = down(b, &b.activation(a, &xt).expect("activation"));
-        Tolerance::new(2e-5, 2e-6).assert(&format!("{} {a} forward", b.name()), &got, &want);
+        let tol = Tolerance::new(2e-5, 2e-6);
+        tol.assert(&format!("{} {a} forward", b.name()), &got, &want);
+        let mut inplace = xt.clone();
+        b.activation_inplace(a, &mut inplace)
+            .expect("activation_inplace");
+        tol.assert(
+            &format!("{} {a} forward in place", b.name()),
+            &down(b, &inplace),
+            &want,
+        );
+        assert_eq!(down(b, &xt), x, "{}: the input is left alone", b.name());
     }
 }
 
@@ -503,7 +513,26 @@ pub fn activations_backward<B: Backend>(b: &B) {
             .zip(&gy)
             .map(|(&v, &g)| reference::act_derivative(a, f64::from(v)) * f64::from(g))
             .collect();
-        Tolerance::new(1e-4, 2e-6).assert(&format!("{} {a} backward", b.name()), &got, &want);
+        let tol = Tolerance::new(1e-4, 2e-6);
+        tol.assert(&format!("{} {a} backward", b.name()), &got, &want);
+        let mut g = gt.clone();
+        b.activation_backward_inplace(a, &xt, &y, &mut g)
+            .expect("activation_backward_inplace");
+        tol.assert(
+            &format!("{} {a} backward in place", b.name()),
+            &down(b, &g),
+            &want,
+        );
+        if a.output_determines_gradient() {
+            let mut g = gt.clone();
+            b.activation_backward_inplace(a, &y, &y, &mut g)
+                .expect("activation_backward from the output");
+            tol.assert(
+                &format!("{} {a} backward from the output alone", b.name()),
+                &down(b, &g),
+                &want,
+            );
+        }
     }
 }
 
@@ -694,6 +723,13 @@ pub fn axpy_scale_mul<B: Backend>(b: &B) {
         &down(b, &b.scale(2.5, &xt).expect("scale")),
         &zip(&|a, _| 2.5 * a),
     );
+    let mut scaled = xt.clone();
+    b.scale_inplace(2.5, &mut scaled).expect("scale_inplace");
+    tol.assert(
+        &format!("{} scale in place", b.name()),
+        &down(b, &scaled),
+        &zip(&|a, _| 2.5 * a),
+    );
     tol.assert(
         &format!("{} mul", b.name()),
         &down(b, &b.mul(&xt, &yt).expect("mul")),
@@ -813,6 +849,13 @@ pub fn errors<B: Backend>(b: &B) {
     expect(b.upload(&[], Shape::new(0, 3)), "upload", "empty");
     expect(b.zeros(Shape::new(4, 0)), "zeros", "empty");
     expect(b.scale(f32::NAN, &a), "scale", "NaN");
+    let mut s = a.clone();
+    match b.scale_inplace(f32::INFINITY, &mut s) {
+        Err(TensorError::InvalidArgument { op: "scale", .. }) => {}
+        other => panic!("{}: scale_inplace by infinity gave {other:?}", b.name()),
+    }
+    expect(b.linear(&a, &a, &c), "", "[1×2]");
+    expect(b.linear(&a, &c, &c), "matmul", "[3×2]");
     expect(
         b.gaussian_nll_elementwise(&a, &a, &c).map(|o| o.0),
         "gaussian_nll",

@@ -4,7 +4,7 @@
 use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::backend::{Activation, AdamStep, Backend, Transpose};
-use crate::{Result, Shape, TensorError, checks, philox};
+use crate::{Result, Shape, TensorError, checks, philox, simd};
 
 /// Below this many elements an elementwise op stays on the calling thread.
 const PAR_MIN_ELEMS: usize = 1 << 15;
@@ -46,13 +46,8 @@ impl Cpu {
     }
 
     fn map1(&self, x: &Array2<f32>, f: impl Fn(f32) -> f32 + Sync + Send) -> Array2<f32> {
-        let mut out = Array2::<f32>::zeros(x.raw_dim());
-        let z = Zip::from(&mut out).and(x);
-        if self.par(x.len()) {
-            z.par_for_each(|o, &a| *o = f(a))
-        } else {
-            z.for_each(|o, &a| *o = f(a))
-        }
+        let mut out = standard(x);
+        simd::map_inplace(self.parallel, slice_mut(&mut out), f);
         out
     }
 
@@ -62,27 +57,46 @@ impl Cpu {
         y: &Array2<f32>,
         f: impl Fn(f32, f32) -> f32 + Sync + Send,
     ) -> Array2<f32> {
-        let mut out = Array2::<f32>::zeros(x.raw_dim());
-        let z = Zip::from(&mut out).and(x).and(y);
-        if self.par(x.len()) {
-            z.par_for_each(|o, &a, &b| *o = f(a, b))
-        } else {
-            z.for_each(|o, &a, &b| *o = f(a, b))
-        }
+        let mut out = standard(x);
+        let y = y.as_standard_layout();
+        simd::zip_inplace(self.parallel, slice_mut(&mut out), slice(&y), f);
         out
     }
+}
+
+/// A standard-layout (row-major, contiguous) copy of `x`.
+fn standard(x: &Array2<f32>) -> Array2<f32> {
+    x.as_standard_layout().into_owned()
+}
+
+/// The elements of a standard-layout array.
+fn slice(x: &ndarray::ArrayRef2<f32>) -> &[f32] {
+    x.as_slice().expect("standard layout")
+}
+
+/// The elements of an array, made standard-layout first if need be.
+fn slice_mut(x: &mut Array2<f32>) -> &mut [f32] {
+    if !x.is_standard_layout() {
+        *x = standard(x);
+    }
+    x.as_slice_mut().expect("standard layout")
 }
 
 fn shape_of(t: &Array2<f32>) -> Shape {
     Shape::new(t.nrows(), t.ncols())
 }
 
-/// `op(a) · op(b)` into a new standard-layout array.
+/// `op(a) · op(b)`, plus `bias` on every row when given, into a new
+/// standard-layout array.
 #[allow(unsafe_code)]
-fn gemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, parallel: bool) -> Array2<f32> {
+fn gemm(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    bias: Option<&[f32]>,
+    parallel: bool,
+) -> Array2<f32> {
     let (m, k) = a.dim();
     let n = b.ncols();
-    let mut c = Array2::<f32>::zeros((m, n));
     let [a_rs, a_cs] = [a.strides()[0], a.strides()[1]];
     let [b_rs, b_cs] = [b.strides()[0], b.strides()[1]];
     let par = if parallel && m * n * k >= PAR_MIN_FLOPS {
@@ -90,11 +104,25 @@ fn gemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, parallel: bool) -> Array
     } else {
         gemm::Parallelism::None
     };
+    let mut c: Vec<f32> = match bias {
+        Some(bias) => {
+            debug_assert_eq!(bias.len(), n);
+            let mut c = Vec::with_capacity(m * n);
+            for _ in 0..m {
+                c.extend_from_slice(bias);
+            }
+            c
+        }
+        None => Vec::with_capacity(m * n),
+    };
+    let read_dst = bias.is_some();
     let c_ptr = c.as_mut_ptr();
     // SAFETY: `a` (m×k) and `b` (k×n) are live views whose elements are all
-    // reachable through their pointers and strides; `c` is a freshly
-    // allocated, contiguous m×n array that aliases neither. With
-    // `read_dst = false` gemm writes `c = 1·(a·b)` without reading `c`.
+    // reachable through their pointers and strides; `c` owns room for m×n
+    // contiguous values and aliases neither. With `read_dst = false` gemm
+    // writes `c = a·b` into every element without reading any, so the
+    // capacity may be uninitialised; with `read_dst = true` every element was
+    // initialised to the bias above and gemm writes `c = 1·c + a·b`.
     unsafe {
         gemm::gemm(
             m,
@@ -103,22 +131,23 @@ fn gemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, parallel: bool) -> Array
             c_ptr,
             1,
             n as isize,
-            false,
+            read_dst,
             a.as_ptr(),
             a_cs,
             a_rs,
             b.as_ptr(),
             b_cs,
             b_rs,
-            0.0f32,
+            if read_dst { 1.0f32 } else { 0.0f32 },
             1.0f32,
             false,
             false,
             false,
             par,
         );
+        c.set_len(m * n);
     }
-    c
+    Array2::from_shape_vec((m, n), c).expect("m×n values")
 }
 
 #[inline]
@@ -229,6 +258,16 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        if self.parallel && rayon::current_thread_index().is_none() {
+            // `scope` runs its closure on a worker of the global pool when
+            // called from outside it, and waits for it.
+            rayon::scope(|_| f())
+        } else {
+            f()
+        }
+    }
+
     fn matmul(
         &self,
         a: &Array2<f32>,
@@ -249,7 +288,17 @@ impl Backend for Cpu {
         } else {
             b.view()
         };
-        Ok(gemm(av, bv, self.parallel))
+        Ok(gemm(av, bv, None, self.parallel))
+    }
+
+    fn linear(&self, x: &Array2<f32>, w: &Array2<f32>, b: &Array2<f32>) -> Result<Array2<f32>> {
+        checks::nonempty("linear", shape_of(x))?;
+        checks::nonempty("linear", shape_of(w))?;
+        checks::matmul(shape_of(x), Transpose::No, shape_of(w), Transpose::Yes)?;
+        let out = Shape::new(x.nrows(), w.nrows());
+        checks::row_vector("linear", out, shape_of(b))?;
+        let b = b.as_standard_layout();
+        Ok(gemm(x.view(), w.t(), Some(slice(&b)), self.parallel))
     }
 
     fn add_row(&self, x: &Array2<f32>, bias: &Array2<f32>) -> Result<Array2<f32>> {
@@ -280,7 +329,21 @@ impl Backend for Cpu {
     }
 
     fn activation(&self, act: Activation, x: &Array2<f32>) -> Result<Array2<f32>> {
-        Ok(self.map1(x, move |v| act_forward(act, v)))
+        let mut out = standard(x);
+        self.activation_inplace(act, &mut out)?;
+        Ok(out)
+    }
+
+    fn activation_inplace(&self, act: Activation, x: &mut Array2<f32>) -> Result<()> {
+        let data = slice_mut(x);
+        match act {
+            // The common case gets its own loop, free of the dispatch.
+            Activation::Relu => {
+                simd::map_inplace(self.parallel, data, |v| if v < 0.0 { 0.0 } else { v })
+            }
+            _ => simd::map_inplace(self.parallel, data, move |v| act_forward(act, v)),
+        }
+        Ok(())
     }
 
     fn activation_backward(
@@ -290,17 +353,38 @@ impl Backend for Cpu {
         y: &Array2<f32>,
         grad_y: &Array2<f32>,
     ) -> Result<Array2<f32>> {
-        checks::same("activation_backward", shape_of(x), shape_of(y))?;
-        checks::same("activation_backward", shape_of(x), shape_of(grad_y))?;
-        let mut out = Array2::<f32>::zeros(x.raw_dim());
-        let z = Zip::from(&mut out).and(x).and(y).and(grad_y);
-        let f = move |o: &mut f32, &a: &f32, &b: &f32, &g: &f32| *o = act_backward(act, a, b, g);
-        if self.par(x.len()) {
-            z.par_for_each(f)
-        } else {
-            z.for_each(f)
-        }
+        let mut out = standard(grad_y);
+        self.activation_backward_inplace(act, x, y, &mut out)?;
         Ok(out)
+    }
+
+    fn activation_backward_inplace(
+        &self,
+        act: Activation,
+        x: &Array2<f32>,
+        y: &Array2<f32>,
+        grad: &mut Array2<f32>,
+    ) -> Result<()> {
+        checks::same("activation_backward", shape_of(x), shape_of(y))?;
+        checks::same("activation_backward", shape_of(x), shape_of(grad))?;
+        let (x, y) = (x.as_standard_layout(), y.as_standard_layout());
+        let g = slice_mut(grad);
+        match act {
+            Activation::Relu => {
+                simd::zip_inplace(
+                    self.parallel,
+                    g,
+                    slice(&x),
+                    |g, x| {
+                        if x > 0.0 { g } else { 0.0 }
+                    },
+                )
+            }
+            _ => simd::zip3_inplace(self.parallel, g, slice(&x), slice(&y), move |g, x, y| {
+                act_backward(act, x, y, g)
+            }),
+        }
+        Ok(())
     }
 
     fn bce_with_logits_elementwise(
@@ -309,11 +393,16 @@ impl Backend for Cpu {
         targets: &Array2<f32>,
     ) -> Result<(Array2<f32>, Array2<f32>)> {
         checks::same("bce_with_logits", shape_of(logits), shape_of(targets))?;
-        let loss = self.map2(logits, targets, |l, t| {
-            l.max(0.0) - l * t + (-l.abs()).exp().ln_1p()
-        });
-        let grad = self.map2(logits, targets, |l, t| stable_sigmoid(l) - t);
-        Ok((loss, grad))
+        let (l, t) = (logits.as_standard_layout(), targets.as_standard_layout());
+        let n = l.len();
+        let mut loss = vec![0.0f32; n];
+        let mut grad = vec![0.0f32; n];
+        simd::bce_with_logits(self.parallel, slice(&l), slice(&t), &mut loss, &mut grad);
+        let dim = logits.raw_dim();
+        Ok((
+            Array2::from_shape_vec(dim, loss).expect("same shape"),
+            Array2::from_shape_vec(dim, grad).expect("same shape"),
+        ))
     }
 
     fn gaussian_nll_elementwise(
@@ -413,39 +502,44 @@ impl Backend for Cpu {
         checks::same(op, shape_of(param), shape_of(m))?;
         checks::same(op, shape_of(param), shape_of(v))?;
         let (bc1, bc2) = hp.validate()?;
-        let (b1, b2, lr, eps) = (hp.beta1, hp.beta2, hp.lr, hp.eps);
-        let decay = 1.0 - hp.lr * hp.weight_decay;
-        let f = |p: &mut f32, mm: &mut f32, vv: &mut f32, &g: &f32| {
-            *mm = b1 * *mm + (1.0 - b1) * g;
-            *vv = b2 * *vv + (1.0 - b2) * g * g;
-            let mhat = *mm / bc1;
-            let vhat = *vv / bc2;
-            *p = *p * decay - lr * mhat / (vhat.sqrt() + eps);
+        let consts = simd::AdamConsts {
+            b1: hp.beta1,
+            b2: hp.beta2,
+            bc1,
+            bc2,
+            lr: hp.lr,
+            eps: hp.eps,
+            decay: 1.0 - hp.lr * hp.weight_decay,
         };
-        let z = Zip::from(param).and(m).and(v).and(grad);
-        if self.parallel && grad.len() >= PAR_MIN_ELEMS {
-            z.par_for_each(f)
-        } else {
-            z.for_each(f)
-        }
+        let g = grad.as_standard_layout();
+        simd::adam(
+            self.parallel,
+            slice_mut(param),
+            slice_mut(m),
+            slice_mut(v),
+            slice(&g),
+            consts,
+        );
         Ok(())
     }
 
     fn axpy(&self, alpha: f32, x: &Array2<f32>, y: &mut Array2<f32>) -> Result<()> {
         checks::same("axpy", shape_of(x), shape_of(y))?;
         checks::finite_scalar("axpy", "alpha", alpha)?;
-        let z = Zip::from(&mut *y).and(x);
-        if self.par(x.len()) {
-            z.par_for_each(|o, &a| *o += alpha * a)
-        } else {
-            z.for_each(|o, &a| *o += alpha * a)
-        }
+        let x = x.as_standard_layout();
+        simd::zip_inplace(self.parallel, slice_mut(y), slice(&x), |o, a| o + alpha * a);
         Ok(())
     }
 
     fn scale(&self, alpha: f32, x: &Array2<f32>) -> Result<Array2<f32>> {
         checks::finite_scalar("scale", "alpha", alpha)?;
         Ok(self.map1(x, move |v| alpha * v))
+    }
+
+    fn scale_inplace(&self, alpha: f32, x: &mut Array2<f32>) -> Result<()> {
+        checks::finite_scalar("scale", "alpha", alpha)?;
+        simd::map_inplace(self.parallel, slice_mut(x), move |v| alpha * v);
+        Ok(())
     }
 
     fn mul(&self, a: &Array2<f32>, b: &Array2<f32>) -> Result<Array2<f32>> {

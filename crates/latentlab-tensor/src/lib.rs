@@ -37,6 +37,7 @@ mod error;
 mod gpu;
 pub mod philox;
 mod shape;
+mod simd;
 
 pub use backend::{
     Activation, AdamStep, Backend, GaussianNllOutput, KlOutput, LinearGrads, Transpose,
