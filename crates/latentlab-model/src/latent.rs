@@ -92,21 +92,24 @@ impl<B: Backend> LatentModel for Vae<B> {
         let mut mu = Array2::<f32>::zeros((x.nrows(), d));
         let mut logvar = Array2::<f32>::from_elem((x.nrows(), d), POINT_MASS_LOGVAR);
         let be = self.backend();
-        for (k, chunk) in x.axis_chunks_iter(Axis(0), CHUNK).enumerate() {
-            if chunk.nrows() == 0 {
-                continue;
-            }
-            let (m, lv) = self.encode_device(&upload_rows(be, chunk)?)?;
-            let rows = k * CHUNK..k * CHUNK + chunk.nrows();
-            let m = Array2::from_shape_vec((chunk.nrows(), d), be.download(&m)?)
-                .map_err(|e| ModelError::Data(e.to_string()))?;
-            mu.slice_mut(ndarray::s![rows.clone(), ..]).assign(&m);
-            if let (Some(lv), ModelKind::Vae) = (lv, self.config().kind) {
-                let lv = Array2::from_shape_vec((chunk.nrows(), d), be.download(&lv)?)
+        be.run(|| -> Result<()> {
+            for (k, chunk) in x.axis_chunks_iter(Axis(0), CHUNK).enumerate() {
+                if chunk.nrows() == 0 {
+                    continue;
+                }
+                let (m, lv) = self.encode_device(&upload_rows(be, chunk)?)?;
+                let rows = k * CHUNK..k * CHUNK + chunk.nrows();
+                let m = Array2::from_shape_vec((chunk.nrows(), d), be.download(&m)?)
                     .map_err(|e| ModelError::Data(e.to_string()))?;
-                logvar.slice_mut(ndarray::s![rows, ..]).assign(&lv);
+                mu.slice_mut(ndarray::s![rows.clone(), ..]).assign(&m);
+                if let (Some(lv), ModelKind::Vae) = (lv, self.config().kind) {
+                    let lv = Array2::from_shape_vec((chunk.nrows(), d), be.download(&lv)?)
+                        .map_err(|e| ModelError::Data(e.to_string()))?;
+                    logvar.slice_mut(ndarray::s![rows, ..]).assign(&lv);
+                }
             }
-        }
+            Ok(())
+        })?;
         Ok(Posterior { mu, logvar })
     }
 
@@ -122,16 +125,19 @@ impl<B: Backend> LatentModel for Vae<B> {
         let be = self.backend();
         let dim = self.input_dim();
         let mut out = Array2::<f32>::zeros((z.nrows(), dim));
-        for (k, chunk) in z.axis_chunks_iter(Axis(0), CHUNK).enumerate() {
-            if chunk.nrows() == 0 {
-                continue;
+        be.run(|| -> Result<()> {
+            for (k, chunk) in z.axis_chunks_iter(Axis(0), CHUNK).enumerate() {
+                if chunk.nrows() == 0 {
+                    continue;
+                }
+                let mean = self.decode_mean_device(&upload_rows(be, chunk)?)?;
+                let mean = Array2::from_shape_vec((chunk.nrows(), dim), be.download(&mean)?)
+                    .map_err(|e| ModelError::Data(e.to_string()))?;
+                out.slice_mut(ndarray::s![k * CHUNK..k * CHUNK + chunk.nrows(), ..])
+                    .assign(&mean);
             }
-            let mean = self.decode_mean_device(&upload_rows(be, chunk)?)?;
-            let mean = Array2::from_shape_vec((chunk.nrows(), dim), be.download(&mean)?)
-                .map_err(|e| ModelError::Data(e.to_string()))?;
-            out.slice_mut(ndarray::s![k * CHUNK..k * CHUNK + chunk.nrows(), ..])
-                .assign(&mean);
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 }
