@@ -7,31 +7,17 @@
 #   decoded.npy             sigmoid(decoder(mu)), the mean of p(x|z) at z = mu
 #   logits.npy              decoder(mu)
 # Usage: python3 benches/peers/torch_fixture.py OUT_DIR
-import gzip, os, sys, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+import os, sys, numpy as np, torch
 from safetensors.torch import save_file
+from torch_common import VAE, mnist
 torch.manual_seed(0); torch.set_num_threads(2)
-D = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'crates', 'latentlab-data', 'data', 'mnist-10k') + '/'
-def idx(p):
-    b = gzip.open(p).read(); return np.frombuffer(b, np.uint8, offset=16 if b[3] == 3 else 8)
-xtr = torch.tensor(idx(D + 'train-images-idx3-ubyte.gz').reshape(-1, 784)[:2000] / 255., dtype=torch.float32)
-xte = torch.tensor(idx(D + 't10k-images-idx3-ubyte.gz').reshape(-1, 784)[:32] / 255., dtype=torch.float32)
-class VAE(nn.Module):
-    def __init__(s, d_in=784, h=(48, 24), d=6):
-        super().__init__()
-        s.encoder = nn.Sequential(nn.Linear(d_in, h[0]), nn.ReLU(), nn.Linear(h[0], h[1]), nn.ReLU())
-        s.fc_mu = nn.Linear(h[1], d); s.fc_logvar = nn.Linear(h[1], d)
-        s.decoder = nn.Sequential(nn.Linear(d, h[1]), nn.ReLU(), nn.Linear(h[1], h[0]), nn.ReLU(), nn.Linear(h[0], d_in))
-    def encode(s, x):
-        h = s.encoder(x); return s.fc_mu(h), s.fc_logvar(h)
-m = VAE(); opt = torch.optim.Adam(m.parameters(), 1e-3)
+xtr, xte = mnist('train')[:2000], mnist('test')[:32]
+m = VAE(h=(48, 24), d=6); opt = torch.optim.Adam(m.parameters(), 1e-3)
 for _ in range(2):
     perm = torch.randperm(len(xtr))
     for i in range(0, len(xtr), 64):
-        x = xtr[perm[i:i + 64]]
-        mu, lv = m.encode(x); z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu)
-        rec = F.binary_cross_entropy_with_logits(m.decoder(z), x, reduction='sum') / len(x)
-        kl = (-0.5 * (1 + lv - mu ** 2 - lv.exp()).sum(1)).mean()
-        opt.zero_grad(); (rec + kl).backward(); opt.step()
+        rec, kl = m.terms(xtr[perm[i:i + 64]])
+        opt.zero_grad(); (rec + kl).mean().backward(); opt.step()
 out = sys.argv[1] if len(sys.argv) > 1 else '.'
 os.makedirs(out, exist_ok=True)
 save_file(m.state_dict(), os.path.join(out, 'model.safetensors'))

@@ -2,27 +2,15 @@
 # throughput on 2 threads, and a state_dict checkpoint with its test-set
 # encodings for checking that latentlab loads PyTorch files.
 # Usage: python3 benches/peers/torch_vae.py OUT_DIR
-import time, gzip, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+import os, sys, time, numpy as np, torch, torch.nn.functional as F
 from safetensors.torch import save_file
+from torch_common import VAE, mnist
 torch.set_num_threads(2); torch.manual_seed(0)
-def idx(p):
-    b = gzip.open(p).read(); return np.frombuffer(b, np.uint8, offset=16 if b[3]==3 else 8)
-import os, sys
-D=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'crates', 'latentlab-data', 'data', 'mnist-10k') + '/'
-OUT=sys.argv[1] if len(sys.argv) > 1 else '.'
-xtr = torch.tensor(idx(D+'train-images-idx3-ubyte.gz').reshape(-1,784)/255., dtype=torch.float32)
-xte = torch.tensor(idx(D+'t10k-images-idx3-ubyte.gz').reshape(-1,784)/255., dtype=torch.float32)
-class VAE(nn.Module):
-    def __init__(s, d_in=784, h=(512, 256), d=20):
-        super().__init__()
-        s.encoder = nn.Sequential(nn.Linear(d_in, h[0]), nn.ReLU(), nn.Linear(h[0], h[1]), nn.ReLU())
-        s.fc_mu = nn.Linear(h[1], d); s.fc_logvar = nn.Linear(h[1], d)
-        s.decoder = nn.Sequential(nn.Linear(d, h[1]), nn.ReLU(), nn.Linear(h[1], h[0]), nn.ReLU(), nn.Linear(h[0], d_in))
-    def encode(s, x):
-        h = s.encoder(x); return s.fc_mu(h), s.fc_logvar(h)
+OUT = sys.argv[1] if len(sys.argv) > 1 else '.'
+xtr, xte = mnist('train'), mnist('test')
 m = VAE(); opt = torch.optim.Adam(m.parameters(), 1e-3)
 def epoch():
-    perm = torch.randperm(len(xtr)); tot = 0
+    perm = torch.randperm(len(xtr))
     for i in range(0, len(xtr), 128):
         x = xtr[perm[i:i+128]]
         mu, lv = m.encode(x); z = mu + torch.exp(0.5*lv)*torch.randn_like(mu)
