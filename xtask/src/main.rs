@@ -352,25 +352,65 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
             eprintln!("xtask: scikit-learn/openTSNE/umap-learn not available; maps are recorded without peers");
             Vec::new()
         });
-    let torch = Command::new("python3")
-        .arg(root.join("benches/peers/torch_vae.py"))
-        .arg(&dir)
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stdout).to_string();
-            let line = text.lines().find(|l| l.contains("images/s"))?.to_string();
-            let ips: f64 = line.split(": ").nth(1)?.split(' ').next()?.parse().ok()?;
-            Some(json!({"line": line, "images_per_s": ips}))
-        });
+    let torch_once = || {
+        Command::new("python3")
+            .arg(root.join("benches/peers/torch_vae.py"))
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).to_string();
+                let line = text.lines().find(|l| l.contains("images/s"))?.to_string();
+                line.split(": ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+    };
+    // Throughput: five interleaved rounds of a 5-epoch latentlab run and the
+    // PyTorch peer, so that both sides see the same machine; medians count.
+    let speed_ck = dir.join("speed.safetensors");
+    let speed_ck = speed_ck.to_string_lossy();
+    let mut rounds = Vec::new();
+    for _ in 0..5 {
+        let ours = latentlab_json(
+            &bin,
+            &[
+                "train",
+                "--data",
+                "mnist-10k",
+                "--epochs",
+                "5",
+                "--device",
+                "cpu",
+                "--out",
+                &speed_ck,
+                "--json",
+            ],
+        )?["samples_per_s"]
+            .as_f64();
+        rounds.push(json!({"latentlab": ours, "torch": torch_once()}));
+    }
+    let median = |key: &str| {
+        let mut v: Vec<f64> = rounds.iter().filter_map(|r| r[key].as_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    };
+    let speed = json!({
+        "rounds": rounds,
+        "latentlab_median": median("latentlab"),
+        "torch_median": median("torch"),
+    });
     let memory = diagnose_memory(&bin, &dir)?;
     Ok(json!({
         "diagnose_memory": memory,
         "train_images_per_s": train["samples_per_s"],
         "test_neg_elbo": train["test"]["neg_elbo"],
-        "torch": torch,
+        "speed": speed,
         "latentlab": ours,
         "peers": peers,
     }))
@@ -461,27 +501,47 @@ fn markdown(doc: &Value) -> String {
     let maps = &doc["latent_maps"];
     let _ = writeln!(
         s,
-        "## Training (the README's main job: 784-512-256-20, batch 128, 20 epochs on MNIST-10k, CPU)\n"
+        "## Training throughput (784-512-256-20, batch 128, MNIST-10k, CPU, 2 threads)\n"
     );
-    let _ = writeln!(s, "| | images/s |\n|---|---:|");
+    let speed = &maps["speed"];
     let _ = writeln!(
         s,
-        "| latentlab | {:.0} |",
-        maps["train_images_per_s"].as_f64().unwrap_or(0.0)
+        "Five interleaved rounds: `latentlab train --epochs 5 --json` (its `samples_per_s`), then `benches/peers/torch_vae.py` (PyTorch, the same model, 3 timed epochs after a warm-up one).\n\n| round | latentlab images/s | PyTorch images/s | ratio |\n|---:|---:|---:|---:|"
     );
-    match maps["torch"]["images_per_s"].as_f64() {
-        Some(t) => {
+    for (i, r) in speed["rounds"].as_array().into_iter().flatten().enumerate() {
+        let (l, t) = (r["latentlab"].as_f64(), r["torch"].as_f64());
+        let cell = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.0}"));
+        let ratio = match (l, t) {
+            (Some(l), Some(t)) => format!("{:.2}×", l / t),
+            _ => "—".into(),
+        };
+        let _ = writeln!(s, "| {} | {} | {} | {ratio} |", i + 1, cell(l), cell(t));
+    }
+    match (
+        speed["latentlab_median"].as_f64(),
+        speed["torch_median"].as_f64(),
+    ) {
+        (Some(l), Some(t)) => {
             let _ = writeln!(
                 s,
-                "| PyTorch (`benches/peers/torch_vae.py`, same model, 2 threads) | {t:.0} |\n\nlatentlab / PyTorch: {:.2}×; latentlab's test −ELBO {:.2}.\n",
-                maps["train_images_per_s"].as_f64().unwrap_or(0.0) / t,
-                maps["test_neg_elbo"].as_f64().unwrap_or(0.0)
+                "\nMedians: latentlab {l:.0}, PyTorch {t:.0} images/s; latentlab / PyTorch {:.2}×.\n",
+                l / t
             );
         }
-        None => {
-            let _ = writeln!(s, "| PyTorch | (not installed) |\n");
+        (Some(l), None) => {
+            let _ = writeln!(
+                s,
+                "\nMedian: latentlab {l:.0} images/s; PyTorch not installed.\n"
+            );
         }
+        _ => {}
     }
+    let _ = writeln!(
+        s,
+        "The main job's 20-epoch run (whose latents the maps below use): {:.0} images/s, test −ELBO {:.2}.\n",
+        maps["train_images_per_s"].as_f64().unwrap_or(0.0),
+        maps["test_neg_elbo"].as_f64().unwrap_or(0.0)
+    );
     let _ = writeln!(
         s,
         "## Latent maps (the main job's 10,000 latent means, 20-d)\n\n| method | latentlab s | trustworthiness@10 | peer | peer s | peer trustworthiness@10 | speed-up |\n|---|---:|---:|---|---:|---:|---:|"
