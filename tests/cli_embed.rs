@@ -28,9 +28,10 @@ fn every_method_maps_and_reports() {
     let lab = dir.join("labels.npy");
     npy::write_f64(&lat, &[240, 6], &x).unwrap();
     npy::write_i64(&lab, &[240], &labels).unwrap();
-    for method in ["pca", "tsne", "umap"] {
-        let out = dir.join(format!("{method}.npy"));
-        let r = ok_json(&latentlab(&[
+    // Every run: the clustered latents with labels, 300 iterations,
+    // perplexity 20, JSON out, plus `extra`.
+    let embed = |method: &str, extra: &[&str]| {
+        let mut args = vec![
             "embed",
             "--latents",
             lat.to_str().unwrap(),
@@ -38,14 +39,18 @@ fn every_method_maps_and_reports() {
             method,
             "--labels",
             lab.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
             "--iterations",
             "300",
             "--perplexity",
             "20",
             "--json",
-        ]));
+        ];
+        args.extend_from_slice(extra);
+        ok_json(&latentlab(&args))
+    };
+    for method in ["pca", "tsne", "umap"] {
+        let out = dir.join(format!("{method}.npy"));
+        let r = embed(method, &["--out", out.to_str().unwrap()]);
         assert_eq!(r["method"], method);
         assert_eq!(r["n"], 240);
         assert!(r["seconds"].as_f64().unwrap() >= 0.0);
@@ -62,24 +67,7 @@ fn every_method_maps_and_reports() {
     // quality.
     if latentlab::tensor::conformance::test_gpu().is_some() {
         for method in ["tsne", "umap"] {
-            let run = |device: &str| {
-                ok_json(&latentlab(&[
-                    "embed",
-                    "--latents",
-                    lat.to_str().unwrap(),
-                    "--method",
-                    method,
-                    "--labels",
-                    lab.to_str().unwrap(),
-                    "--iterations",
-                    "300",
-                    "--perplexity",
-                    "20",
-                    "--device",
-                    device,
-                    "--json",
-                ]))
-            };
+            let run = |device: &str| embed(method, &["--device", device]);
             let (c, g) = (run("cpu"), run("gpu"));
             let (tc, tg) = (
                 c["trustworthiness10"].as_f64().unwrap(),

@@ -278,6 +278,19 @@ fn diagnose_memory(bin: &Path, dir: &Path) -> Result<Value, String> {
     }))
 }
 
+/// Runs `benches/peers/SCRIPT ARG` with python3; its standard output when it
+/// succeeds, `None` when Python or the peer's packages are missing.
+fn python_peer(root: &Path, script: &str, arg: &Path) -> Option<String> {
+    Command::new("python3")
+        .arg(root.join("benches/peers").join(script))
+        .arg(arg)
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 /// The README's main job (training throughput, with the PyTorch peer),
 /// then PCA, t-SNE and UMAP maps of its 10,000 latent means, with
 /// scikit-learn, openTSNE and umap-learn on the same latents.
@@ -335,16 +348,9 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
         )?;
         ours.push(r);
     }
-    let peers: Vec<Value> = Command::new("python3")
-        .arg(root.join("benches/peers/embed_peers.py"))
-        .arg(&lat)
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
+    let peers: Vec<Value> = python_peer(root, "embed_peers.py", &lat)
+        .map(|out| {
+            out.lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .collect()
         })
@@ -353,23 +359,14 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
             Vec::new()
         });
     let torch_once = || {
-        Command::new("python3")
-            .arg(root.join("benches/peers/torch_vae.py"))
-            .arg(&dir)
-            .stderr(Stdio::null())
-            .output()
+        let out = python_peer(root, "torch_vae.py", &dir)?;
+        let line = out.lines().find(|l| l.contains("images/s"))?;
+        line.split(": ")
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse::<f64>()
             .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| {
-                let text = String::from_utf8_lossy(&o.stdout).to_string();
-                let line = text.lines().find(|l| l.contains("images/s"))?.to_string();
-                line.split(": ")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse::<f64>()
-                    .ok()
-            })
     };
     // Throughput: five interleaved rounds of a 5-epoch latentlab run and the
     // PyTorch peer, so that both sides see the same machine; medians count.

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
+use crate::npy::decode;
+
 /// Headers longer than this are refused.
 const MAX_HEADER: u64 = 100 << 20;
 
@@ -310,28 +312,10 @@ impl RawMatrix {
         })?;
         let big = self.big_endian;
         let v: Vec<f64> = match self.element {
-            Element::F32 => buf
-                .chunks_exact(4)
-                .map(|c| {
-                    let a = [c[0], c[1], c[2], c[3]];
-                    f64::from(if big {
-                        f32::from_be_bytes(a)
-                    } else {
-                        f32::from_le_bytes(a)
-                    })
-                })
+            Element::F32 => decode(&buf, big, f32::from_le_bytes, f32::from_be_bytes)
+                .map(f64::from)
                 .collect(),
-            Element::F64 => buf
-                .chunks_exact(8)
-                .map(|c| {
-                    let a: [u8; 8] = c.try_into().expect("8 bytes");
-                    if big {
-                        f64::from_be_bytes(a)
-                    } else {
-                        f64::from_le_bytes(a)
-                    }
-                })
-                .collect(),
+            Element::F64 => decode(&buf, big, f64::from_le_bytes, f64::from_be_bytes).collect(),
         };
         Array2::from_shape_vec((count, self.cols), v).map_err(|e| bad(&self.path, e.to_string()))
     }

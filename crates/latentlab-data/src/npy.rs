@@ -226,45 +226,26 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray, NpyError> {
         ));
     }
     let data = match kind {
-        'f' => NpyData::F32(
-            body.chunks_exact(4)
-                .map(|c| {
-                    let a = [c[0], c[1], c[2], c[3]];
-                    if big {
-                        f32::from_be_bytes(a)
-                    } else {
-                        f32::from_le_bytes(a)
-                    }
-                })
-                .collect(),
-        ),
-        'd' => NpyData::F64(
-            body.chunks_exact(8)
-                .map(|c| {
-                    let a: [u8; 8] = c.try_into().expect("chunks of 8");
-                    if big {
-                        f64::from_be_bytes(a)
-                    } else {
-                        f64::from_le_bytes(a)
-                    }
-                })
-                .collect(),
-        ),
+        'f' => NpyData::F32(decode(body, big, f32::from_le_bytes, f32::from_be_bytes).collect()),
+        'd' => NpyData::F64(decode(body, big, f64::from_le_bytes, f64::from_be_bytes).collect()),
         'b' => NpyData::U8(body.to_vec()),
-        _ => NpyData::I64(
-            body.chunks_exact(8)
-                .map(|c| {
-                    let a: [u8; 8] = c.try_into().expect("chunks of 8");
-                    if big {
-                        i64::from_be_bytes(a)
-                    } else {
-                        i64::from_le_bytes(a)
-                    }
-                })
-                .collect(),
-        ),
+        _ => NpyData::I64(decode(body, big, i64::from_le_bytes, i64::from_be_bytes).collect()),
     };
     Ok(NpyArray { shape, data })
+}
+
+/// Numbers of `N` bytes each from `bytes`, little- or big-endian (a trailing
+/// partial number is ignored; callers check lengths first).
+pub(crate) fn decode<T: 'static, const N: usize>(
+    bytes: &[u8],
+    big: bool,
+    le: fn([u8; N]) -> T,
+    be: fn([u8; N]) -> T,
+) -> impl Iterator<Item = T> + '_ {
+    let from = if big { be } else { le };
+    bytes
+        .chunks_exact(N)
+        .map(move |c| from(c.try_into().expect("chunks of N bytes")))
 }
 
 /// The text of `'key': value` in a Python dict literal (value up to the next

@@ -33,8 +33,9 @@ fn nearest(i: usize, n: usize, k: usize, d2: impl Fn(usize) -> f64) -> (Vec<usiz
     )
 }
 
-/// Exact k nearest neighbours of every row of `x` among the other rows.
-pub fn knn(x: ArrayView2<'_, f64>, k: usize) -> Result<Neighbours> {
+/// Checks the points and `k` for every k-NN search; returns the number of
+/// points.
+fn check_neighbours(x: ArrayView2<'_, f64>, k: usize) -> Result<usize> {
     crate::check_input(x, 2)?;
     let n = x.nrows();
     if k == 0 || k >= n {
@@ -43,6 +44,12 @@ pub fn knn(x: ArrayView2<'_, f64>, k: usize) -> Result<Neighbours> {
             format!("{k} is not in 1..{n} (it must be below the number of points)"),
         ));
     }
+    Ok(n)
+}
+
+/// Exact k nearest neighbours of every row of `x` among the other rows.
+pub fn knn(x: ArrayView2<'_, f64>, k: usize) -> Result<Neighbours> {
+    let n = check_neighbours(x, k)?;
     let norms: Array1<f64> = x.rows().into_iter().map(|r| r.dot(&r)).collect();
     let rows: Vec<(Vec<usize>, Vec<f64>)> = (0..n.div_ceil(BLOCK))
         .into_par_iter()
@@ -79,14 +86,7 @@ pub fn knn_on<B: latentlab_tensor::Backend>(
     k: usize,
 ) -> Result<Neighbours> {
     use latentlab_tensor::{Shape, Transpose};
-    crate::check_input(x, 2)?;
-    let (n, d) = x.dim();
-    if k == 0 || k >= n {
-        return Err(param(
-            "neighbours",
-            format!("{k} is not in 1..{n} (it must be below the number of points)"),
-        ));
-    }
+    let (n, d) = (check_neighbours(x, k)?, x.ncols());
     let flat: Vec<f32> = x.iter().map(|v| *v as f32).collect();
     let all = backend.upload(&flat, Shape::new(n, d))?;
     let norms: Vec<f64> = flat
@@ -166,14 +166,7 @@ impl Heap {
 /// the entries change. Sequential and seeded. Typical recall on latent
 /// spaces is above 0.95 (tested against [`knn`]).
 pub fn knn_approx(x: ArrayView2<'_, f64>, k: usize, seed: u64) -> Result<Neighbours> {
-    crate::check_input(x, 2)?;
-    let n = x.nrows();
-    if k == 0 || k >= n {
-        return Err(param(
-            "neighbours",
-            format!("{k} is not in 1..{n} (it must be below the number of points)"),
-        ));
-    }
+    let n = check_neighbours(x, k)?;
     let mut g = crate::rng::Rng::new(seed ^ 0x6e6e_6465);
     let mut heaps: Vec<Heap> = (0..n)
         .map(|_| Heap {
