@@ -199,8 +199,19 @@ fn the_demo_writes_a_self_contained_report() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     let g = &summary["geodesic"];
+    // `≤` holds by construction (descent starts from the cheaper path and
+    // accepts only descents); on a trained decoder it must also have moved.
+    // The path and energy themselves are checked against closed forms in
+    // crates/latentlab-manipulate/tests/manipulate.rs.
     let e = g["energy"].as_f64().unwrap();
-    assert!(e <= g["linear_energy"].as_f64().unwrap() && e <= g["slerp_energy"].as_f64().unwrap());
+    let start = g["linear_energy"]
+        .as_f64()
+        .unwrap()
+        .min(g["slerp_energy"].as_f64().unwrap());
+    assert!(
+        e < start && g["accepted_steps"].as_u64().unwrap() > 0,
+        "{g}"
+    );
     check_in_browser(&index);
     std::fs::remove_dir_all(dir).ok();
 }
@@ -336,10 +347,11 @@ fn manipulation_commands_write_images() {
     ]));
     assert_eq!(size("i.png"), (cell(8), cell(2)));
     let ge = i["geodesic_energy"].as_f64().unwrap();
-    assert!(
-        ge <= i["linear_energy"].as_f64().unwrap() && ge <= i["slerp_energy"].as_f64().unwrap(),
-        "{i}"
-    );
+    let start = i["linear_energy"]
+        .as_f64()
+        .unwrap()
+        .min(i["slerp_energy"].as_f64().unwrap());
+    assert!(ge < start, "the descent moved: {i}");
 
     let d = dir.to_str().unwrap().to_string();
     let (x, sp, r) = (p("x.png"), p("s.png"), p("r"));

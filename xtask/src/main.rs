@@ -1,13 +1,20 @@
-//! `cargo xtask bench [--json] [--quick]`: runs latentlab's criterion benches,
-//! measures numpy's sgemm in the same run where `python3` with numpy exists,
-//! writes `docs/benchmarks.md`, and prints the figures (as one JSON document
-//! with `--json`; progress goes to stderr).
+//! `cargo xtask bench [--json] [--quick] [--quality-seeds K]`: runs
+//! latentlab's criterion benches, measures numpy's sgemm in the same run
+//! where `python3` with numpy exists, the latent-map, training and quality
+//! figures against their peers, writes `docs/benchmarks.md`, and prints the
+//! figures (as one JSON document with `--json`; progress goes to stderr).
+//!
+//! `cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T]
+//! [--no-peer] [--json]`: the quality benchmark alone (see [`quality`]); it
+//! rewrites only its own section of `docs/benchmarks.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 use serde_json::{Value, json};
+
+mod quality;
 
 const SHAPES: [(u64, u64, u64); 4] = [
     (128, 784, 512),
@@ -46,11 +53,14 @@ except Exception:
 print(json.dumps({"numpy": np.__version__, "blas": blas, "sgemm": out}))
 "#;
 
+const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--quality-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask bench [--json] [--quick]".to_string()),
+        Some("quality") => quality_cmd(&args[1..]),
+        _ => Err(USAGE.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,13 +81,16 @@ fn root() -> PathBuf {
 fn bench(args: &[String]) -> Result<(), String> {
     let mut json_out = false;
     let mut quick = false;
-    for a in args {
+    let mut quality_args = quality::QualityArgs::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json_out = true,
             "--quick" => quick = true,
+            "--quality-seeds" => quality_args.seeds = number(it.next(), a)?,
             other => {
                 return Err(format!(
-                    "unknown flag {other:?}; expected --json or --quick"
+                    "unknown flag {other:?}; expected --json, --quick or --quality-seeds K\n{USAGE}"
                 ));
             }
         }
@@ -155,7 +168,10 @@ fn bench(args: &[String]) -> Result<(), String> {
         return Err(format!("no criterion results under {}", crit.display()));
     }
     let maps = latent_maps(&root, &target)?;
+    let bin = build_cli(&root, &target)?;
+    let quality = quality::run(&root, &bin, &target.join("xtask-quality"), &quality_args)?;
     let doc = json!({
+        "quality": quality,
         "latent_maps": maps,
         "matmul": rows,
         "mlp_forward_backward": mlp,
@@ -164,7 +180,8 @@ fn bench(args: &[String]) -> Result<(), String> {
         "machine": machine(),
         "quick": quick,
     });
-    let md = markdown(&doc);
+    let mut md = markdown(&doc);
+    md.push_str(&quality_section(&doc["quality"], "cargo xtask bench"));
     write_atomic(&root.join("docs/benchmarks.md"), &md)?;
     if json_out {
         println!(
@@ -295,16 +312,7 @@ fn python_peer(root: &Path, script: &str, arg: &Path) -> Option<String> {
 /// then PCA, t-SNE and UMAP maps of its 10,000 latent means, with
 /// scikit-learn, openTSNE and umap-learn on the same latents.
 fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
-        .args(["build", "--release", "-p", "latentlab-cli"])
-        .stdout(Stdio::from(std::io::stderr()))
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if !status.success() {
-        return Err("cargo build -p latentlab-cli failed".into());
-    }
-    let bin = target.join("release").join("latentlab");
+    let bin = build_cli(root, target)?;
     let dir = target.join("xtask-maps");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let ck = dir.join("vae.safetensors");
@@ -411,6 +419,97 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
         "latentlab": ours,
         "peers": peers,
     }))
+}
+
+/// Builds the release `latentlab` binary and returns its path.
+fn build_cli(root: &Path, target: &Path) -> Result<PathBuf, String> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args(["build", "--release", "-p", "latentlab-cli"])
+        .stdout(Stdio::from(std::io::stderr()))
+        .status()
+        .map_err(|e| format!("cargo build: {e}"))?;
+    if !status.success() {
+        return Err("cargo build -p latentlab-cli failed".into());
+    }
+    Ok(target.join("release").join("latentlab"))
+}
+
+/// A flag's numeric value.
+fn number<T: std::str::FromStr>(v: Option<&String>, flag: &str) -> Result<T, String> {
+    v.and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{flag} needs a number\n{USAGE}"))
+}
+
+const QUALITY_BEGIN: &str = "<!-- quality: written by cargo xtask bench or cargo xtask quality -->";
+const QUALITY_END: &str = "<!-- /quality -->";
+
+fn quality_section(q: &Value, command: &str) -> String {
+    format!(
+        "\n{QUALITY_BEGIN}\n{}{QUALITY_END}\n",
+        quality::markdown(q, command)
+    )
+}
+
+/// `cargo xtask quality`: the quality benchmark alone, spliced into its
+/// section of `docs/benchmarks.md`.
+fn quality_cmd(args: &[String]) -> Result<(), String> {
+    let mut a = quality::QualityArgs::default();
+    let mut json_out = false;
+    let mut it = args.iter();
+    while let Some(f) = it.next() {
+        match f.as_str() {
+            "--seeds" => a.seeds = number(it.next(), f)?,
+            "--first" => a.first = number(it.next(), f)?,
+            "--epochs" => a.epochs = number(it.next(), f)?,
+            "--threads" => a.threads = number(it.next(), f)?,
+            "--no-peer" => a.peer = false,
+            "--json" => json_out = true,
+            other => return Err(format!("unknown flag {other:?}\n{USAGE}")),
+        }
+    }
+    if a.seeds < 2 || a.epochs == 0 || a.threads == 0 {
+        return Err("--seeds needs at least 2, --epochs and --threads at least 1".into());
+    }
+    let root = root();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bin = build_cli(&root, &target)?;
+    let q = quality::run(&root, &bin, &target.join("xtask-quality"), &a)?;
+    let mut command = format!(
+        "cargo xtask quality --seeds {} --threads {}",
+        a.seeds, a.threads
+    );
+    if a.first != 0 {
+        let _ = write!(command, " --first {}", a.first);
+    }
+    if a.epochs != 20 {
+        let _ = write!(command, " --epochs {}", a.epochs);
+    }
+    if !a.peer {
+        command.push_str(" --no-peer");
+    }
+    let section = quality_section(&q, &command);
+    let path = root.join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let new = match (old.find(QUALITY_BEGIN), old.find(QUALITY_END)) {
+        (Some(b), Some(e)) if b < e => {
+            let before = old[..b].trim_end_matches('\n');
+            let after = &old[e + QUALITY_END.len()..];
+            format!("{before}\n{section}{}", after.trim_start_matches('\n'))
+        }
+        _ => format!("{}{section}", old),
+    };
+    write_atomic(&path, &new)?;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&q).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{section}");
+    }
+    Ok(())
 }
 
 fn round2(x: f64) -> f64 {

@@ -232,7 +232,7 @@ fn streamed(mut mu: RawMatrix, mut lv: RawMatrix, opts: &Options) -> Result<Diag
         start += m.nrows();
     }
     let mut pick = if n > opts.max_components {
-        latentlab::data::rng::subset(n, opts.max_components, opts.seed ^ 0x7375_6273)
+        latentlab::data::rng::subset(n, opts.max_components, opts.seed, 3)
     } else {
         (0..n).collect()
     };

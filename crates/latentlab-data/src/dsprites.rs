@@ -140,7 +140,7 @@ pub fn dataset(indices: &[usize]) -> Dataset {
 
 /// Disjoint random train and test subsets of the grid, seeded.
 pub fn split(n_train: usize, n_test: usize, seed: u64) -> Split {
-    let idx = rng::subset(LEN, n_train + n_test, seed);
+    let idx = rng::subset(LEN, n_train + n_test, seed, 0);
     let (train, test) = idx.split_at(n_train.min(idx.len()));
     Split {
         name: "dsprites".into(),

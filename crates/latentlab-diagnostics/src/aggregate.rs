@@ -1,7 +1,7 @@
 //! The aggregate posterior q(z) = (1/N) Σₙ q(z|xₙ) against the prior:
 //! mutual information, KL(q(z) ‖ p(z)) and holes, by Monte Carlo.
 
-use latentlab_data::rng::{SplitMix64, subset};
+use latentlab_data::rng::{Purpose, SplitMix64, subset};
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -56,7 +56,7 @@ struct Mixture {
 impl Mixture {
     fn new(l: &Latents, max: usize, seed: u64) -> Self {
         let rows = if l.len() > max {
-            subset(l.len(), max, seed ^ 0x6d69_7874)
+            subset(l.len(), max, seed, 1)
         } else {
             (0..l.len()).collect()
         };
@@ -140,7 +140,7 @@ fn log_posterior(mu: &[f64], logvar: &[f64], z: &[f64]) -> f64 {
 }
 
 fn prior_draws(n: usize, d: usize, seed: u64, stream: u64) -> Array2<f64> {
-    let mut g = SplitMix64::new(seed, stream);
+    let mut g = SplitMix64::new(seed, Purpose::Diagnostics, stream);
     Array2::from_shape_simple_fn((n, d), || g.normal())
 }
 
@@ -161,9 +161,9 @@ pub fn log_aggregate_density(
 pub(crate) fn surgery(l: &Latents, opts: &Options) -> Result<(Estimate, Estimate, f64)> {
     let mix = Mixture::new(l, opts.max_components, opts.seed);
     let d = l.dim();
-    let mut g = SplitMix64::new(opts.seed, 0x7375_7267);
+    let mut g = SplitMix64::new(opts.seed, Purpose::Diagnostics, 0x7375_7267);
     let points: Vec<usize> = if opts.samples <= l.len() {
-        subset(l.len(), opts.samples, opts.seed ^ 0x7074)
+        subset(l.len(), opts.samples, opts.seed, 2)
     } else {
         (0..opts.samples)
             .map(|_| g.below(l.len() as u64) as usize)
@@ -247,7 +247,7 @@ pub fn holes(l: &Latents, opts: &Options) -> Result<Holes> {
     let mix = Mixture::new(l, opts.max_components, opts.seed);
     let d = l.dim();
     let m = mix.len();
-    let mut g = SplitMix64::new(opts.seed, 0x686f_6c65);
+    let mut g = SplitMix64::new(opts.seed, Purpose::Diagnostics, 0x686f_6c65);
     let mut q_ref = Array2::<f64>::zeros((m, d));
     for (i, &n) in mix.rows.iter().enumerate() {
         for j in 0..d {

@@ -1,14 +1,14 @@
 //! The Monte Carlo figures: ELBO surgery, the mixture density, holes and the
 //! verdict, on latents whose truth is known by construction.
 
-use latentlab_data::rng::SplitMix64;
+use latentlab_data::rng::{Purpose, SplitMix64};
 use latentlab_diagnostics::{Latents, Options, State, diagnose, holes, log_aggregate_density};
 use ndarray::{Array2, array};
 
 /// Posteriors N(mu, s²) with mu ~ N(0, 1 − s²): the aggregate is exactly the
 /// prior in distribution.
 fn matched(n: usize, d: usize, s2: f64, seed: u64) -> Latents {
-    let mut g = SplitMix64::new(seed, 0);
+    let mut g = SplitMix64::new(seed, Purpose::Test, 0);
     let mu = Array2::from_shape_simple_fn((n, d), || (1.0 - s2).sqrt() * g.normal());
     let lv = Array2::from_elem((n, d), s2.ln());
     Latents::new(mu, lv).unwrap()
@@ -16,7 +16,7 @@ fn matched(n: usize, d: usize, s2: f64, seed: u64) -> Latents {
 
 /// Means on four islands at (±2.5, ±2.5) in the first two dimensions.
 fn islands(n: usize, d: usize, seed: u64) -> Latents {
-    let mut g = SplitMix64::new(seed, 1);
+    let mut g = SplitMix64::new(seed, Purpose::Test, 1);
     let mut mu = Array2::from_shape_simple_fn((n, d), || 0.9 * g.normal());
     for i in 0..n {
         mu[[i, 0]] = if i % 2 == 0 { 2.5 } else { -2.5 } + 0.1 * g.normal();

@@ -125,7 +125,11 @@ fn a_permuted_code_has_low_dci() {
     let truth = identity_truth(10, 10);
     let shuffled = |x: ArrayView2<'_, f32>| {
         let mut c = x.mapv(f64::from);
-        let mut g = latentlab_data::rng::SplitMix64::new(x.nrows() as u64, 0);
+        let mut g = latentlab_data::rng::SplitMix64::new(
+            x.nrows() as u64,
+            latentlab_data::rng::Purpose::Test,
+            0,
+        );
         for mut r in c.rows_mut() {
             let mut v = r.to_vec();
             g.shuffle(&mut v);
@@ -155,12 +159,19 @@ fn closed_form_importance_matrices() {
     let empty = ndarray::array![[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]];
     assert!((disentanglement(empty.view()) - 1.0).abs() < 1e-9);
     assert!((completeness(empty.view()) - 1.0).abs() < 1e-6);
+    // Two codes for five factors, three factors missed: each code is pure
+    // (D = 1), and the captured factors carry all the weight (C = 1).
     let missed = diag.slice(ndarray::s![..2, ..]).to_owned();
-    assert_eq!(
-        dci_from_importance(missed.view()).0.to_bits(),
-        disentanglement(missed.view()).to_bits()
-    );
-    assert!((disentanglement(missed.view()) - 1.0).abs() < 1e-9);
+    let (d, c) = dci_from_importance(missed.view());
+    assert!((d - 1.0).abs() < 1e-9 && (c - 1.0).abs() < 1e-6, "{d} {c}");
+    // A mixed matrix, by hand: code 0 splits evenly (1 − H₂ = 0), code 1 is
+    // pure, each with weight ½, so D = ½; factor 0 is pure (weight ¼) and
+    // factor 1 splits ⅓ : ⅔ (weight ¾), so C = ¼ + ¾ (1 − H₂(⅓, ⅔)).
+    let mixed = ndarray::array![[1.0, 1.0], [0.0, 2.0]];
+    let h = -(1.0f64 / 3.0 * (1.0f64 / 3.0).log2() + 2.0 / 3.0 * (2.0f64 / 3.0).log2());
+    let (d, c) = dci_from_importance(mixed.view());
+    assert!((d - 0.5).abs() < 1e-9, "{d}");
+    assert!((c - (0.25 + 0.75 * (1.0 - h))).abs() < 1e-9, "{c}");
     // Zero matrix.
     let zero = Array2::<f64>::zeros((10, 10));
     assert!(disentanglement(zero.view()).abs() < 1e-9);
@@ -217,7 +228,7 @@ fn metrics_are_seeded() {
 #[test]
 fn labelled_data_work_and_bad_settings_are_refused() {
     // A finite labelled set: the identity oracle's points, 3 factors.
-    let mut g = latentlab_data::rng::SplitMix64::new(4, 0);
+    let mut g = latentlab_data::rng::SplitMix64::new(4, latentlab_data::rng::Purpose::Test, 0);
     let classes = Array2::from_shape_simple_fn((3000, 3), || g.below(4) as usize);
     let x = classes.mapv(|v| v as f32);
     let data = Labelled::new(x, classes, None).unwrap();

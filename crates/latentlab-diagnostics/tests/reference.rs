@@ -139,7 +139,7 @@ proptest! {
         lv_shift in -5.0f64..1.0,
         seed in 0u64..1000,
     ) {
-        let mut g = latentlab_data::rng::SplitMix64::new(seed, 0);
+        let mut g = latentlab_data::rng::SplitMix64::new(seed, latentlab_data::rng::Purpose::Test, 0);
         let mu = Array2::from_shape_simple_fn((n, d), || scale * g.normal());
         let lv = Array2::from_shape_simple_fn((n, d), || lv_shift + 0.3 * g.normal());
         let l = Latents::new(mu.clone(), lv.clone()).unwrap();
@@ -188,7 +188,7 @@ proptest! {
         n in 2usize..300, d in 1usize..6, chunk in 1usize..97, seed in 0u64..500,
     ) {
         use latentlab_diagnostics::{Accumulator, diagnose_streamed};
-        let mut g = latentlab_data::rng::SplitMix64::new(seed, 1);
+        let mut g = latentlab_data::rng::SplitMix64::new(seed, latentlab_data::rng::Purpose::Test, 1);
         let mu = Array2::from_shape_simple_fn((n, d), || 3.0 * g.normal() + 1.0);
         let lv = Array2::from_shape_simple_fn((n, d), || -1.0 + 0.5 * g.normal());
         let l = Latents::new(mu.clone(), lv.clone()).unwrap();

@@ -3,6 +3,8 @@
 use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
 
+use latentlab_rng::{Purpose, SplitMix64 as Rng};
+
 use crate::error::{Result, param};
 
 /// Each point's k nearest other points.
@@ -167,7 +169,7 @@ impl Heap {
 /// spaces is above 0.95 (tested against [`knn`]).
 pub fn knn_approx(x: ArrayView2<'_, f64>, k: usize, seed: u64) -> Result<Neighbours> {
     let n = check_neighbours(x, k)?;
-    let mut g = crate::rng::Rng::new(seed ^ 0x6e6e_6465);
+    let mut g = Rng::new(seed, Purpose::Embed, 1);
     let mut heaps: Vec<Heap> = (0..n)
         .map(|_| Heap {
             items: Vec::with_capacity(k + 1),
@@ -243,7 +245,7 @@ mod tests {
     use super::*;
 
     fn backend_agrees<B: latentlab_tensor::Backend>(b: &B) {
-        let mut g = crate::rng::Rng::new(8);
+        let mut g = Rng::new(8, Purpose::Test, 0);
         let x = Array2::from_shape_simple_fn((2500, 7), || g.normal());
         let exact = knn(x.view(), 10).unwrap();
         let dev = knn_on(b, x.view(), 10).unwrap();
@@ -272,7 +274,7 @@ mod tests {
 
     #[test]
     fn nn_descent_recalls_the_exact_neighbours() {
-        let mut g = crate::rng::Rng::new(4);
+        let mut g = Rng::new(4, Purpose::Test, 0);
         // Clustered 10-d data, like latent means.
         let centres = Array2::from_shape_simple_fn((20, 10), || 4.0 * g.normal());
         let x = Array2::from_shape_fn((3000, 10), |(i, j)| centres[[i % 20, j]] + g.normal());

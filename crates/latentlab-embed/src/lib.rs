@@ -23,7 +23,6 @@ mod knn;
 mod linalg;
 mod pca;
 mod quality;
-mod rng;
 mod tsne;
 mod umap;
 

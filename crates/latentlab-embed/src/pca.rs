@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, param};
 use crate::linalg::{orthonormalise, symmetric_eigen};
-use crate::rng::Rng;
+use latentlab_rng::{Purpose, SplitMix64 as Rng};
 
 /// How the components are found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,7 +146,7 @@ impl Pca {
 fn randomized(xc: &Array2<f64>, k: usize, seed: u64) -> (Array1<f64>, Array2<f64>) {
     let (n, d) = xc.dim();
     let l = (k + 10).min(d).min(n);
-    let mut g = Rng::new(seed);
+    let mut g = Rng::new(seed, Purpose::Embed, 2);
     let omega = Array2::from_shape_simple_fn((d, l), || g.normal());
     let mut q = xc.dot(&omega);
     orthonormalise(&mut q);

@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn an_isometry_is_perfectly_trustworthy_and_a_shuffle_is_not() {
-        let mut g = crate::rng::Rng::new(1);
+        let mut g = latentlab_rng::SplitMix64::new(1, latentlab_rng::Purpose::Test, 0);
         let x = Array2::from_shape_simple_fn((60, 3), || g.normal());
         assert!((trustworthiness(x.view(), x.view(), 5).unwrap() - 1.0).abs() < 1e-12);
         let shuffled = Array2::from_shape_fn((60, 3), |(i, j)| x[[(i * 37) % 60, j]]);

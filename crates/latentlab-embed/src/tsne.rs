@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, param};
 use crate::pca::{Pca, PcaParams, PcaSolver};
-use crate::rng::Rng;
+use latentlab_rng::{Purpose, SplitMix64 as Rng};
 
 /// How gradients are computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,7 +261,7 @@ impl Tsne {
             }
             y
         } else {
-            let mut g = Rng::new(p.seed);
+            let mut g = Rng::new(p.seed, Purpose::Embed, 3);
             Array2::from_shape_simple_fn((n, p.dim), || 1e-4 * g.normal())
         };
         let lr = p
@@ -574,7 +574,7 @@ mod tests {
 
     #[test]
     fn barnes_hut_with_theta_zero_is_the_exact_gradient() {
-        let mut g = Rng::new(3);
+        let mut g = Rng::new(3, Purpose::Test, 0);
         let n = 40;
         let y = Array2::from_shape_simple_fn((n, 2), || g.normal());
         let mut pm = Sparse {
@@ -608,7 +608,7 @@ mod tests {
 
     #[test]
     fn the_exact_gradient_matches_finite_differences_of_the_kl() {
-        let mut g = Rng::new(5);
+        let mut g = Rng::new(5, Purpose::Test, 0);
         let n = 12;
         let mut y = Array2::from_shape_simple_fn((n, 2), || g.normal());
         let mut pm = Sparse {

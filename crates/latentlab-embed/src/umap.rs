@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, param};
 use crate::linalg::orthonormalise;
-use crate::rng::Rng;
+use latentlab_rng::{Purpose, SplitMix64 as Rng};
 
 /// UMAP settings (umap-learn's defaults).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -237,7 +237,7 @@ fn spectral(n: usize, edges: &[(usize, usize, f64)], dim: usize, seed: u64) -> A
         y
     };
     let m = dim + 2;
-    let mut g = Rng::new(seed ^ 0x5bec);
+    let mut g = Rng::new(seed, Purpose::Embed, 4);
     let mut v = Array2::from_shape_simple_fn((n, m), || g.normal());
     for it in 0..400 {
         v = apply(&v);
@@ -305,7 +305,7 @@ impl Umap {
         }
         // Initial layout, scaled to [0, 10] per axis.
         let mut y = spectral(n, &edges, p.dim, p.seed);
-        let mut g = Rng::new(p.seed);
+        let mut g = Rng::new(p.seed, Purpose::Embed, 5);
         let maxabs = y
             .iter()
             .fold(0.0f64, |m, v| m.max(v.abs()))
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn separated_clusters_stay_separated() {
-        let mut g = Rng::new(2);
+        let mut g = Rng::new(2, Purpose::Test, 0);
         let n = 300;
         let x = Array2::from_shape_fn((n, 5), |(i, _)| (i % 3) as f64 * 20.0 + g.normal());
         let u = Umap::fit(

@@ -3,7 +3,8 @@
 //!
 //! The generator is counter-based: draw `k` of a call with seed `s` depends
 //! only on `(s, k)`, so results are identical on every machine and thread
-//! count. Normals come from SplitMix64 bits through Box–Muller, in f64.
+//! count. Normals come from SplitMix64 bits ([`latentlab_rng`]) through
+//! Box–Muller, in f64.
 //!
 //! ```
 //! use latentlab_geometry::sample::{prior, on_shell};
@@ -18,20 +19,15 @@
 
 use std::f64::consts::TAU;
 
+use latentlab_rng::{Purpose, SplitMix64, stream_key};
 use ndarray::Array2;
 
 use crate::{GeometryError, invalid};
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// Uniform in (0, 1), never 0 or 1.
+/// Uniform in (0, 1), never 0 or 1: draw `counter` of the stream
+/// `(seed, Geometry, 0)`, reached directly.
 fn uniform(seed: u64, counter: u64) -> f64 {
-    let bits = splitmix(splitmix(seed) ^ counter.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+    let bits = SplitMix64::at(stream_key(seed, Purpose::Geometry, 0), counter);
     ((bits >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
 }
 

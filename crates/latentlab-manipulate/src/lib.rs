@@ -253,7 +253,8 @@ impl<'a, M: LatentModel + ?Sized> Manipulator<'a, M> {
             .encode_to_mean(start.insert_axis(Axis(0)))?
             .row(0)
             .to_owned();
-        let mut g = latentlab_data::rng::SplitMix64::new(seed, 0x77616c6b);
+        let mut g =
+            latentlab_data::rng::SplitMix64::new(seed, latentlab_data::rng::Purpose::Walk, 0);
         let shell = (d as f64).sqrt();
         let to_shell = |z: &mut Array1<f32>| {
             let n = z.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();

@@ -30,14 +30,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut t = Trainer::new(be, ModelConfig::mnist(latent), run)?;
     checkpoint::save(t.model(), out.join("init.safetensors"))?;
     let perm: Vec<i64> = (0..epochs as u64)
-        .flat_map(|e| latentlab_data::rng::epoch_permutation(n, seed, e))
+        .flat_map(|e| latentlab_model::streams::order(n, seed, e))
         .map(|i| i as i64)
         .collect();
     latentlab_data::npy::write_i64(out.join("perm.npy"), &[epochs, n], &perm)?;
     let steps = epochs * n.div_ceil(batch);
     let mut eps = Vec::with_capacity(steps * batch * latent);
     for step in 1..=steps as u64 {
-        eps.extend(be.download(&be.randn(Shape::new(batch, latent), seed, step)?)?);
+        eps.extend(be.download(&be.randn(
+            Shape::new(batch, latent),
+            latentlab_model::streams::train_noise_key(seed),
+            step,
+        )?)?);
     }
     latentlab_data::npy::write_f32(out.join("eps.npy"), &[steps, batch, latent], &eps)?;
     t.fit(&data.train, &data.test, &Default::default(), &mut |_| {

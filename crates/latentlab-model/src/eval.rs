@@ -7,10 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ModelKind;
 use crate::error::{ModelError, Result};
+use crate::streams;
 use crate::vae::Vae;
-
-/// Noise streams of evaluation sit far above any training step.
-const EVAL_STREAM: u64 = 1 << 62;
 
 /// Figures over a dataset, in nats per image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,7 +86,10 @@ fn evaluate_here<B: Backend>(
         let xt = upload_rows(be, chunk)?;
         let (mu, lv) = model.encode_device(&xt)?;
         let z = match &lv {
-            Some(lv) => be.reparameterize(&mu, lv, seed, EVAL_STREAM + k as u64)?.0,
+            Some(lv) => {
+                be.reparameterize(&mu, lv, streams::eval_noise_key(seed), k as u64)?
+                    .0
+            }
             None => mu.clone(),
         };
         let raw = model.decode_raw_device(&z)?;
@@ -180,6 +181,7 @@ fn importance_weighted_nll_here<B: Backend>(
         ));
     }
     let be = model.backend();
+    let key = streams::importance_noise_key(seed);
     let d = cfg.latent;
     let ln2pi = (2.0 * std::f64::consts::PI).ln();
     // Rows decoded per pass: about 4096 samples.
@@ -202,8 +204,8 @@ fn importance_weighted_nll_here<B: Backend>(
             let rep = |v: &[f32]| -> Vec<f32> { (0..m).flat_map(|_| v.iter().copied()).collect() };
             let mu_r = be.upload(&rep(&mu), Shape::new(m, d))?;
             let lv_r = be.upload(&rep(&lv), Shape::new(m, d))?;
-            let stream = EVAL_STREAM + (1 << 40) + ((i as u64) << 20) + pass;
-            let (z, eps) = be.reparameterize(&mu_r, &lv_r, seed, stream)?;
+            let stream = ((i as u64) << 20) + pass;
+            let (z, eps) = be.reparameterize(&mu_r, &lv_r, key, stream)?;
             let x_r = be.upload(&rep(&img_host), Shape::new(m, cfg.input_dim))?;
             let raw = model.decode_raw_device(&z)?;
             let nll = be.download(&model.reconstruction_nll_device(&x_r, &raw)?)?;

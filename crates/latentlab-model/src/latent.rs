@@ -39,7 +39,12 @@ pub trait LatentModel {
     fn sample(&self, n: usize, seed: u64) -> Result<Array2<f32>> {
         let d = self.latent_dim();
         let mut buf = vec![0.0f32; n * d];
-        latentlab_tensor::philox::fill_normal(seed, 0, 0, &mut buf);
+        latentlab_tensor::philox::fill_normal(
+            crate::streams::prior_sample_key(seed),
+            0,
+            0,
+            &mut buf,
+        );
         let z = Array2::from_shape_vec((n, d), buf).map_err(|e| ModelError::Data(e.to_string()))?;
         self.decode(z.view())
     }

@@ -37,6 +37,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod latent;
+pub mod streams;
 pub mod train;
 pub mod vae;
 

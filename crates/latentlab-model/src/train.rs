@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use latentlab_data::Dataset;
-use latentlab_data::rng::epoch_permutation;
 use latentlab_tensor::{Backend, Shape};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +53,15 @@ pub struct Progress {
     pub epoch_seconds: f64,
     /// Reports of finished epochs.
     pub history: Vec<EpochReport>,
+    /// The version of the random-stream derivation the run draws from
+    /// ([`crate::streams::VERSION`]); files without one predate hashed keys
+    /// and read as version 1.
+    #[serde(default = "first_streams")]
+    pub streams: u32,
+}
+
+fn first_streams() -> u32 {
+    1
 }
 
 /// What the callback sees.
@@ -124,6 +132,7 @@ impl<B: Backend> Trainer<B> {
             adam,
             progress: Progress {
                 config: Some(config.clone()),
+                streams: crate::streams::VERSION,
                 ..Progress::default()
             },
             config,
@@ -153,6 +162,16 @@ impl<B: Backend> Trainer<B> {
         };
         let progress: Progress = serde_json::from_str(ckpt.progress.as_deref().unwrap_or(""))
             .map_err(|e| ckpt_err(&file, format!("training progress is unreadable: {e}")))?;
+        if progress.streams != crate::streams::VERSION {
+            return Err(ckpt_err(
+                &file,
+                format!(
+                    "was written by a latentlab whose random streams differ (version {}, this one draws version {}): resuming would not continue the same run; start it again",
+                    progress.streams,
+                    crate::streams::VERSION
+                ),
+            ));
+        }
         let mut config = progress
             .config
             .clone()
@@ -259,7 +278,7 @@ impl<B: Backend> Trainer<B> {
         while self.progress.step < total {
             let step0 = self.progress.step;
             let epoch = (step0 / per_epoch) as usize;
-            let perm = epoch_permutation(n, cfg.seed, epoch as u64);
+            let perm = crate::streams::order(n, cfg.seed, epoch as u64);
             let first = (step0 % per_epoch) as usize;
             let started = Instant::now();
             let mut stop = false;

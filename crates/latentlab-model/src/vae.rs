@@ -4,11 +4,11 @@
 //! each latent dimension, `d + 1` floats) lets the step detect a non-finite
 //! loss *before* the update and drive free bits and capacity annealing.
 
-use latentlab_data::rng::SplitMix64;
 use latentlab_tensor::{AdamStep, Backend, Shape, Transpose};
 
 use crate::config::{Likelihood, ModelConfig, ModelKind};
 use crate::error::{ModelError, Result, config_err};
+use crate::streams;
 
 /// An MLP VAE or autoencoder whose parameters live on `B`'s device.
 #[derive(Clone, Debug)]
@@ -119,7 +119,7 @@ impl<B: Backend> Vae<B> {
                 cols
             };
             let bound = 1.0 / (fan_in as f64).sqrt();
-            let mut g = SplitMix64::new(seed, 0x1417 + k as u64);
+            let mut g = streams::init(seed, k);
             host.push(
                 (0..rows * cols)
                     .map(|_| {
@@ -430,7 +430,10 @@ impl<B: Backend> Vae<B> {
             None => None,
         };
         let z = match &lv {
-            Some(lv) => be.reparameterize(&mu, lv, hp.seed, hp.step)?.0,
+            Some(lv) => {
+                be.reparameterize(&mu, lv, streams::train_noise_key(hp.seed), hp.step)?
+                    .0
+            }
             None => mu.clone(),
         };
         let dec_cache = self.stack_cached(&dec, &z, false)?;

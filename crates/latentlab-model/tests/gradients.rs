@@ -2,7 +2,7 @@
 //! model's f32 gradients against central differences of an independent f64
 //! re-implementation of the loss, with the same weights and the same ε.
 
-use latentlab_model::{Likelihood, ModelConfig, ModelKind, Vae};
+use latentlab_model::{Likelihood, ModelConfig, ModelKind, Vae, streams};
 use latentlab_tensor::{Activation, Backend, Cpu, Shape};
 
 #[derive(Clone, Copy)]
@@ -47,6 +47,17 @@ fn linear(x: &[Vec<f64>], w: &[f64], b: &[f64], out: usize) -> Vec<Vec<f64>> {
 }
 
 fn loss_f64(cfg: &ModelConfig, s: &Setup, p: &[Vec<f64>], x: &[Vec<f64>], eps: &[Vec<f64>]) -> f64 {
+    terms_f64(cfg, s, p, x, eps).0
+}
+
+/// The loss and each latent dimension's batch-mean KL, in f64.
+fn terms_f64(
+    cfg: &ModelConfig,
+    s: &Setup,
+    p: &[Vec<f64>],
+    x: &[Vec<f64>],
+    eps: &[Vec<f64>],
+) -> (f64, Vec<f64>) {
     let shapes = cfg.parameter_shapes();
     let mut k = 0;
     let mut h = x.to_vec();
@@ -129,7 +140,7 @@ fn loss_f64(cfg: &ModelConfig, s: &Setup, p: &[Vec<f64>], x: &[Vec<f64>], eps: &
         }
     } / n;
     if cfg.kind == ModelKind::Autoencoder {
-        return rec;
+        return (rec, kl_dims);
     }
     let total: f64 = kl_dims.iter().sum();
     let kl_term = if let Some((c, g)) = s.capacity {
@@ -139,10 +150,11 @@ fn loss_f64(cfg: &ModelConfig, s: &Setup, p: &[Vec<f64>], x: &[Vec<f64>], eps: &
     } else {
         f64::from(s.beta) * total
     };
-    rec + kl_term
+    (rec + kl_term, kl_dims)
 }
 
-fn check(s: Setup) {
+/// Checks every gradient; returns the per-dimension KLs at the weights.
+fn check(s: Setup) -> Vec<f64> {
     let cfg = ModelConfig {
         kind: s.kind,
         input_dim: 6,
@@ -163,7 +175,10 @@ fn check(s: Setup) {
         .gradients_for_test(&x_t, s.beta, s.free_bits, s.capacity, SEED, STEP)
         .unwrap();
     let eps_flat = cpu
-        .download(&cpu.randn(Shape::new(batch, 3), SEED, STEP).unwrap())
+        .download(
+            &cpu.randn(Shape::new(batch, 3), streams::train_noise_key(SEED), STEP)
+                .unwrap(),
+        )
         .unwrap();
     let eps: Vec<Vec<f64>> = eps_flat
         .chunks(3)
@@ -179,7 +194,7 @@ fn check(s: Setup) {
         .into_iter()
         .map(|(_, _, v)| v.into_iter().map(f64::from).collect())
         .collect();
-    let l0 = loss_f64(&cfg, &s, &params, &x, &eps);
+    let (l0, kl_dims) = terms_f64(&cfg, &s, &params, &x, &eps);
     assert!(
         (l0 - loss).abs() < 1e-4 * (1.0 + l0.abs()),
         "loss {loss} vs f64 {l0}"
@@ -205,6 +220,7 @@ fn check(s: Setup) {
         }
     }
     assert!(worst.0 < 2e-3, "worst gradient: {}", worst.1);
+    kl_dims
 }
 
 const BASE: Setup = Setup {
@@ -251,11 +267,20 @@ fn gaussian_decoder_fixed_and_learned_variance() {
 
 #[test]
 fn free_bits_masks_dimensions_below_the_floor() {
-    // A floor between the dimensions' KLs, so some are masked and some not.
+    // A floor between the dimensions' KLs (measured at these weights), so
+    // some dimensions are masked and some are not.
+    let mut kls = check(BASE);
+    kls.sort_by(f64::total_cmp);
+    let floor = 0.5 * (kls[0] + kls[kls.len() - 1]);
+    assert!(
+        kls[0] < floor && floor < kls[kls.len() - 1] && kls[kls.len() - 1] - kls[0] > 1e-3,
+        "the dimensions' KLs {kls:?} leave no floor between them"
+    );
     check(Setup {
-        free_bits: Some(0.05),
+        free_bits: Some(floor as f32),
         ..BASE
     });
+    // Every dimension masked: only the reconstruction drives the encoder.
     check(Setup {
         free_bits: Some(100.0),
         ..BASE

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use latentlab_data::{Dataset, dsprites, mnist_10k};
 use latentlab_model::{
-    Checkpoint, Control, Event, LatentModel, Likelihood, LoadOptions, ModelConfig, ModelError,
-    ModelKind, SavePolicy, TrainConfig, Trainer, Vae, checkpoint, evaluate,
+    AdamState, Checkpoint, Control, Event, LatentModel, Likelihood, LoadOptions, ModelConfig,
+    ModelError, ModelKind, SavePolicy, TrainConfig, Trainer, Vae, checkpoint, evaluate,
     importance_weighted_nll,
 };
 use latentlab_tensor::{Backend, Cpu, conformance::test_gpu};
@@ -124,6 +124,32 @@ fn stopping_mid_epoch_and_resuming_ends_at_the_same_weights() {
     std::fs::copy(&state, latentlab_model::state_path(&ck)).unwrap();
     let r = Trainer::resume(Cpu::new(), &ck, Some(4)).unwrap();
     assert_eq!(r.config().epochs, 4);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A training state written before hashed stream keys (no `streams` field)
+/// would resume with other random draws than it started with: refused.
+#[test]
+fn a_state_from_earlier_streams_is_refused() {
+    let dir = scratch("streams");
+    let state = dir.join("old.resume");
+    let t = Trainer::new(Cpu::new(), small_config(), run(1, 3)).unwrap();
+    let adam = AdamState::new(t.model()).unwrap();
+    let mut p = serde_json::to_value(t.progress()).unwrap();
+    checkpoint::save_state(t.model(), &adam, &p.to_string(), &state).unwrap();
+    assert_eq!(
+        Trainer::resume(Cpu::new(), &state, None)
+            .unwrap()
+            .progress()
+            .step,
+        0
+    );
+    p.as_object_mut().unwrap().remove("streams");
+    checkpoint::save_state(t.model(), &adam, &p.to_string(), &state).unwrap();
+    let e = Trainer::resume(Cpu::new(), &state, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("random streams differ (version 1"), "{e}");
     std::fs::remove_dir_all(dir).ok();
 }
 

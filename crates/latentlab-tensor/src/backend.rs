@@ -325,16 +325,18 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
     ) -> Result<(Self::Tensor, Self::Tensor, Self::Tensor)>;
 
     /// Standard normal draws from the counter-based generator ([`crate::philox`]):
-    /// element `i` of stream `stream` under key `seed` is the same on every backend.
-    fn randn(&self, shape: Shape, seed: u64, stream: u64) -> Result<Self::Tensor>;
+    /// element `i` of stream `stream` under Philox key `key` is the same on
+    /// every backend. Callers pass a hashed key
+    /// ([`latentlab_rng::stream_key`]), not a user's seed.
+    fn randn(&self, shape: Shape, key: u64, stream: u64) -> Result<Self::Tensor>;
 
     /// The reparameterisation step `z = mu + exp(½ lv) · ε` with `ε` from
-    /// [`Backend::randn`]`(shape, seed, stream)`; returns `(z, ε)`.
+    /// [`Backend::randn`]`(shape, key, stream)`; returns `(z, ε)`.
     fn reparameterize(
         &self,
         mu: &Self::Tensor,
         logvar: &Self::Tensor,
-        seed: u64,
+        key: u64,
         stream: u64,
     ) -> Result<(Self::Tensor, Self::Tensor)>;
 

@@ -79,19 +79,13 @@ impl Tolerance {
     }
 }
 
-/// Deterministic test data: `n` values uniform in `[lo, hi)` (SplitMix64).
+/// Deterministic test data: `n` values uniform in `[lo, hi)` (the stream
+/// `(seed, Test, 0)`).
 pub fn data(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(0x2545_F491_4F6C_DD1D);
+    let mut g = latentlab_rng::SplitMix64::new(seed, latentlab_rng::Purpose::Test, 0);
     (0..n)
         .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let u = (z >> 40) as f32 / (1u64 << 24) as f32;
+            let u = (g.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
             lo + (hi - lo) * u
         })
         .collect()
@@ -312,12 +306,10 @@ pub mod reference {
                 }
             }
             // BCE, Gaussian NLL and KL gradients.
-            let f = |l: f64, t: f64| bce(&[l as f32], &[t as f32]).0[0];
             let (l, t) = (0.75f32, 0.3f32);
             let fd = (bce(&[(l as f64 + 1e-3) as f32], &[t]).0[0]
                 - bce(&[(l as f64 - 1e-3) as f32], &[t]).0[0])
                 / 2e-3;
-            let _ = f;
             assert!((fd - bce(&[l], &[t]).1[0]).abs() < 1e-3);
             let g = |x: f64, m: f64, v: f64| {
                 0.5 * ((2.0 * std::f64::consts::PI).ln() + v + (x - m).powi(2) / v.exp())

@@ -454,7 +454,7 @@ impl Backend for Cpu {
         Ok((kl, mu.clone(), glv))
     }
 
-    fn randn(&self, shape: Shape, seed: u64, stream: u64) -> Result<Array2<f32>> {
+    fn randn(&self, shape: Shape, key: u64, stream: u64) -> Result<Array2<f32>> {
         let mut out = self.zeros(shape)?;
         let data = out.as_slice_mut().expect("standard layout");
         const CHUNK: usize = 4096;
@@ -462,9 +462,9 @@ impl Backend for Cpu {
             use rayon::prelude::*;
             data.par_chunks_mut(CHUNK)
                 .enumerate()
-                .for_each(|(c, ch)| philox::fill_normal(seed, stream, (c * CHUNK) as u64, ch));
+                .for_each(|(c, ch)| philox::fill_normal(key, stream, (c * CHUNK) as u64, ch));
         } else {
-            philox::fill_normal(seed, stream, 0, data);
+            philox::fill_normal(key, stream, 0, data);
         }
         Ok(out)
     }
@@ -473,11 +473,11 @@ impl Backend for Cpu {
         &self,
         mu: &Array2<f32>,
         logvar: &Array2<f32>,
-        seed: u64,
+        key: u64,
         stream: u64,
     ) -> Result<(Array2<f32>, Array2<f32>)> {
         checks::same("reparameterize", shape_of(mu), shape_of(logvar))?;
-        let eps = self.randn(shape_of(mu), seed, stream)?;
+        let eps = self.randn(shape_of(mu), key, stream)?;
         let mut z = Array2::<f32>::zeros(mu.raw_dim());
         let f = |o: &mut f32, &m: &f32, &v: &f32, &e: &f32| *o = m + (0.5 * v).exp() * e;
         let zz = Zip::from(&mut z).and(mu).and(logvar).and(&eps);

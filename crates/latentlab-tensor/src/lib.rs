@@ -35,7 +35,6 @@ mod cpu;
 mod device;
 mod error;
 mod gpu;
-pub mod philox;
 mod shape;
 mod simd;
 
@@ -46,4 +45,5 @@ pub use cpu::Cpu;
 pub use device::{Device, DeviceChoice};
 pub use error::{Result, TensorError};
 pub use gpu::{GpuInfo, Wgpu, WgpuTensor};
+pub use latentlab_rng::philox;
 pub use shape::Shape;

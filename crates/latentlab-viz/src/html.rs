@@ -102,11 +102,42 @@ mod tests {
         p.callout("HEALTHY", true);
         p.table(&[("mean KL".into(), "15.98".into())]);
         p.png(&crate::png::encode(1, 1, 1, &[255]), "one pixel");
-        p.svg("<svg></svg>", "empty");
+        p.svg(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"></svg>"#,
+            "empty",
+        );
         let h = p.render();
         assert!(h.starts_with("<!DOCTYPE html>") && h.contains("report &amp; more"));
         assert!(h.contains("data:image/png;base64,iVBORw0KGgo"));
-        assert!(!h.contains("http://") || h.contains("xmlns"));
+        assert!(self_contained(&h), "{h}");
         assert!(!h.contains("<script"));
+    }
+
+    /// No address outside the page: the only `http` allowed is an SVG
+    /// namespace name, which is never fetched.
+    fn self_contained(h: &str) -> bool {
+        let rest = h.replace(r#"xmlns="http://www.w3.org/2000/svg""#, "");
+        !rest.contains("http:")
+            && !rest.contains("https:")
+            && !rest.contains("url(")
+            && !rest.contains("<link")
+            && rest
+                .match_indices("src=\"")
+                .all(|(i, m)| rest[i + m.len()..].starts_with("data:"))
+    }
+
+    #[test]
+    fn external_references_are_caught() {
+        for bad in [
+            r#"<img src="http://example.com/a.png">"#,
+            r#"<img src="a.png">"#,
+            r#"<link rel="stylesheet" href="s.css">"#,
+            "<div style=\"background:url(x.png)\"></div>",
+        ] {
+            assert!(!self_contained(bad), "{bad}");
+        }
+        assert!(self_contained(
+            r#"<svg xmlns="http://www.w3.org/2000/svg"></svg>"#
+        ));
     }
 }

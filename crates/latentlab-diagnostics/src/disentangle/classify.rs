@@ -403,6 +403,35 @@ mod tests {
         for r in p.rows() {
             assert!((r.sum() - 1.0).abs() < 1e-12);
         }
+        // The optimum of Σᵢ CE + ½‖W‖² (scikit-learn's C = 1, intercept
+        // free): the gradient, recomputed here from the fitted
+        // probabilities, vanishes. Overlapping classes keep it finite.
+        let x = array![
+            [0.0, 0.0],
+            [1.0, 0.5],
+            [0.5, 1.0],
+            [1.5, 1.5],
+            [2.0, 1.0],
+            [1.0, 2.0],
+            [0.2, 0.1]
+        ];
+        let y = [0, 0, 1, 1, 2, 2, 1];
+        let m = Logistic::fit(x.view(), &y);
+        let p = m.proba(x.view());
+        let (k, d) = (3, 2);
+        for c in 0..k {
+            let resid: Vec<f64> = (0..y.len())
+                .map(|i| p[[i, c]] - f64::from(u8::from(y[i] == c)))
+                .collect();
+            let gb: f64 = resid.iter().sum();
+            assert!(gb.abs() < 1e-4, "intercept {c}: {gb}");
+            for j in 0..d {
+                let gw = (0..y.len()).map(|i| resid[i] * x[[i, j]]).sum::<f64>() + m.theta[[c, j]];
+                assert!(gw.abs() < 1e-4, "weight {c},{j}: {gw}");
+            }
+        }
+        // Not the trivial point: the fit moved away from zero.
+        assert!(m.theta.iter().any(|v| v.abs() > 0.1), "{:?}", m.theta);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! good features are broken at random (seeded), as scikit-learn's random
 //! feature order does, so duplicated codes share importance.
 
-use latentlab_data::rng::SplitMix64;
+use latentlab_data::rng::{Purpose, SplitMix64, stream_key};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
@@ -104,11 +104,11 @@ fn grow(
     h: &[f64],
     leaf_scale: f64,
     depth: usize,
-    seed: u64,
+    key: u64,
 ) -> (Tree, Vec<f64>, Vec<f64>) {
     let n = r.len();
     let d = x.ncols();
-    let mut g = SplitMix64::new(seed, 0x7472_6565);
+    let mut g = SplitMix64::from_key(key);
     let mut nodes: Vec<Node> = vec![Node::Leaf(0.0)];
     let mut node_of = vec![0usize; n];
     let mut frontier: Vec<usize> = vec![0];
@@ -295,7 +295,7 @@ impl Gbt {
                         &h,
                         scale,
                         cfg.depth,
-                        seed ^ ((stage * cols + c) as u64).wrapping_mul(0x9E37_79B9),
+                        stream_key(seed, Purpose::Trees, (stage * cols + c) as u64),
                     )
                 })
                 .collect();
@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn boosting_learns_a_nonlinear_rule_and_credits_its_feature() {
-        let mut g = SplitMix64::new(1, 0);
+        let mut g = SplitMix64::new(1, Purpose::Test, 0);
         let n = 600;
         let x = Array2::from_shape_simple_fn((n, 3), || g.uniform());
         // Class = which third of feature 1 the point falls in.
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn duplicated_features_share_importance() {
-        let mut g = SplitMix64::new(2, 0);
+        let mut g = SplitMix64::new(2, Purpose::Test, 0);
         let n = 500;
         let base: Vec<f64> = (0..n).map(|_| g.below(5) as f64).collect();
         let x = Array2::from_shape_fn((n, 2), |(i, _)| base[i]);

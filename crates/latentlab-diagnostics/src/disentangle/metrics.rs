@@ -1,6 +1,6 @@
 //! The metrics.
 
-use latentlab_data::rng::SplitMix64;
+use latentlab_data::rng::{Purpose, SplitMix64};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -13,7 +13,7 @@ use super::{GroundTruth, Representation, Settings, factor_codes};
 use crate::error::{Result, input};
 
 fn stream(settings: &Settings, metric: u64) -> SplitMix64 {
-    SplitMix64::new(settings.seed, metric)
+    SplitMix64::new(settings.seed, Purpose::Metric, metric)
 }
 
 fn column(a: &Array2<usize>, k: usize) -> Vec<usize> {

@@ -781,9 +781,9 @@ impl Backend for Wgpu {
         Ok((kl, gm, glv))
     }
 
-    fn randn(&self, shape: Shape, seed: u64, stream: u64) -> Result<WgpuTensor> {
+    fn randn(&self, shape: Shape, key: u64, stream: u64) -> Result<WgpuTensor> {
         let out = self.alloc("randn", shape)?;
-        let params = Self::random_params(shape.len(), seed, stream);
+        let params = Self::random_params(shape.len(), key, stream);
         let groups = self.groups_for("randn", shape.len(), 4)?;
         self.inner.dispatch(
             Shader::Random,
@@ -799,14 +799,14 @@ impl Backend for Wgpu {
         &self,
         mu: &WgpuTensor,
         logvar: &WgpuTensor,
-        seed: u64,
+        key: u64,
         stream: u64,
     ) -> Result<(WgpuTensor, WgpuTensor)> {
         self.same_device("reparameterize", &[mu, logvar])?;
         checks::same("reparameterize", mu.shape, logvar.shape)?;
         let z = self.alloc("reparameterize", mu.shape)?;
         let eps = self.alloc("reparameterize", mu.shape)?;
-        let params = Self::random_params(mu.shape.len(), seed, stream);
+        let params = Self::random_params(mu.shape.len(), key, stream);
         let groups = self.groups_for("reparameterize", mu.shape.len(), 4)?;
         self.inner.dispatch(
             Shader::Random,

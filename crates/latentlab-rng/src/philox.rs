@@ -2,9 +2,11 @@
 //! 3", SC 2011) and the Box–Muller transform: the counter-based generator
 //! every backend implements identically.
 //!
-//! Layout: normal draw `i` (row-major index) of `(seed, stream)` comes from
+//! Layout: normal draw `i` (row-major index) of `(key, stream)` comes from
 //! Philox block `g = i / 4` with counter `[g_lo, g_hi, stream_lo, stream_hi]`
-//! and key `[seed_lo, seed_hi]`. The four 32-bit words `w` of a block become
+//! and key `[key_lo, key_hi]`. latentlab's keys are hashed from the run's
+//! seed and the draws' purpose ([`crate::stream_key`]), never the seed itself.
+//! The four 32-bit words `w` of a block become
 //! uniforms `u = ((w >> 9) + ½) · 2⁻²³ ∈ (0, 1)` (exact in `f32`), and the pairs
 //! `(u0, u1)`, `(u2, u3)` become `r·cos θ, r·sin θ` and the next two draws, with
 //! `r = √(−2 ln u_a)` and `θ = 2π u_b − π` (an angle in `[−π, π)`, where
@@ -48,7 +50,7 @@ pub fn to_unit(w: u32) -> f32 {
 
 /// The Philox block behind normal draws `4g .. 4g + 4`.
 #[inline]
-pub fn block(seed: u64, stream: u64, g: u64) -> [u32; 4] {
+pub fn block(key: u64, stream: u64, g: u64) -> [u32; 4] {
     philox4x32_10(
         [
             g as u32,
@@ -56,7 +58,7 @@ pub fn block(seed: u64, stream: u64, g: u64) -> [u32; 4] {
             stream as u32,
             (stream >> 32) as u32,
         ],
-        [seed as u32, (seed >> 32) as u32],
+        [key as u32, (key >> 32) as u32],
     )
 }
 
@@ -68,11 +70,11 @@ pub fn box_muller(ua: f32, ub: f32) -> (f32, f32) {
     (r * theta.cos(), r * theta.sin())
 }
 
-/// Fills `out` with normal draws `offset .. offset + out.len()` of `(seed, stream)`.
-pub fn fill_normal(seed: u64, stream: u64, offset: u64, out: &mut [f32]) {
+/// Fills `out` with normal draws `offset .. offset + out.len()` of `(key, stream)`.
+pub fn fill_normal(key: u64, stream: u64, offset: u64, out: &mut [f32]) {
     for (j, o) in out.iter_mut().enumerate() {
         let i = offset + j as u64;
-        let w = block(seed, stream, i / 4);
+        let w = block(key, stream, i / 4);
         let lane = (i % 4) as usize;
         let pair = lane / 2;
         let (a, b) = box_muller(to_unit(w[2 * pair]), to_unit(w[2 * pair + 1]));
