@@ -2,12 +2,14 @@
 
 usage: python3 embed_peers.py LATENTS.npy|LATENTS.safetensors [OUT_DIR]
 
-Prints one JSON line per method: scikit-learn PCA, openTSNE (n_jobs=2,
+Prints one JSON line per method: scikit-learn PCA, openTSNE (n_jobs =
+PEER_THREADS, default 2,
 the reference's defaults: PCA init, perplexity 30), umap-learn (after a
 JIT warm-up run), each with scikit-learn's trustworthiness@10. With OUT_DIR
 the maps are written there as .npy files.
 """
 import json
+import os
 import sys
 import time
 
@@ -47,7 +49,7 @@ def main():
     from openTSNE import TSNE
 
     t0 = time.perf_counter()
-    y = np.asarray(TSNE(n_jobs=2, random_state=0).fit(x))
+    y = np.asarray(TSNE(n_jobs=int(os.environ.get('PEER_THREADS', '2')), random_state=0).fit(x))
     report("opentsne", x, y, time.perf_counter() - t0, out)
 
     import umap

@@ -1,11 +1,11 @@
 # The PyTorch peer of the reference set-up (DESIGN.md's module): training
-# throughput on 2 threads, and a state_dict checkpoint with its test-set
+# throughput on PEER_THREADS threads (default 2), and a state_dict checkpoint with its test-set
 # encodings for checking that latentlab loads PyTorch files.
 # Usage: python3 benches/peers/torch_vae.py OUT_DIR
 import os, sys, time, numpy as np, torch, torch.nn.functional as F
 from safetensors.torch import save_file
 from torch_common import VAE, mnist
-torch.set_num_threads(2); torch.manual_seed(0)
+torch.set_num_threads(int(os.environ.get('PEER_THREADS', '2'))); torch.manual_seed(0)
 OUT = sys.argv[1] if len(sys.argv) > 1 else '.'
 xtr, xte = mnist('train'), mnist('test')
 m = VAE(); opt = torch.optim.Adam(m.parameters(), 1e-3)
@@ -21,7 +21,7 @@ epoch()  # warm-up
 t = time.perf_counter(); E = 3
 for _ in range(E): epoch()
 dt = time.perf_counter() - t
-print(f"pytorch {torch.__version__}: {E*len(xtr)/dt:.0f} images/s (2 threads, batch 128)")
+print(f"pytorch {torch.__version__}: {E*len(xtr)/dt:.0f} images/s ({torch.get_num_threads()} threads, batch 128)")
 save_file(m.state_dict(), os.path.join(OUT, 'torch.safetensors'))
 with torch.no_grad():
     mu, lv = m.encode(xte); dec = torch.sigmoid(m.decoder(mu))

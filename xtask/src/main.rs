@@ -16,13 +16,33 @@ use serde_json::{Value, json};
 
 mod quality;
 
-const SHAPES: [(u64, u64, u64); 4] = [
-    (128, 784, 512),
-    (128, 512, 256),
-    (128, 256, 512),
-    (1024, 1024, 1024),
-];
-const MLP_BATCH: f64 = 128.0;
+/// Images per step of the training-step bench (`benches/lib.rs`'s
+/// `TRAIN_BATCH`).
+const TRAIN_BATCH: f64 = 128.0;
+
+/// The thread count both sides of every comparison are pinned to.
+static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Pins `cmd`'s thread pools to [`THREADS`]: latentlab's rayon pool, torch
+/// (`PEER_THREADS`, read by the peer scripts), OpenMP and the BLAS libraries.
+fn pinned(cmd: &mut Command) -> &mut Command {
+    let n = THREADS
+        .get()
+        .copied()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .to_string();
+    for var in [
+        "RAYON_NUM_THREADS",
+        "PEER_THREADS",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMBA_NUM_THREADS",
+    ] {
+        cmd.env(var, &n);
+    }
+    cmd
+}
 
 const NUMPY_SGEMM: &str = r#"
 import json, sys, time
@@ -53,7 +73,7 @@ except Exception:
 print(json.dumps({"numpy": np.__version__, "blas": blas, "sgemm": out}))
 "#;
 
-const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--quality-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]";
+const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--threads T] [--quality-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -88,18 +108,23 @@ fn bench(args: &[String]) -> Result<(), String> {
             "--json" => json_out = true,
             "--quick" => quick = true,
             "--quality-seeds" => quality_args.seeds = number(it.next(), a)?,
+            "--threads" => quality_args.threads = number(it.next(), a)?,
             other => {
                 return Err(format!(
-                    "unknown flag {other:?}; expected --json, --quick or --quality-seeds K\n{USAGE}"
+                    "unknown flag {other:?}; expected --json, --quick, --threads T or --quality-seeds K\n{USAGE}"
                 ));
             }
         }
     }
+    if quality_args.threads == 0 {
+        return Err("--threads needs at least 1".into());
+    }
+    let _ = THREADS.set(quality_args.threads);
     let root = root();
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let crit = target.join("criterion");
-    for group in ["matmul", "mlp_forward_backward"] {
+    for group in ["matmul", "train_step"] {
         let _ = std::fs::remove_dir_all(crit.join(group));
     }
 
@@ -111,7 +136,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         "--bench",
         "matmul",
         "--bench",
-        "mlp",
+        "train_step",
         "--",
         "--noplot",
     ]);
@@ -126,7 +151,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         ]);
     }
     // Criterion's report goes to stderr so that stdout holds only our figures.
-    let status = cmd
+    let status = pinned(&mut cmd)
         .stdout(Stdio::from(std::io::stderr()))
         .status()
         .map_err(|e| format!("cargo bench: {e}"))?;
@@ -134,11 +159,13 @@ fn bench(args: &[String]) -> Result<(), String> {
         return Err(format!("cargo bench failed: {status}"));
     }
 
-    let numpy = measure_numpy(&root);
+    // The shapes are the ones criterion ran (benches/lib.rs lists them).
+    let shapes = matmul_shapes(&crit.join("matmul").join("cpu"));
+    let numpy = measure_numpy(&root, &shapes);
     let adapter = gpu_adapter(&root);
     let mut rows = Vec::new();
     for backend in ["cpu", "gpu"] {
-        for &(m, k, n) in &SHAPES {
+        for &(m, k, n) in &shapes {
             let Some(ns) = median_ns(
                 &crit
                     .join("matmul")
@@ -158,10 +185,10 @@ fn bench(args: &[String]) -> Result<(), String> {
             rows.push(json!({"backend": backend, "m": m, "k": k, "n": n, "gflops": round2(gflops), "numpy_gflops": numpy_gflops.map(round2)}));
         }
     }
-    let mut mlp = Vec::new();
+    let mut steps = Vec::new();
     for backend in ["cpu", "gpu"] {
-        if let Some(ns) = median_ns(&crit.join("mlp_forward_backward").join(backend)) {
-            mlp.push(json!({"backend": backend, "ms": round2(ns / 1e6), "images_per_s": round2(MLP_BATCH / (ns / 1e9))}));
+        if let Some(ns) = median_ns(&crit.join("train_step").join(backend)) {
+            steps.push(json!({"backend": backend, "ms": round2(ns / 1e6), "images_per_s": round2(TRAIN_BATCH / (ns / 1e9))}));
         }
     }
     if rows.is_empty() {
@@ -174,7 +201,8 @@ fn bench(args: &[String]) -> Result<(), String> {
         "quality": quality,
         "latent_maps": maps,
         "matmul": rows,
-        "mlp_forward_backward": mlp,
+        "train_step": steps,
+        "threads": quality_args.threads,
         "numpy": numpy.as_ref().map(|np| json!({"version": np["numpy"], "blas": np["blas"]})),
         "gpu_adapter": adapter,
         "machine": machine(),
@@ -196,7 +224,7 @@ fn bench(args: &[String]) -> Result<(), String> {
 
 /// Runs `latentlab` and returns the JSON document it printed.
 fn latentlab_json(bin: &Path, args: &[&str]) -> Result<Value, String> {
-    let out = Command::new(bin)
+    let out = pinned(&mut Command::new(bin))
         .args(args)
         .stderr(Stdio::inherit())
         .output()
@@ -211,7 +239,7 @@ fn latentlab_json(bin: &Path, args: &[&str]) -> Result<Value, String> {
 /// high-water mark, so the last reading before exit is the peak.
 fn run_with_peak(bin: &Path, args: &[&str]) -> Result<(Value, Option<f64>, f64), String> {
     let started = std::time::Instant::now();
-    let mut child = Command::new(bin)
+    let mut child = pinned(&mut Command::new(bin))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -298,7 +326,7 @@ fn diagnose_memory(bin: &Path, dir: &Path) -> Result<Value, String> {
 /// Runs `benches/peers/SCRIPT ARG` with python3; its standard output when it
 /// succeeds, `None` when Python or the peer's packages are missing.
 fn python_peer(root: &Path, script: &str, arg: &Path) -> Option<String> {
-    Command::new("python3")
+    pinned(&mut Command::new("python3"))
         .arg(root.join("benches/peers").join(script))
         .arg(arg)
         .stderr(Stdio::null())
@@ -366,21 +394,25 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
             eprintln!("xtask: scikit-learn/openTSNE/umap-learn not available; maps are recorded without peers");
             Vec::new()
         });
-    let torch_once = || {
+    // "pytorch VERSION: N images/s (T threads, batch 128)"
+    let torch_once = || -> Option<(f64, Option<u64>)> {
         let out = python_peer(root, "torch_vae.py", &dir)?;
         let line = out.lines().find(|l| l.contains("images/s"))?;
-        line.split(": ")
-            .nth(1)?
-            .split(' ')
-            .next()?
-            .parse::<f64>()
-            .ok()
+        let after = line.split(": ").nth(1)?;
+        let rate = after.split(' ').next()?.parse::<f64>().ok()?;
+        let threads = after
+            .split('(')
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        Some((rate, threads))
     };
     // Throughput: five interleaved rounds of a 5-epoch latentlab run and the
     // PyTorch peer, so that both sides see the same machine; medians count.
     let speed_ck = dir.join("speed.safetensors");
     let speed_ck = speed_ck.to_string_lossy();
     let mut rounds = Vec::new();
+    let mut torch_threads = None;
     for _ in 0..5 {
         let ours = latentlab_json(
             &bin,
@@ -398,7 +430,9 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
             ],
         )?["samples_per_s"]
             .as_f64();
-        rounds.push(json!({"latentlab": ours, "torch": torch_once()}));
+        let torch = torch_once();
+        torch_threads = torch_threads.or(torch.and_then(|t| t.1));
+        rounds.push(json!({"latentlab": ours, "torch": torch.map(|t| t.0)}));
     }
     let median = |key: &str| {
         let mut v: Vec<f64> = rounds.iter().filter_map(|r| r[key].as_f64()).collect();
@@ -409,11 +443,13 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
         "rounds": rounds,
         "latentlab_median": median("latentlab"),
         "torch_median": median("torch"),
+        "torch_threads": torch_threads,
     });
     let memory = diagnose_memory(&bin, &dir)?;
     Ok(json!({
         "diagnose_memory": memory,
         "train_images_per_s": train["samples_per_s"],
+        "train_device": train["device"],
         "test_neg_elbo": train["test"]["neg_elbo"],
         "speed": speed,
         "latentlab": ours,
@@ -523,9 +559,24 @@ fn median_ns(dir: &Path) -> Option<f64> {
     v["median"]["point_estimate"].as_f64()
 }
 
-fn measure_numpy(root: &Path) -> Option<Value> {
-    let shapes = serde_json::to_string(&SHAPES).ok()?;
-    let out = Command::new("python3")
+/// The `MxKxN` folders criterion wrote for one backend, sorted.
+fn matmul_shapes(dir: &Path) -> Vec<(u64, u64, u64)> {
+    let mut v: Vec<(u64, u64, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().to_string();
+            let mut it = name.split('x').map(|p| p.parse::<u64>().ok());
+            Some((it.next()??, it.next()??, it.next()??))
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn measure_numpy(root: &Path, shapes: &[(u64, u64, u64)]) -> Option<Value> {
+    let shapes = serde_json::to_string(shapes).ok()?;
+    let out = pinned(&mut Command::new("python3"))
         .current_dir(root)
         .args(["-c", NUMPY_SGEMM, &shapes])
         .stderr(Stdio::null())
@@ -597,7 +648,17 @@ fn markdown(doc: &Value) -> String {
     let maps = &doc["latent_maps"];
     let _ = writeln!(
         s,
-        "## Training throughput (784-512-256-20, batch 128, MNIST-10k, CPU, 2 threads)\n"
+        "Both sides of every comparison are pinned to {} threads (`--threads`; latentlab's rayon pool, torch, OpenMP and BLAS through RAYON_NUM_THREADS, PEER_THREADS, OMP_NUM_THREADS and OPENBLAS_NUM_THREADS). A figure that was not measured shows as —, with the reason.\n",
+        doc["threads"]
+    );
+    let _ = writeln!(
+        s,
+        "## Training throughput (784-512-256-20, batch 128, MNIST-10k, CPU, {} threads)\n\nlatentlab reported its device as `{}`; the PyTorch peer as {}.\n",
+        doc["threads"],
+        maps["train_device"].as_str().unwrap_or("—"),
+        maps["speed"]["torch_threads"]
+            .as_u64()
+            .map_or_else(|| "— (not run)".to_string(), |t| format!("{t} threads"))
     );
     let speed = &maps["speed"];
     let _ = writeln!(
@@ -627,16 +688,18 @@ fn markdown(doc: &Value) -> String {
         (Some(l), None) => {
             let _ = writeln!(
                 s,
-                "\nMedian: latentlab {l:.0} images/s; PyTorch not installed.\n"
+                "\nMedian: latentlab {l:.0} images/s; PyTorch: — (torch is not installed).\n"
             );
         }
-        _ => {}
+        _ => {
+            let _ = writeln!(s, "\nMedians: — (no round finished).\n");
+        }
     }
     let _ = writeln!(
         s,
-        "The main job's 20-epoch run (whose latents the maps below use): {:.0} images/s, test −ELBO {:.2}.\n",
-        maps["train_images_per_s"].as_f64().unwrap_or(0.0),
-        maps["test_neg_elbo"].as_f64().unwrap_or(0.0)
+        "The main job's 20-epoch run (whose latents the maps below use): {} images/s, test −ELBO {}.\n",
+        fmt(&maps["train_images_per_s"], 0),
+        fmt(&maps["test_neg_elbo"], 2)
     );
     let _ = writeln!(
         s,
@@ -647,43 +710,45 @@ fn markdown(doc: &Value) -> String {
         "opentsne",
         "umap-learn",
     ]) {
-        let secs = r["seconds"].as_f64().unwrap_or(0.0);
+        let secs = r["seconds"].as_f64();
         let p = maps["peers"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|p| p["method"] == peer);
         let (ps, pt, up) = match p {
-            Some(p) => {
-                let ps = p["seconds"].as_f64().unwrap_or(0.0);
-                (
-                    format!("{ps:.2}"),
-                    format!("{:.4}", p["trustworthiness10"].as_f64().unwrap_or(0.0)),
-                    format!("{:.1}×", ps / secs.max(1e-9)),
-                )
-            }
-            None => ("-".into(), "-".into(), "-".into()),
+            Some(p) => (
+                fmt(&p["seconds"], 2),
+                fmt(&p["trustworthiness10"], 4),
+                match (p["seconds"].as_f64(), secs) {
+                    (Some(ps), Some(ls)) if ls > 0.0 => format!("{:.1}×", ps / ls),
+                    _ => "—".into(),
+                },
+            ),
+            None => ("— (not installed)".into(), "—".into(), "—".into()),
         };
         let _ = writeln!(
             s,
-            "| {} | {secs:.2} | {:.4} | {peer} | {ps} | {pt} | {up} |",
+            "| {} | {} | {} | {peer} | {ps} | {pt} | {up} |",
             r["method"].as_str().unwrap_or("?"),
-            r["trustworthiness10"].as_f64().unwrap_or(0.0)
+            fmt(&r["seconds"], 2),
+            fmt(&r["trustworthiness10"], 4)
         );
     }
     let _ = writeln!(
         s,
-        "\nPeers: `benches/peers/embed_peers.py` (scikit-learn PCA; openTSNE with n_jobs = 2; umap-learn after a JIT warm-up run), trustworthiness by scikit-learn.\n"
+        "\nPeers: `benches/peers/embed_peers.py` (scikit-learn PCA; openTSNE with n_jobs = {}; umap-learn after a JIT warm-up run), trustworthiness by scikit-learn.\n",
+        doc["threads"]
     );
     let mem = &maps["diagnose_memory"];
     let _ = writeln!(
         s,
-        "## Bounded memory\n\n`latentlab diagnose --latents` on {} codes of dimension {} ({:.0} MiB of f32 mu and logvar in one safetensors file): peak resident memory {:.0} MiB (VmHWM, polled), {:.1} s.\n",
+        "## Bounded memory\n\n`latentlab diagnose --latents` on {} codes of dimension {} ({} MiB of f32 mu and logvar in one safetensors file): peak resident memory {} MiB (VmHWM, polled), {} s.\n",
         mem["n"],
         mem["dim"],
-        mem["file_mib"].as_f64().unwrap_or(0.0),
-        mem["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
-        mem["seconds"].as_f64().unwrap_or(0.0)
+        fmt(&mem["file_mib"], 0),
+        fmt(&mem["peak_rss_mib"], 0),
+        fmt(&mem["seconds"], 1)
     );
     let _ = writeln!(
         s,
@@ -695,33 +760,34 @@ fn markdown(doc: &Value) -> String {
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
     for r in doc["matmul"].as_array().into_iter().flatten() {
-        let g = r["gflops"].as_f64().unwrap_or(0.0);
-        let (np, ratio) = match r["numpy_gflops"].as_f64() {
-            Some(np) => (format!("{np:.1}"), format!("{:.0} %", 100.0 * g / np)),
-            None => ("-".into(), "-".into()),
+        let g = r["gflops"].as_f64();
+        let (np, ratio) = match (r["numpy_gflops"].as_f64(), g) {
+            (Some(np), Some(g)) => (format!("{np:.1}"), format!("{:.0} %", 100.0 * g / np)),
+            _ => ("— (numpy not installed)".into(), "—".into()),
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {g:.1} | {np} | {ratio} |",
+            "| {} | {} | {} | {} | {} | {np} | {ratio} |",
             r["backend"].as_str().unwrap_or("?"),
             r["m"],
             r["k"],
-            r["n"]
+            r["n"],
+            fmt(&r["gflops"], 1)
         );
     }
     let _ = writeln!(
         s,
-        "\n## One MLP forward + backward (784-512-256-20, ReLU, batch 128)\n"
+        "\n## The training step (`Vae::train_step`: forward, loss, backward and Adam; 784-512-256-20, batch 128)\n"
     );
     let _ = writeln!(s, "| backend | ms per step | images/s |");
     let _ = writeln!(s, "|---|---:|---:|");
-    for r in doc["mlp_forward_backward"].as_array().into_iter().flatten() {
+    for r in doc["train_step"].as_array().into_iter().flatten() {
         let _ = writeln!(
             s,
-            "| {} | {:.3} | {:.0} |",
+            "| {} | {} | {} |",
             r["backend"].as_str().unwrap_or("?"),
-            r["ms"].as_f64().unwrap_or(0.0),
-            r["images_per_s"].as_f64().unwrap_or(0.0)
+            fmt(&r["ms"], 3),
+            fmt(&r["images_per_s"], 0)
         );
     }
     let _ = writeln!(
@@ -729,6 +795,13 @@ fn markdown(doc: &Value) -> String {
         "\nThe `gpu` rows run the WGSL kernels on the adapter named above; on a machine without a GPU that is Mesa's lavapipe, a software Vulkan device on the same CPU cores, so they show that the GPU path works, not GPU speed."
     );
     s
+}
+
+/// A figure with `digits` decimals, or — when it was not measured.
+fn fmt(v: &Value, digits: usize) -> String {
+    v.as_f64()
+        .filter(|x| x.is_finite())
+        .map_or_else(|| "—".to_string(), |x| format!("{x:.digits$}"))
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), String> {

@@ -188,7 +188,12 @@ fn torch(root: &Path, a: &QualityArgs, seeds: &[u64]) -> (Option<Value>, String)
     let mut values = Vec::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# torch ") {
-            version = json!(rest);
+            // "# torch VERSION threads N"
+            let mut words = rest.split_whitespace();
+            version = json!({
+                "version": words.next(),
+                "threads": words.nth(1).and_then(|n| n.parse::<u64>().ok()),
+            });
         } else if let Some(Ok(v)) = line
             .split("test -ELBO ")
             .nth(1)
@@ -231,9 +236,12 @@ pub fn markdown(q: &Value, command: &str) -> String {
         s,
         "| side | mean | sd | standard error | ρ vs seed | p |\n|---|---:|---:|---:|---:|---:|"
     );
-    let torch_name = q["torch_version"]
-        .as_str()
-        .map_or_else(|| "PyTorch".to_string(), |v| format!("PyTorch {v}"));
+    let tv = &q["torch_version"];
+    let torch_name = match (tv["version"].as_str(), tv["threads"].as_u64()) {
+        (Some(v), Some(t)) => format!("PyTorch {v} ({t} threads)"),
+        (Some(v), None) => format!("PyTorch {v}"),
+        _ => "PyTorch".to_string(),
+    };
     for (name, side) in [
         ("latentlab (CPU)".to_string(), &q["latentlab"]),
         (torch_name, &q["torch"]),

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use latentlab::data::matrix::RawMatrix;
-use latentlab::data::npy::{self, NpyData};
 use latentlab::diagnostics::disentangle::{
     self, Code, Encoder, Labelled, SapMode, Settings, dsprites_truth,
 };
@@ -14,7 +13,7 @@ use latentlab::model::{LoadOptions, Vae, checkpoint};
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 use ndarray::Array2;
 
-use crate::train::{load_data, split_rows};
+use crate::load::{load_data, split_rows};
 
 /// `latentlab diagnose`.
 #[derive(clap::Args, Debug)]
@@ -56,125 +55,6 @@ pub struct DiagnoseArgs {
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
-}
-
-/// A 2-D float array from a .npy file.
-pub fn read_matrix(path: &Path, flag: &str) -> Result<Array2<f64>, String> {
-    let arr = npy::read(path).map_err(|e| format!("{flag}: {e}"))?;
-    if !matches!(arr.data(), NpyData::F32(_) | NpyData::F64(_)) {
-        return Err(format!(
-            "{flag}: {}: latents must be float32 or float64, not {}",
-            path.display(),
-            arr.dtype()
-        ));
-    }
-    let (n, d) = match arr.shape() {
-        [n, d] => (*n, *d),
-        shape => {
-            return Err(format!(
-                "{flag}: {}: latents must be 2-D (N × d), but the array has shape {shape:?}",
-                path.display()
-            ));
-        }
-    };
-    Array2::from_shape_vec((n, d), arr.to_f64()).map_err(|e| format!("{flag}: {e}"))
-}
-
-/// What a latents file holds.
-pub struct LatentFile {
-    /// Posterior means.
-    pub mu: Array2<f64>,
-    /// Labels, when the file has an I64 or I32 `labels` vector of N entries.
-    pub labels: Option<Vec<i64>>,
-}
-
-/// Tensor `mu` (and `labels`, when present) of a .safetensors file.
-pub fn read_latents(path: &Path) -> Result<LatentFile, String> {
-    use safetensors::tensor::Dtype;
-    let flag = "--latents";
-    let bytes = std::fs::read(path).map_err(|e| format!("{flag}: {}: {e}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-        format!(
-            "{flag}: {}: not a readable safetensors file ({e})",
-            path.display()
-        )
-    })?;
-    let matrix = |name: &str| -> Result<Array2<f64>, String> {
-        let t = st.tensor(name).map_err(|_| {
-            let names: Vec<String> = st.names().into_iter().map(String::from).collect();
-            format!(
-                "{flag}: {}: no tensor `{name}` (it holds {})",
-                path.display(),
-                if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                }
-            )
-        })?;
-        let (n, d) = match t.shape() {
-            [n, d] => (*n, *d),
-            s => {
-                return Err(format!(
-                    "{flag}: {}: `{name}` must be 2-D (N × d), not {s:?}",
-                    path.display()
-                ));
-            }
-        };
-        let v: Vec<f64> = match t.dtype() {
-            Dtype::F32 => t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-                .collect(),
-            Dtype::F64 => t
-                .data()
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect(),
-            other => {
-                return Err(format!(
-                    "{flag}: {}: `{name}` must be F32 or F64, not {other:?}",
-                    path.display()
-                ));
-            }
-        };
-        Array2::from_shape_vec((n, d), v).map_err(|e| format!("{flag}: {e}"))
-    };
-    let mu = matrix("mu")?;
-    let labels = match st.tensor("labels") {
-        Err(_) => None,
-        Ok(t) => {
-            let v: Vec<i64> = match t.dtype() {
-                Dtype::I64 => t
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect(),
-                Dtype::I32 => t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("4 bytes"))))
-                    .collect(),
-                other => {
-                    return Err(format!(
-                        "{flag}: {}: `labels` must be I64 or I32, not {other:?}",
-                        path.display()
-                    ));
-                }
-            };
-            if v.len() != mu.nrows() || t.shape().len() != 1 {
-                return Err(format!(
-                    "{flag}: {}: `labels` has shape {:?} but `mu` has {} rows",
-                    path.display(),
-                    t.shape(),
-                    mu.nrows()
-                ));
-            }
-            Some(v)
-        }
-    };
-    Ok(LatentFile { mu, labels })
 }
 
 fn latents_from_checkpoint<B: Backend>(

@@ -13,7 +13,7 @@ use serde::Serialize;
 use latentlab::embed::Neighbours;
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 
-use crate::diagnose::{read_latents, read_matrix};
+use crate::load::{read_latents, read_matrix};
 
 /// Neighbours on the chosen backend; `None` on the CPU (the maps then use
 /// their own f64 search).

@@ -180,7 +180,16 @@ pub fn interpolate_codes(args: &InterpolateArgs) -> Result<(), String> {
         return Err("--steps: must be at least 1".into());
     }
     if let (Some(ck), Some(image)) = (&args.checkpoint, &args.image) {
-        let r = crate::manip::interpolate_images(args, ck, image)?;
+        let r = crate::manip::interpolate_images(&crate::manip::ImageStrip {
+            checkpoint: ck,
+            image,
+            data: &args.data,
+            from: args.from,
+            to: args.to,
+            steps: args.steps,
+            method: args.method,
+            device: args.device,
+        })?;
         if args.json {
             println!("{r}");
         } else {

@@ -36,7 +36,9 @@ mod diagnose;
 mod embed;
 mod geometry;
 mod info;
+mod load;
 mod manip;
+mod picture;
 mod report;
 mod train;
 

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use latentlab::data::Split;
 use latentlab::manipulate::{self, GeodesicParams, Manipulator};
-use latentlab::model::{LatentModel, LoadOptions, Vae, checkpoint};
+use latentlab::model::LatentModel;
 use latentlab::tensor::{Backend, Device, DeviceChoice};
-use latentlab::viz::grid::{GridLayout, image_grid};
 use ndarray::{Array2, Axis, concatenate};
 use serde_json::{Value, json};
 
-use crate::train::load_data;
+use crate::load::{index_of, load_model, load_test};
+use crate::picture::{shape_of, write_png};
 
 /// Flags every manipulation command shares.
 #[derive(clap::Args, Debug, Clone)]
@@ -33,60 +33,6 @@ pub struct ModelArgs {
     pub json: bool,
 }
 
-pub(crate) fn load_model<B: Backend>(backend: B, path: &Path) -> Result<Vae<B>, String> {
-    checkpoint::load(backend, path, &LoadOptions::default())
-        .map_err(|e| format!("--checkpoint: {e}"))
-}
-
-pub(crate) fn load_test(spec: &str, model_dim: usize) -> Result<Split, String> {
-    let s = load_data(spec, 0)?;
-    if s.test.dim() != model_dim {
-        return Err(format!(
-            "--data {spec}: images have {} values each but the checkpoint's model expects {model_dim}",
-            s.test.dim()
-        ));
-    }
-    Ok(s)
-}
-
-/// The model's image shape, or the closest square.
-pub(crate) fn shape_of<M: LatentModel + ?Sized>(m: &M) -> (usize, usize) {
-    m.image_shape().unwrap_or_else(|| {
-        let d = m.input_dim();
-        let s = (d as f64).sqrt().round() as usize;
-        if s * s == d { (s, s) } else { (1, d) }
-    })
-}
-
-/// Images as one PNG grid, `cols` per row, each pixel drawn 2 × 2.
-pub(crate) fn grid_png(images: &Array2<f32>, shape: (usize, usize), cols: usize) -> Vec<u8> {
-    image_grid(
-        images.view(),
-        shape,
-        GridLayout {
-            cols,
-            pad: 2,
-            scale: 2,
-        },
-    )
-}
-
-pub(crate) fn write_png(
-    path: &Path,
-    images: &Array2<f32>,
-    shape: (usize, usize),
-    cols: usize,
-) -> Result<(), String> {
-    if path.is_dir() {
-        return Err(format!(
-            "--out {}: is a directory; give a file name",
-            path.display()
-        ));
-    }
-    latentlab::data::fs::write_atomic(path, &grid_png(images, shape, cols))
-        .map_err(|e| format!("--out {}: {e}", path.display()))
-}
-
 fn finish(a: &ModelArgs, figures: Value) -> Result<(), String> {
     if a.json {
         println!("{figures}");
@@ -94,16 +40,6 @@ fn finish(a: &ModelArgs, figures: Value) -> Result<(), String> {
         eprintln!("latentlab: wrote {}", a.out.display());
     }
     Ok(())
-}
-
-fn index_of(s: &Split, i: usize, flag: &str) -> Result<usize, String> {
-    if i >= s.test.len() {
-        return Err(format!(
-            "{flag}: image {i} does not exist (the test split has {})",
-            s.test.len()
-        ));
-    }
-    Ok(i)
 }
 
 fn class_rows(s: &Split, class: i64, flag: &str) -> Result<Array2<f32>, String> {
@@ -372,21 +308,26 @@ device_command!(walk, WalkArgs, walk_on);
 /// `latentlab interpolate --checkpoint`: decoded strips between two test
 /// images' codes (the chosen method, then the decoder geodesic), and the
 /// path energies of linear, SLERP and the geodesic.
-pub fn interpolate_images(
-    a: &crate::geometry::InterpolateArgs,
-    checkpoint: &Path,
-    image: &Path,
-) -> Result<Value, String> {
-    on_device!(a.device, backend => interpolate_on(backend, a, checkpoint, image))
+pub fn interpolate_images(a: &ImageStrip<'_>) -> Result<Value, String> {
+    on_device!(a.device, backend => interpolate_on(backend, a))
 }
 
-fn interpolate_on<B: Backend>(
-    backend: B,
-    a: &crate::geometry::InterpolateArgs,
-    checkpoint: &Path,
-    image: &Path,
-) -> Result<Value, String> {
-    let (data, from, to, steps, method) = (a.data.as_str(), a.from, a.to, a.steps, a.method);
+/// What `interpolate --checkpoint` draws: test images `from` and `to` of
+/// `data`, `steps` codes by `method`, written to `image`.
+pub struct ImageStrip<'a> {
+    pub checkpoint: &'a Path,
+    pub image: &'a Path,
+    pub data: &'a str,
+    pub from: usize,
+    pub to: usize,
+    pub steps: usize,
+    pub method: latentlab::geometry::interpolate::Method,
+    pub device: DeviceChoice,
+}
+
+fn interpolate_on<B: Backend>(backend: B, a: &ImageStrip<'_>) -> Result<Value, String> {
+    let (checkpoint, image) = (a.checkpoint, a.image);
+    let (data, from, to, steps, method) = (a.data, a.from, a.to, a.steps, a.method);
     let model = load_model(backend, checkpoint)?;
     let s = load_test(data, model.input_dim())?;
     let (i, j) = (index_of(&s, from, "--from")?, index_of(&s, to, "--to")?);

@@ -19,7 +19,8 @@ use latentlab::viz::html::Page;
 use ndarray::{Array2, Axis, concatenate};
 use serde_json::json;
 
-use crate::manip::{grid_png as grid, load_model, load_test, shape_of};
+use crate::load::{load_model, load_test};
+use crate::picture::{grid_png as grid, shape_of};
 
 /// `latentlab report`.
 #[derive(clap::Args, Debug)]

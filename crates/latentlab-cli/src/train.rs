@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use latentlab::data::{self, Split};
+use latentlab::data;
 use latentlab::diagnostics::CollapseWatch;
 use latentlab::model::{
     Capacity, Control, Event, KlSchedule, LatentModel, Likelihood, LoadOptions, ModelConfig,
@@ -13,65 +13,7 @@ use latentlab::model::{
 use latentlab::tensor::{Activation, Backend, Device, DeviceChoice};
 use serde::Serialize;
 
-/// Which data to use: `mnist-10k`, `dsprites[:N]` or a folder of IDX files.
-pub fn load_data(spec: &str, seed: u64) -> Result<Split, String> {
-    if spec == "mnist-10k" || spec == "mnist" {
-        return Ok(data::mnist_10k());
-    }
-    if let Some(rest) = spec.strip_prefix("dsprites") {
-        let n = match rest.strip_prefix(':') {
-            None if rest.is_empty() => 20_000,
-            Some(n) => n
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| (2..=data::dsprites::LEN).contains(&n))
-                .ok_or_else(|| {
-                    format!(
-                        "--data {spec}: the image count must lie in 2..={}",
-                        data::dsprites::LEN
-                    )
-                })?,
-            None => return Err(format!("--data {spec}: expected dsprites or dsprites:N")),
-        };
-        let test = (n / 10).max(1);
-        return Ok(data::dsprites::split(n - test, test, seed));
-    }
-    let path = Path::new(spec);
-    if !path.exists() {
-        return Err(format!(
-            "--data {spec}: no such folder (expected mnist-10k, dsprites[:N] or a folder of IDX files)"
-        ));
-    }
-    data::load_idx_dir(path).map_err(|e| format!("--data: {e}"))
-}
-
-/// The images (and labels, when every part has them) of `--split`.
-pub fn split_rows(
-    s: &Split,
-    split: &str,
-) -> Result<(ndarray::Array2<f32>, Option<Vec<i64>>), String> {
-    let sets: Vec<&data::Dataset> = match split {
-        "test" => vec![&s.test],
-        "train" => vec![&s.train],
-        "all" => vec![&s.train, &s.test],
-        other => {
-            return Err(format!(
-                "--split: unknown split `{other}`; expected test, train or all"
-            ));
-        }
-    };
-    let images = ndarray::concatenate(
-        ndarray::Axis(0),
-        &sets.iter().map(|d| d.images.view()).collect::<Vec<_>>(),
-    )
-    .map_err(|e| e.to_string())?;
-    let labels = sets
-        .iter()
-        .map(|d| d.labels.clone())
-        .collect::<Option<Vec<_>>>()
-        .map(|v| v.concat());
-    Ok((images, labels))
-}
+use crate::load::{load_data, split_rows};
 
 /// Hidden widths, parsed from one flag value (`512,256`). A newtype, so
 /// clap takes the list as one value rather than as repeated flags.

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::summary::{Latents, Options};
+use crate::input::{Latents, Options};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
 /// Rows of the probe side per block of the S × M matrices.

@@ -17,15 +17,17 @@
 mod aggregate;
 pub mod disentangle;
 mod error;
+mod input;
 mod summary;
 mod verdict;
 mod watch;
 
 pub use aggregate::{Estimate, Holes, aggregate_kl_mc, holes, log_aggregate_density};
 pub use error::{DiagnosticsError, Result};
+pub use input::{Latents, Options};
 pub use summary::{
-    Accumulator, Diagnosis, Latents, Options, PageMetrics, diagnose, diagnose_from_metrics,
-    diagnose_streamed, page_metrics,
+    Accumulator, Diagnosis, PageMetrics, diagnose, diagnose_from_metrics, diagnose_streamed,
+    page_metrics,
 };
-pub use verdict::{State, Verdict};
+pub use verdict::{Evidence, State, Verdict};
 pub use watch::CollapseWatch;

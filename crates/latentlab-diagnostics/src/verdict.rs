@@ -5,8 +5,6 @@
 
 use serde::Serialize;
 
-use crate::summary::Diagnosis;
-
 /// Below this mean KL (nats) the page calls collapse.
 pub const COLLAPSE_KL: f64 = 1.0;
 /// Below this mean KL (nats) the page warns of a weak encoding.
@@ -44,9 +42,35 @@ pub struct Verdict {
     pub findings: Vec<String>,
 }
 
+/// The numbers a verdict is drawn from (a [`crate::Diagnosis`] gives them
+/// through `evidence()`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evidence {
+    /// Mean KL per point, nats.
+    pub mean_kl: f64,
+    /// Active dimensions (variance of mu above 0.01).
+    pub active_dims: usize,
+    /// All dimensions.
+    pub total_dims: usize,
+    /// Mean posterior standard deviation.
+    pub mean_posterior_std: f64,
+    /// I(x; z), nats.
+    pub mutual_information: f64,
+    /// Its standard error.
+    pub mutual_information_se: f64,
+    /// Points diagnosed.
+    pub n: usize,
+    /// Share of prior draws in holes.
+    pub hole_fraction: f64,
+    /// The same share by chance.
+    pub hole_fraction_null: f64,
+    /// The density-ratio threshold of a hole.
+    pub hole_ratio: f64,
+}
+
 impl Verdict {
-    /// The verdict on a diagnosis.
-    pub fn of(d: &Diagnosis) -> Self {
+    /// The verdict on a diagnosis's evidence.
+    pub fn of(d: &Evidence) -> Self {
         let ratio = d.active_dims as f64 / d.total_dims as f64;
         let excess = d.hole_fraction - d.hole_fraction_null;
         let mut findings = Vec::new();

@@ -47,4 +47,4 @@ pub use error::{ModelError, Result};
 pub use eval::{IwEstimate, Metrics, evaluate, importance_weighted_nll};
 pub use latent::{IdentityModel, LatentModel, Posterior};
 pub use train::{Control, EpochReport, Event, Progress, SavePolicy, Trainer, state_path};
-pub use vae::{AdamState, Vae};
+pub use vae::{AdamState, StepParams, StepStats, Vae};

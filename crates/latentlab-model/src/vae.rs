@@ -68,25 +68,31 @@ impl<B: Backend> AdamState<B> {
     }
 }
 
-/// The per-step knobs of the loss.
+/// The per-step knobs of the loss and the update, as [`crate::Trainer`]
+/// sets them for each step of a run.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct StepParams {
+pub struct StepParams {
     /// β times the schedule's weight.
     pub beta: f32,
+    /// The free-bits floor in nats per dimension.
     pub free_bits: Option<f32>,
     /// `(C(t), γ)` of capacity annealing.
     pub capacity: Option<(f32, f32)>,
+    /// Clip the global gradient norm to this.
     pub clip_grad_norm: Option<f32>,
+    /// The run's seed (the noise is keyed by it, see [`crate::streams`]).
     pub seed: u64,
     /// The step number (from 1): the noise stream and Adam's step.
     pub step: u64,
+    /// Adam's learning rate.
     pub lr: f32,
+    /// Decoupled weight decay (AdamW).
     pub weight_decay: f32,
 }
 
 /// What a step measured, before its update.
 #[derive(Clone, Debug)]
-pub(crate) struct StepStats {
+pub struct StepStats {
     /// Sum over the batch of the per-image reconstruction NLL (nats).
     pub rec_sum: f64,
     /// Sum over the batch of each dimension's KL (nats).
@@ -408,7 +414,7 @@ impl<B: Backend> Vae<B> {
     /// One optimisation step on the batch `x`: forward, loss read-back,
     /// backward, optional clipping and Adam. On a non-finite loss the
     /// parameters are left untouched and the stats say so (`loss` is NaN).
-    pub(crate) fn train_step(
+    pub fn train_step(
         &mut self,
         x: &B::Tensor,
         hp: &StepParams,

@@ -1,0 +1,215 @@
+//! What the commands read: data sets (`--data`), checkpoints
+//! (`--checkpoint`), and latent arrays (`.npy`, `.safetensors`).
+
+use std::path::Path;
+
+use latentlab::data::npy::{self, NpyData};
+use latentlab::data::{self, Split};
+use latentlab::model::{LoadOptions, Vae, checkpoint};
+use latentlab::tensor::Backend;
+use ndarray::Array2;
+
+/// Which data to use: `mnist-10k`, `dsprites[:N]` or a folder of IDX files.
+pub fn load_data(spec: &str, seed: u64) -> Result<Split, String> {
+    if spec == "mnist-10k" || spec == "mnist" {
+        return Ok(data::mnist_10k());
+    }
+    if let Some(rest) = spec.strip_prefix("dsprites") {
+        let n = match rest.strip_prefix(':') {
+            None if rest.is_empty() => 20_000,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| (2..=data::dsprites::LEN).contains(&n))
+                .ok_or_else(|| {
+                    format!(
+                        "--data {spec}: the image count must lie in 2..={}",
+                        data::dsprites::LEN
+                    )
+                })?,
+            None => return Err(format!("--data {spec}: expected dsprites or dsprites:N")),
+        };
+        let test = (n / 10).max(1);
+        return Ok(data::dsprites::split(n - test, test, seed));
+    }
+    let path = Path::new(spec);
+    if !path.exists() {
+        return Err(format!(
+            "--data {spec}: no such folder (expected mnist-10k, dsprites[:N] or a folder of IDX files)"
+        ));
+    }
+    data::load_idx_dir(path).map_err(|e| format!("--data: {e}"))
+}
+
+/// The images (and labels, when every part has them) of `--split`.
+pub fn split_rows(
+    s: &Split,
+    split: &str,
+) -> Result<(ndarray::Array2<f32>, Option<Vec<i64>>), String> {
+    let sets: Vec<&data::Dataset> = match split {
+        "test" => vec![&s.test],
+        "train" => vec![&s.train],
+        "all" => vec![&s.train, &s.test],
+        other => {
+            return Err(format!(
+                "--split: unknown split `{other}`; expected test, train or all"
+            ));
+        }
+    };
+    let images = ndarray::concatenate(
+        ndarray::Axis(0),
+        &sets.iter().map(|d| d.images.view()).collect::<Vec<_>>(),
+    )
+    .map_err(|e| e.to_string())?;
+    let labels = sets
+        .iter()
+        .map(|d| d.labels.clone())
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.concat());
+    Ok((images, labels))
+}
+
+pub fn load_model<B: Backend>(backend: B, path: &Path) -> Result<Vae<B>, String> {
+    checkpoint::load(backend, path, &LoadOptions::default())
+        .map_err(|e| format!("--checkpoint: {e}"))
+}
+
+pub fn load_test(spec: &str, model_dim: usize) -> Result<Split, String> {
+    let s = load_data(spec, 0)?;
+    if s.test.dim() != model_dim {
+        return Err(format!(
+            "--data {spec}: images have {} values each but the checkpoint's model expects {model_dim}",
+            s.test.dim()
+        ));
+    }
+    Ok(s)
+}
+
+pub fn index_of(s: &Split, i: usize, flag: &str) -> Result<usize, String> {
+    if i >= s.test.len() {
+        return Err(format!(
+            "{flag}: image {i} does not exist (the test split has {})",
+            s.test.len()
+        ));
+    }
+    Ok(i)
+}
+
+/// A 2-D float array from a .npy file.
+pub fn read_matrix(path: &Path, flag: &str) -> Result<Array2<f64>, String> {
+    let arr = npy::read(path).map_err(|e| format!("{flag}: {e}"))?;
+    if !matches!(arr.data(), NpyData::F32(_) | NpyData::F64(_)) {
+        return Err(format!(
+            "{flag}: {}: latents must be float32 or float64, not {}",
+            path.display(),
+            arr.dtype()
+        ));
+    }
+    let (n, d) = match arr.shape() {
+        [n, d] => (*n, *d),
+        shape => {
+            return Err(format!(
+                "{flag}: {}: latents must be 2-D (N × d), but the array has shape {shape:?}",
+                path.display()
+            ));
+        }
+    };
+    Array2::from_shape_vec((n, d), arr.to_f64()).map_err(|e| format!("{flag}: {e}"))
+}
+
+/// What a latents file holds.
+pub struct LatentFile {
+    /// Posterior means.
+    pub mu: Array2<f64>,
+    /// Labels, when the file has an I64 or I32 `labels` vector of N entries.
+    pub labels: Option<Vec<i64>>,
+}
+
+/// Tensor `mu` (and `labels`, when present) of a .safetensors file.
+pub fn read_latents(path: &Path) -> Result<LatentFile, String> {
+    use safetensors::tensor::Dtype;
+    let flag = "--latents";
+    let bytes = std::fs::read(path).map_err(|e| format!("{flag}: {}: {e}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        format!(
+            "{flag}: {}: not a readable safetensors file ({e})",
+            path.display()
+        )
+    })?;
+    let matrix = |name: &str| -> Result<Array2<f64>, String> {
+        let t = st.tensor(name).map_err(|_| {
+            let names: Vec<String> = st.names().into_iter().map(String::from).collect();
+            format!(
+                "{flag}: {}: no tensor `{name}` (it holds {})",
+                path.display(),
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })?;
+        let (n, d) = match t.shape() {
+            [n, d] => (*n, *d),
+            s => {
+                return Err(format!(
+                    "{flag}: {}: `{name}` must be 2-D (N × d), not {s:?}",
+                    path.display()
+                ));
+            }
+        };
+        let v: Vec<f64> = match t.dtype() {
+            Dtype::F32 => t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+            Dtype::F64 => t
+                .data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+            other => {
+                return Err(format!(
+                    "{flag}: {}: `{name}` must be F32 or F64, not {other:?}",
+                    path.display()
+                ));
+            }
+        };
+        Array2::from_shape_vec((n, d), v).map_err(|e| format!("{flag}: {e}"))
+    };
+    let mu = matrix("mu")?;
+    let labels = match st.tensor("labels") {
+        Err(_) => None,
+        Ok(t) => {
+            let v: Vec<i64> = match t.dtype() {
+                Dtype::I64 => t
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+                Dtype::I32 => t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("4 bytes"))))
+                    .collect(),
+                other => {
+                    return Err(format!(
+                        "{flag}: {}: `labels` must be I64 or I32, not {other:?}",
+                        path.display()
+                    ));
+                }
+            };
+            if v.len() != mu.nrows() || t.shape().len() != 1 {
+                return Err(format!(
+                    "{flag}: {}: `labels` has shape {:?} but `mu` has {} rows",
+                    path.display(),
+                    t.shape(),
+                    mu.nrows()
+                ));
+            }
+            Some(v)
+        }
+    };
+    Ok(LatentFile { mu, labels })
+}
