@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 mod common;
 use common::{latentlab, ok_json, scratch};
@@ -78,37 +77,46 @@ fn tensors(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-/// SIGKILL at random moments, then `--resume`: the final weights equal an
-/// uninterrupted run's, bit for bit (CPU).
-#[test]
-fn killed_runs_resume_to_the_same_weights() {
-    let dir = scratch("kill");
-    let base = |out: &PathBuf| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "train",
-            "--data",
-            "mnist-10k",
-            "--epochs",
-            "2",
-            "--save-every",
-            "7",
-            "--out",
+/// The reference arguments of the resume tests: 2 epochs of 80 steps,
+/// a training state every 7 steps.
+fn resume_args(out: &std::path::Path, epochs: &str) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "train",
+        "--data",
+        "mnist-10k",
+        "--epochs",
+        epochs,
+        "--save-every",
+        "7",
+        "--out",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.push(out.to_str().unwrap().into());
+    a.extend(
+        [
+            "--hidden", "64", "--latent", "4", "--batch", "100", "--device", "cpu",
         ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.push(out.to_str().unwrap().into());
-        a.extend(
-            [
-                "--hidden", "64", "--latent", "4", "--batch", "100", "--device", "cpu",
-            ]
-            .map(String::from),
-        );
-        a
-    };
+        .map(String::from),
+    );
+    a
+}
+
+/// The step a training-state file says the run reached.
+fn saved_step(resume: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(resume).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("never a torn file");
+    let progress = &meta.metadata().as_ref().unwrap()["latentlab.train"];
+    serde_json::from_str::<serde_json::Value>(progress).unwrap()["step"]
+        .as_u64()
+        .unwrap()
+}
+
+fn straight_run(dir: &std::path::Path, epochs: &str) -> PathBuf {
     let straight = dir.join("straight.safetensors");
     let out = Command::new(env!("CARGO_BIN_EXE_latentlab"))
-        .args(base(&straight))
+        .args(resume_args(&straight, epochs))
         .output()
         .unwrap();
     assert!(
@@ -116,12 +124,84 @@ fn killed_runs_resume_to_the_same_weights() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    straight
+}
 
+/// Crashes injected at fixed points (`LATENTLAB_FAULT`: the process aborts
+/// there, as kill -9 would end it), each followed by `--resume`: every
+/// crash leaves the training state it must, and the final weights equal an
+/// uninterrupted run's, bit for bit (CPU). Nothing here depends on timing.
+#[test]
+fn crashes_at_fixed_points_resume_to_the_same_weights() {
+    let dir = scratch("fault");
+    let straight = straight_run(&dir, "2");
     let killed = dir.join("killed.safetensors");
     let resume = dir.join("killed.safetensors.resume");
-    let mut kills = 0;
-    for attempt in 0..40 {
-        let mut args = base(&killed);
+    // (fault, the step the saved state must hold afterwards; None: no state yet)
+    let plan: [(&str, Option<u64>); 6] = [
+        ("step:5", None),                // before the first save: start again
+        ("step:14", Some(7)),            // on a save step, before its save
+        ("step:15", Some(14)),           // just after one
+        ("between-writes:1", Some(77)),  // weights of epoch 1 written, state not
+        ("step:100", Some(98)),          // inside epoch 2
+        ("between-writes:2", Some(154)), // the last weights written, state not
+    ];
+    for (fault, want) in plan {
+        let mut args = resume_args(&killed, "2");
+        if resume.exists() {
+            args.extend(["--resume".to_string(), resume.to_str().unwrap().to_string()]);
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_latentlab"))
+            .args(&args)
+            .env("LATENTLAB_FAULT", fault)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("fault injected"),
+            "{fault}: the run was not crashed: {err}"
+        );
+        match want {
+            None => assert!(!resume.exists(), "{fault}: a state was saved"),
+            Some(step) => assert_eq!(saved_step(&resume), step, "{fault}"),
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_latentlab"))
+        .args(resume_args(&killed, "2"))
+        .args(["--resume", resume.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(saved_step(&resume), 160);
+    assert_eq!(tensors(&killed), tensors(&straight));
+    // A fault point that means nothing is a clear error.
+    let out = Command::new(env!("CARGO_BIN_EXE_latentlab"))
+        .args(resume_args(&dir.join("x.safetensors"), "1"))
+        .env("LATENTLAB_FAULT", "soon")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LATENTLAB_FAULT: fault point `soon`"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Real SIGKILLs, sent when the run reports an epoch's end (read from its
+/// progress lines, not after a sleep), each followed by `--resume`. Counts
+/// the runs the kill really interrupted and asserts them: a kill that came
+/// after the run finished would not have tested anything.
+#[test]
+fn killed_runs_resume_to_the_same_weights() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("kill");
+    let straight = straight_run(&dir, "3");
+    let killed = dir.join("killed.safetensors");
+    let resume = dir.join("killed.safetensors.resume");
+    let mut interrupted = 0;
+    for epoch in 1..=2 {
+        let mut args = resume_args(&killed, "3");
         if resume.exists() {
             args.extend(["--resume".to_string(), resume.to_str().unwrap().to_string()]);
         }
@@ -131,38 +211,31 @@ fn killed_runs_resume_to_the_same_weights() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Pseudo-random delays between 80 and 400 ms.
-        let delay = 80 + (attempt * 7919 % 320) as u64;
-        std::thread::sleep(Duration::from_millis(delay));
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                let mut err = String::new();
-                use std::io::Read;
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                assert!(status.success(), "{err}");
-                break;
-            }
-            None => {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                // Whatever survived is a whole file.
-                if resume.exists() {
-                    let bytes = std::fs::read(&resume).unwrap();
-                    safetensors::SafeTensors::deserialize(&bytes).expect("never a torn file");
-                }
-            }
+        let marker = format!("epoch {epoch:>3}/3:");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        assert!(
+            lines.any(|l| l.is_ok_and(|l| l.contains(&marker))),
+            "no progress line {marker}"
+        );
+        // One more epoch is still to run: the kill lands inside it.
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
         }
-        assert!(attempt < 39, "the run never finished");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Whatever survived is a whole file, at or past that epoch's end.
+        assert!(saved_step(&resume) >= 80 * epoch as u64);
     }
+    assert_eq!(interrupted, 2, "each kill interrupted a running training");
+    let out = Command::new(env!("CARGO_BIN_EXE_latentlab"))
+        .args(resume_args(&killed, "3"))
+        .args(["--resume", resume.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(
-        kills >= 1,
-        "no kill happened; the test did not test anything"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(tensors(&killed), tensors(&straight));
     std::fs::remove_dir_all(dir).ok();

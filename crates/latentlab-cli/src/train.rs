@@ -7,8 +7,8 @@ use std::time::Instant;
 use latentlab::data;
 use latentlab::diagnostics::CollapseWatch;
 use latentlab::model::{
-    Capacity, Control, Event, KlSchedule, LatentModel, Likelihood, LoadOptions, ModelConfig,
-    ModelKind, SavePolicy, TrainConfig, Trainer, Vae, checkpoint, state_path,
+    Capacity, Control, Event, FaultPoint, KlSchedule, LatentModel, Likelihood, LoadOptions,
+    ModelConfig, ModelKind, SavePolicy, TrainConfig, Trainer, Vae, checkpoint, state_path,
 };
 use latentlab::tensor::{Activation, Backend, Device, DeviceChoice};
 use serde::Serialize;
@@ -287,10 +287,16 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
     };
     let seed = trainer.config().seed;
     let state = state_path(&a.out);
+    // LATENTLAB_FAULT (tests only): crash at a chosen point, as kill -9 would.
+    let fault = match std::env::var("LATENTLAB_FAULT") {
+        Ok(f) => Some(FaultPoint::parse(&f).map_err(|e| format!("LATENTLAB_FAULT: {e}"))?),
+        Err(_) => None,
+    };
     let save = SavePolicy {
         model: Some(a.out.clone()),
         state: Some(state.clone()),
         every_steps: a.save_every,
+        fault,
     };
     let n = split.train.len();
     let total_epochs = trainer.config().epochs;

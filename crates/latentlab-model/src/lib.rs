@@ -46,5 +46,7 @@ pub use config::{Capacity, KlSchedule, Likelihood, ModelConfig, ModelKind, Train
 pub use error::{ModelError, Result};
 pub use eval::{IwEstimate, Metrics, evaluate, importance_weighted_nll};
 pub use latent::{IdentityModel, LatentModel, Posterior};
-pub use train::{Control, EpochReport, Event, Progress, SavePolicy, Trainer, state_path};
+pub use train::{
+    Control, EpochReport, Event, FaultPoint, Progress, SavePolicy, Trainer, state_path,
+};
 pub use vae::{AdamState, StepParams, StepStats, Vae};

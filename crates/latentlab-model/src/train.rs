@@ -103,6 +103,44 @@ pub struct SavePolicy {
     pub state: Option<PathBuf>,
     /// Steps between training-state saves (0: only at epoch ends).
     pub every_steps: u64,
+    /// A deliberate crash, for tests of resume: the process aborts (as a
+    /// `kill -9` would end it: no destructor, no flush) at this point.
+    pub fault: Option<FaultPoint>,
+}
+
+/// Where a test makes a run crash (`LATENTLAB_FAULT` on the command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// Right after step N's update, before anything of it is saved.
+    AfterStep(u64),
+    /// At the end of epoch E (from 1), after the weights were written and
+    /// before the training state is.
+    BetweenWrites(usize),
+}
+
+impl FaultPoint {
+    /// Parses `step:N` or `between-writes:E`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = || {
+            ModelError::Data(format!(
+                "fault point `{text}`: expected step:N or between-writes:EPOCH"
+            ))
+        };
+        let (kind, n) = text.split_once(':').ok_or_else(bad)?;
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        match kind {
+            "step" if n >= 1 => Ok(Self::AfterStep(n)),
+            "between-writes" if n >= 1 => Ok(Self::BetweenWrites(n as usize)),
+            _ => Err(bad()),
+        }
+    }
+
+    fn hit(fault: Option<Self>, here: Self) {
+        if fault == Some(here) {
+            eprintln!("latentlab: fault injected at {here:?}: aborting");
+            std::process::abort();
+        }
+    }
 }
 
 /// The training-state file that goes with a model checkpoint.
@@ -318,6 +356,7 @@ impl<B: Backend> Trainer<B> {
                     });
                 }
                 self.progress.step = step;
+                FaultPoint::hit(save.fault, FaultPoint::AfterStep(step));
                 self.progress.epoch_rec += stats.rec_sum;
                 self.progress.epoch_kl += stats.kl_dims_sum.iter().sum::<f64>();
                 self.progress.epoch_images += rows as u64;
@@ -377,6 +416,7 @@ impl<B: Backend> Trainer<B> {
             if let Some(p) = &save.model {
                 checkpoint::save(&self.model, p)?;
             }
+            FaultPoint::hit(save.fault, FaultPoint::BetweenWrites(epoch + 1));
             if let Some(p) = &save.state {
                 self.save_state(p)?;
             }

@@ -95,6 +95,7 @@ fn stopping_mid_epoch_and_resuming_ends_at_the_same_weights() {
         model: Some(dir.join("m.safetensors")),
         state: Some(state.clone()),
         every_steps: 3,
+        fault: None,
     };
     let mut straight = Trainer::new(Cpu::new(), small_config(), run(3, 1)).unwrap();
     let want = straight
@@ -166,6 +167,7 @@ fn resuming_a_finished_run_writes_its_weights() {
         model: Some(model.clone()),
         state: Some(state.clone()),
         every_steps: 0,
+        fault: None,
     };
     let mut t = Trainer::new(Cpu::new(), small_config(), run(1, 3)).unwrap();
     t.fit(&train, &test, &save, &mut go).unwrap();
