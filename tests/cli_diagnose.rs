@@ -141,6 +141,7 @@ fn a_healthy_model_and_a_collapsed_one() {
     assert_eq!(d["verdict"]["state"], "healthy", "{d}");
     assert_eq!(d["diagnosis"], "HEALTHY: Metrics look reasonable");
     assert_eq!(d["n"], 2000);
+    check_surgery(&d);
     // encode → --latents gives the same figures.
     let lat = dir.join("lat.safetensors");
     ok_json(&latentlab(&[
@@ -185,8 +186,75 @@ fn a_healthy_model_and_a_collapsed_one() {
     ]));
     assert_eq!(c["verdict"]["state"], "posterior_collapse", "{c}");
     assert!(c["mean_kl"].as_f64().unwrap() < 1.0);
-    assert!(c["mutual_information"].as_f64().unwrap() < 0.5);
+    check_surgery(&c);
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// The figures a diagnosis must satisfy exactly or by a known identity:
+/// the per-dimension KLs sum to the mean KL; ELBO surgery (Hoffman &
+/// Johnson 2016), mean KL = I(x; z) + KL(q(z) ‖ p(z)), holds within 4 of
+/// its Monte Carlo standard errors; and I(x; z) ≤ ln N.
+fn check_surgery(d: &serde_json::Value) {
+    let f = |k: &str| d[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {d}"));
+    let per_dim: f64 = d["kl_per_dim"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!(
+        (per_dim - f("mean_kl")).abs() < 1e-9 * f("mean_kl").max(1.0),
+        "{d}"
+    );
+    let gap = f("mean_kl") - (f("mutual_information") + f("aggregate_kl_mc"));
+    assert!(
+        gap.abs() < 4.0 * f("surgery_se") + 1e-9,
+        "surgery: mean KL {} vs I {} + KL(q‖p) {} (se {})",
+        f("mean_kl"),
+        f("mutual_information"),
+        f("aggregate_kl_mc"),
+        f("surgery_se")
+    );
+    assert!(f("mutual_information") <= f("n").ln() + 1e-9, "{d}");
+}
+
+/// DCI's disentanglement and completeness recomputed from the importance
+/// matrix the command printed (Eastwood & Williams 2018, written here
+/// independently): 1 − H_K(P_i·) per code, weighted by the code's share.
+fn dci_from(importance: &serde_json::Value) -> (f64, f64) {
+    let r: Vec<Vec<f64>> = importance
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let score = |rows: &[Vec<f64>]| {
+        let k = rows[0].len() as f64;
+        let total: f64 = rows.iter().flatten().sum();
+        rows.iter()
+            .map(|row| {
+                let p: Vec<f64> = row.iter().map(|v| v + 1e-11).collect();
+                let s: f64 = p.iter().sum();
+                let h = -p.iter().map(|v| v / s * (v / s).ln() / k.ln()).sum::<f64>();
+                let weight = if total > 0.0 {
+                    row.iter().sum::<f64>() / total
+                } else {
+                    1.0 / rows.len() as f64
+                };
+                (1.0 - h) * weight
+            })
+            .sum::<f64>()
+    };
+    let t: Vec<Vec<f64>> = (0..r[0].len())
+        .map(|j| r.iter().map(|row| row[j]).collect())
+        .collect();
+    (score(&r), score(&t))
 }
 
 #[test]
@@ -249,6 +317,23 @@ fn disentanglement_on_dsprites() {
             );
         }
         assert_eq!(s["factors"].as_array().unwrap().len(), 5);
+        let (d, c) = dci_from(&s["dci"]["importance"]);
+        let got = |k: &str| s["dci"][k].as_f64().unwrap();
+        assert!(
+            (d - got("disentanglement")).abs() < 1e-9,
+            "D {d} vs {}",
+            got("disentanglement")
+        );
+        assert!(
+            (c - got("completeness")).abs() < 1e-9,
+            "C {c} vs {}",
+            got("completeness")
+        );
+        let e = s["explicitness"].as_f64().unwrap();
+        assert!(
+            (s["explicitness_normalized"].as_f64().unwrap() - (2.0 * e - 1.0).max(0.0)).abs()
+                < 1e-12
+        );
     }
     // Seeded: the same run twice gives the same numbers; sampled codes work.
     let args = [
