@@ -13,6 +13,7 @@ use latentlab::model::{LoadOptions, Vae, checkpoint};
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 use ndarray::Array2;
 
+use crate::error::{CliError, Context, Result};
 use crate::load::{load_data, split_rows};
 
 /// `latentlab diagnose`.
@@ -61,20 +62,20 @@ fn latents_from_checkpoint<B: Backend>(
     backend: B,
     a: &DiagnoseArgs,
     ckpt: &Path,
-) -> Result<Latents, String> {
-    let model: Vae<B> = checkpoint::load(backend, ckpt, &LoadOptions::default())
-        .map_err(|e| format!("--checkpoint: {e}"))?;
+) -> Result<Latents> {
+    let model: Vae<B> =
+        checkpoint::load(backend, ckpt, &LoadOptions::default()).context("--checkpoint")?;
     let s = load_data(&a.data, 0)?;
     if s.train.dim() != model.config().input_dim {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "--data {}: images have {} values each but the checkpoint's model expects {}",
             a.data,
             s.train.dim(),
             model.config().input_dim
-        ));
+        )));
     }
     let (images, _) = split_rows(&s, &a.split)?;
-    Latents::encode(&model, images.view()).map_err(|e| e.to_string())
+    Ok(Latents::encode(&model, images.view())?)
 }
 
 /// Rows per chunk when streaming latents from disk.
@@ -83,32 +84,31 @@ const CHUNK_ROWS: usize = 1 << 16;
 /// Streams mu and logvar from disk: the page's figures over every row, the
 /// Monte Carlo figures over a seeded subset of at most 10,000 rows. Memory
 /// follows the chunk and the subset, not the file.
-fn streamed(mut mu: RawMatrix, mut lv: RawMatrix, opts: &Options) -> Result<Diagnosis, String> {
+fn streamed(mut mu: RawMatrix, mut lv: RawMatrix, opts: &Options) -> Result<Diagnosis> {
     if (mu.rows(), mu.cols()) != (lv.rows(), lv.cols()) {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "mu is {}×{} but logvar is {}×{}; they must have the same shape",
             mu.rows(),
             mu.cols(),
             lv.rows(),
             lv.cols()
-        ));
+        )));
     }
     let (n, d) = (mu.rows(), mu.cols());
     if d == 0 {
         return Err("the latent dimension is 0".into());
     }
     if n < 2 {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "{n} point(s): the variance of the means needs at least 2"
-        ));
+        )));
     }
     let mut acc = Accumulator::new(d);
     let mut start = 0;
     while start < n {
         let m = mu.read_rows(start, CHUNK_ROWS)?;
         let l = lv.read_rows(start, CHUNK_ROWS)?;
-        acc.push(m.view(), l.view(), start)
-            .map_err(|e| e.to_string())?;
+        acc.push(m.view(), l.view(), start)?;
         start += m.nrows();
     }
     let mut pick = if n > opts.max_components {
@@ -117,13 +117,12 @@ fn streamed(mut mu: RawMatrix, mut lv: RawMatrix, opts: &Options) -> Result<Diag
         (0..n).collect()
     };
     pick.sort_unstable();
-    let sample = Latents::new(mu.read_selected(&pick)?, lv.read_selected(&pick)?)
-        .map_err(|e| e.to_string())?;
-    diagnose_streamed(&acc, &sample, opts).map_err(|e| e.to_string())
+    let sample = Latents::new(mu.read_selected(&pick)?, lv.read_selected(&pick)?)?;
+    Ok(diagnose_streamed(&acc, &sample, opts)?)
 }
 
 /// Runs `latentlab diagnose`.
-pub fn run(a: &DiagnoseArgs) -> Result<(), String> {
+pub fn run(a: &DiagnoseArgs) -> Result<()> {
     if a.samples == 0 {
         return Err("--samples: must be at least 1".into());
     }
@@ -131,7 +130,10 @@ pub fn run(a: &DiagnoseArgs) -> Result<(), String> {
         return Err("--probes: must be at least 1".into());
     }
     if !(a.hole_ratio > 0.0 && a.hole_ratio < 1.0) {
-        return Err(format!("--hole-ratio: {} is not in (0, 1)", a.hole_ratio));
+        return Err(CliError::from(format!(
+            "--hole-ratio: {} is not in (0, 1)",
+            a.hole_ratio
+        )));
     }
     let opts = Options {
         samples: a.samples,
@@ -143,24 +145,24 @@ pub fn run(a: &DiagnoseArgs) -> Result<(), String> {
     let d = match (&a.latents, &a.mu, &a.logvar, &a.checkpoint) {
         (Some(p), ..) => {
             if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
-                return Err(format!(
+                return Err(CliError::from(format!(
                     "--latents {}: expects a .safetensors file with `mu` and `logvar`; give .npy files as --mu and --logvar",
                     p.display()
-                ));
+                )));
             }
             let mu = RawMatrix::open_safetensors(p, "mu").map_err(|e| format!("--latents: {e}"))?;
             let lv =
                 RawMatrix::open_safetensors(p, "logvar").map_err(|e| format!("--latents: {e}"))?;
-            streamed(mu, lv, &opts).map_err(|e| format!("--latents {}: {e}", p.display()))?
+            streamed(mu, lv, &opts).context(format!("--latents {}", p.display()))?
         }
         (None, Some(m), Some(l), _) => {
             let mu = RawMatrix::open_npy(m).map_err(|e| format!("--mu: {e}"))?;
             let lv = RawMatrix::open_npy(l).map_err(|e| format!("--logvar: {e}"))?;
-            streamed(mu, lv, &opts).map_err(|e| format!("--mu/--logvar: {e}"))?
+            streamed(mu, lv, &opts).context("--mu/--logvar")?
         }
         (None, None, None, Some(c)) => {
             let l = on_device!(a.device, backend => latents_from_checkpoint(backend, a, c))?;
-            diagnose(&l, &opts).map_err(|e| e.to_string())?
+            diagnose(&l, &opts)?
         }
         _ => {
             return Err(
@@ -170,7 +172,7 @@ pub fn run(a: &DiagnoseArgs) -> Result<(), String> {
         }
     };
     if a.json {
-        println!("{}", serde_json::to_string(&d).map_err(|e| e.to_string())?);
+        println!("{}", serde_json::to_string(&d)?);
         return Ok(());
     }
     println!("{} points, {} latent dimensions", d.n, d.total_dims);
@@ -248,15 +250,12 @@ pub struct DisentanglementArgs {
     pub json: bool,
 }
 
-fn disentangle_on<B: Backend>(
-    backend: B,
-    a: &DisentanglementArgs,
-) -> Result<disentangle::Scores, String>
+fn disentangle_on<B: Backend>(backend: B, a: &DisentanglementArgs) -> Result<disentangle::Scores>
 where
     Vae<B>: Sync,
 {
     let model: Vae<B> = checkpoint::load(backend, &a.checkpoint, &LoadOptions::default())
-        .map_err(|e| format!("--checkpoint: {e}"))?;
+        .context("--checkpoint")?;
     let settings = Settings {
         seed: a.seed,
         num_train: a.num_train,
@@ -280,10 +279,10 @@ where
         if have == dim {
             Ok(())
         } else {
-            Err(format!(
+            Err(CliError::from(format!(
                 "--data {}: observations have {have} values each but the checkpoint's model expects {dim}",
                 a.data
-            ))
+            )))
         }
     };
     let scores = if a.data == "dsprites" {
@@ -296,8 +295,7 @@ where
         let x = ndarray::concatenate(
             ndarray::Axis(0),
             &parts.iter().map(|d| d.images.view()).collect::<Vec<_>>(),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let (classes, names) = if parts.iter().all(|d| d.factor_classes.is_some()) {
             let c = ndarray::concatenate(
                 ndarray::Axis(0),
@@ -305,8 +303,7 @@ where
                     .iter()
                     .map(|d| d.factor_classes.as_ref().expect("checked").view())
                     .collect::<Vec<_>>(),
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             let names = (c.ncols() == 5).then(|| {
                 latentlab::data::dsprites::FACTOR_NAMES
                     .iter()
@@ -322,26 +319,25 @@ where
                 .ok_or_else(|| format!("--data {}: the data carry no labels or factors", a.data))?
                 .concat();
             if labels.iter().any(|l| *l < 0) {
-                return Err(format!(
+                return Err(CliError::from(format!(
                     "--data {}: labels must be non-negative classes",
                     a.data
-                ));
+                )));
             }
             let c = Array2::from_shape_vec(
                 (labels.len(), 1),
                 labels.iter().map(|l| *l as usize).collect(),
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             (c, Some(vec!["label".to_string()]))
         };
-        let truth = Labelled::new(x, classes, names).map_err(|e| e.to_string())?;
+        let truth = Labelled::new(x, classes, names)?;
         disentangle::evaluate_all(&truth, &rep, &settings)
     };
-    scores.map_err(|e| e.to_string())
+    Ok(scores?)
 }
 
 /// Runs `latentlab disentanglement`.
-pub fn disentanglement(a: &DisentanglementArgs) -> Result<(), String> {
+pub fn disentanglement(a: &DisentanglementArgs) -> Result<()> {
     if a.num_train < 2 {
         return Err("--num-train: must be at least 2".into());
     }
@@ -350,7 +346,7 @@ pub fn disentanglement(a: &DisentanglementArgs) -> Result<(), String> {
     }
     let s = on_device!(a.device, backend => disentangle_on(backend, a))?;
     if a.json {
-        println!("{}", serde_json::to_string(&s).map_err(|e| e.to_string())?);
+        println!("{}", serde_json::to_string(&s)?);
         return Ok(());
     }
     println!("factors: {}", s.factors.join(", "));

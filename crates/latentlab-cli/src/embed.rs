@@ -13,21 +13,18 @@ use serde::Serialize;
 use latentlab::embed::Neighbours;
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 
+use crate::error::{CliError, Context, Result};
 use crate::load::{read_latents, read_matrix};
 
 /// Neighbours on the chosen backend; `None` on the CPU (the maps then use
 /// their own f64 search).
-fn neighbours<B: Backend>(
-    backend: B,
-    x: &Array2<f64>,
-    k: usize,
-) -> Result<Option<Neighbours>, String> {
+fn neighbours<B: Backend>(backend: B, x: &Array2<f64>, k: usize) -> Result<Option<Neighbours>> {
     if backend.name().starts_with("cpu") {
         return Ok(None);
     }
     latentlab::embed::knn_on(&backend, x.view(), k)
         .map(Some)
-        .map_err(|e| format!("--device: {e}"))
+        .context("--device")
 }
 
 /// `latentlab embed`.
@@ -78,31 +75,31 @@ struct Report {
     out: Option<String>,
 }
 
-fn read_labels(path: &std::path::Path, n: usize) -> Result<Vec<i64>, String> {
-    let arr = npy::read(path).map_err(|e| format!("--labels: {e}"))?;
+fn read_labels(path: &std::path::Path, n: usize) -> Result<Vec<i64>> {
+    let arr = npy::read(path).context("--labels")?;
     let v: Vec<i64> = match arr.data() {
         NpyData::I64(v) => v.clone(),
         NpyData::U8(v) => v.iter().map(|x| i64::from(*x)).collect(),
         _ => {
-            return Err(format!(
+            return Err(CliError::from(format!(
                 "--labels: {}: labels must be integers, not {}",
                 path.display(),
                 arr.dtype()
-            ));
+            )));
         }
     };
     if arr.shape().len() != 1 || v.len() != n {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "--labels: {}: expected {n} labels (1-D), found shape {:?}",
             path.display(),
             arr.shape()
-        ));
+        )));
     }
     Ok(v)
 }
 
 /// Runs `latentlab embed`.
-pub fn run(a: &EmbedArgs) -> Result<(), String> {
+pub fn run(a: &EmbedArgs) -> Result<()> {
     let is_st = a
         .latents
         .extension()
@@ -129,8 +126,8 @@ pub fn run(a: &EmbedArgs) -> Result<(), String> {
                     ..PcaParams::default()
                 },
             )
-            .map_err(|e| format!("--latents {}: {e}", a.latents.display()))?;
-            let y = pca.transform(x.view()).map_err(|e| e.to_string())?;
+            .context(format!("--latents {}", a.latents.display()))?;
+            let y = pca.transform(x.view())?;
             (y, Some(pca.explained_variance_ratio().to_vec()))
         }
         "tsne" => {
@@ -142,10 +139,10 @@ pub fn run(a: &EmbedArgs) -> Result<(), String> {
                 ..TsneParams::default()
             };
             if !(p.perplexity > 0.0 && p.perplexity < n as f64) {
-                return Err(format!(
+                return Err(CliError::from(format!(
                     "--perplexity: {} must be positive and below the number of points ({n})",
                     p.perplexity
-                ));
+                )));
             }
             let k = Tsne::neighbours_needed(n, &p);
             let nb = on_device!(a.device, backend => neighbours(backend, &x, k))?;
@@ -172,10 +169,10 @@ pub fn run(a: &EmbedArgs) -> Result<(), String> {
                 ..UmapParams::default()
             };
             if p.n_neighbors < 2 || p.n_neighbors > n {
-                return Err(format!(
+                return Err(CliError::from(format!(
                     "--neighbors: {} is not in 2..={n} (the number of points)",
                     p.n_neighbors
-                ));
+                )));
             }
             let nb = on_device!(a.device, backend => neighbours(backend, &x, p.n_neighbors - 1))?;
             let u = Umap::fit_with_neighbours(x.view(), nb.as_ref(), &p, &mut |i, total| {
@@ -198,24 +195,24 @@ pub fn run(a: &EmbedArgs) -> Result<(), String> {
             (u.embedding, None)
         }
         other => {
-            return Err(format!(
+            return Err(CliError::from(format!(
                 "--method: unknown method `{other}`; expected pca, tsne or umap"
-            ));
+            )));
         }
     };
     let seconds = started.elapsed().as_secs_f64();
     let tw = if n > 20 {
-        Some(trustworthiness(x.view(), y.view(), 10).map_err(|e| e.to_string())?)
+        Some(trustworthiness(x.view(), y.view(), 10)?)
     } else {
         None
     };
     let acc = match &labels {
-        Some(l) if n > 10 => Some(knn_accuracy(y.view(), l, 10).map_err(|e| e.to_string())?),
+        Some(l) if n > 10 => Some(knn_accuracy(y.view(), l, 10)?),
         _ => None,
     };
     if let Some(out) = &a.out {
         let flat: Vec<f64> = y.iter().copied().collect();
-        npy::write_f64(out, &[y.nrows(), y.ncols()], &flat).map_err(|e| format!("--out: {e}"))?;
+        npy::write_f64(out, &[y.nrows(), y.ncols()], &flat).context("--out")?;
     }
     let r = Report {
         method: a.method.clone(),
@@ -228,7 +225,7 @@ pub fn run(a: &EmbedArgs) -> Result<(), String> {
         out: a.out.as_ref().map(|p| p.display().to_string()),
     };
     if a.json {
-        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
             "{} map of {n} points ({}-d) in {seconds:.2} s",

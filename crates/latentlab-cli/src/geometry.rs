@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{CliError, Context, Result};
 use latentlab::data::npy::{self, NpyData};
 use latentlab::geometry::interpolate::{Method, interpolate, log_prior, norm_profile};
 use latentlab::geometry::sample;
@@ -36,8 +37,8 @@ struct ShellRow {
 }
 
 /// `latentlab geometry shell`.
-pub fn shell(dims: &[usize], json: bool) -> Result<(), String> {
-    let stats = shell::table(dims).map_err(|e| e.to_string())?;
+pub fn shell(dims: &[usize], json: bool) -> Result<()> {
+    let stats = shell::table(dims)?;
     if json {
         let rows: Vec<ShellRow> = stats
             .iter()
@@ -50,10 +51,7 @@ pub fn shell(dims: &[usize], json: bool) -> Result<(), String> {
                 log10_mass_within_radius_1: s.log10_mass_within_radius_1,
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     println!(
@@ -76,39 +74,42 @@ pub fn shell(dims: &[usize], json: bool) -> Result<(), String> {
 }
 
 /// A 1-D code read from a `.npy` file, and whether it was f32.
-fn read_code(path: &Path, flag: &str) -> Result<(Array1<f64>, bool), String> {
-    let arr = npy::read(path).map_err(|e| format!("{flag}: {e}"))?;
+fn read_code(path: &Path, flag: &str) -> Result<(Array1<f64>, bool)> {
+    let arr = npy::read(path).context(flag)?;
     let is_f32 = match arr.data() {
         NpyData::F32(_) => true,
         NpyData::F64(_) => false,
         _ => {
-            return Err(format!(
+            return Err(CliError::from(format!(
                 "{flag}: {}: a latent code must be float32 or float64, not {}",
                 path.display(),
                 arr.dtype()
-            ));
+            )));
         }
     };
     let len = match arr.shape() {
         [n] => *n,
         [1, n] => *n,
         shape => {
-            return Err(format!(
+            return Err(CliError::from(format!(
                 "{flag}: {}: a latent code must be 1-D (d,), but the array has shape {shape:?}",
                 path.display()
-            ));
+            )));
         }
     };
     if len == 0 {
-        return Err(format!("{flag}: {}: the code is empty", path.display()));
+        return Err(CliError::from(format!(
+            "{flag}: {}: the code is empty",
+            path.display()
+        )));
     }
     let values = arr.to_f64();
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "{flag}: {}: element {i} is {} (codes must be finite)",
             path.display(),
             values[i]
-        ));
+        )));
     }
     Ok((Array1::from(values), is_f32))
 }
@@ -175,7 +176,7 @@ pub struct InterpolateArgs {
 }
 
 /// `latentlab interpolate --z1 --z2`.
-pub fn interpolate_codes(args: &InterpolateArgs) -> Result<(), String> {
+pub fn interpolate_codes(args: &InterpolateArgs) -> Result<()> {
     if args.steps == 0 {
         return Err("--steps: must be at least 1".into());
     }
@@ -203,16 +204,15 @@ pub fn interpolate_codes(args: &InterpolateArgs) -> Result<(), String> {
     let (z1, f1) = read_code(p1, "--z1")?;
     let (z2, f2) = read_code(p2, "--z2")?;
     if z1.len() != z2.len() {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "--z1 and --z2 differ in length: {} has {} dimensions, {} has {}",
             p1.display(),
             z1.len(),
             p2.display(),
             z2.len()
-        ));
+        )));
     }
-    let path =
-        interpolate(z1.view(), z2.view(), args.steps, args.method).map_err(|e| e.to_string())?;
+    let path = interpolate(z1.view(), z2.view(), args.steps, args.method)?;
     let norms = norm_profile(path.view());
     let lp = log_prior(path.view());
     if let Some(out) = &args.out {
@@ -224,7 +224,7 @@ pub fn interpolate_codes(args: &InterpolateArgs) -> Result<(), String> {
         } else {
             npy::write_f64(out, &shape, &flat)
         };
-        written.map_err(|e| format!("--out: {e}"))?;
+        written.context("--out")?;
     }
     let dim = path.ncols();
     if args.json {
@@ -237,10 +237,7 @@ pub fn interpolate_codes(args: &InterpolateArgs) -> Result<(), String> {
             log_prior: lp.to_vec(),
             shell_radius: (dim as f64).sqrt(),
         };
-        println!(
-            "{}",
-            serde_json::to_string(&report).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
             "{} interpolation, {} steps, d = {dim} (typical norm √d = {:.4})",
@@ -275,15 +272,14 @@ pub fn sample_codes(
     shell: bool,
     out: &Path,
     json: bool,
-) -> Result<(), String> {
+) -> Result<()> {
     let z = if shell {
         sample::on_shell(n, dim, seed, None)
     } else {
         sample::prior(n, dim, seed)
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     let flat: Vec<f32> = z.iter().map(|&v| v as f32).collect();
-    npy::write_f32(out, &[n, dim], &flat).map_err(|e| format!("--out: {e}"))?;
+    npy::write_f32(out, &[n, dim], &flat).context("--out")?;
     let norms = norm_profile(z.view());
     let mean_norm = norms.mean().unwrap_or(0.0);
     if json {

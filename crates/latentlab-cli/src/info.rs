@@ -1,5 +1,6 @@
 //! `latentlab info`: what this build can run on.
 
+use crate::error::{Context, Result};
 use latentlab::tensor::{Backend, Cpu, Device, DeviceChoice, GpuInfo, Wgpu};
 use serde::Serialize;
 
@@ -35,9 +36,9 @@ struct GpuReport {
     reason: Option<String>,
 }
 
-pub fn run(choice: DeviceChoice, json: bool) -> Result<(), String> {
+pub fn run(choice: DeviceChoice, json: bool) -> Result<()> {
     let cpu = Cpu::new();
-    let device = Device::select(choice).map_err(|e| format!("--device {choice}: {e}"))?;
+    let device = Device::select(choice).context(format!("--device {choice}"))?;
     let (gpu, selected) = match &device {
         Device::Gpu(g) => (
             GpuReport {
@@ -94,10 +95,7 @@ pub fn run(choice: DeviceChoice, json: bool) -> Result<(), String> {
         gpu,
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(());
     }
     println!("latentlab {}", info.version);

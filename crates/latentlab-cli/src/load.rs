@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::error::{CliError, Context, Result};
 use latentlab::data::npy::{self, NpyData};
 use latentlab::data::{self, Split};
 use latentlab::model::{LoadOptions, Vae, checkpoint};
@@ -10,7 +11,7 @@ use latentlab::tensor::Backend;
 use ndarray::Array2;
 
 /// Which data to use: `mnist-10k`, `dsprites[:N]` or a folder of IDX files.
-pub fn load_data(spec: &str, seed: u64) -> Result<Split, String> {
+pub fn load_data(spec: &str, seed: u64) -> Result<Split> {
     if spec == "mnist-10k" || spec == "mnist" {
         return Ok(data::mnist_10k());
     }
@@ -27,40 +28,40 @@ pub fn load_data(spec: &str, seed: u64) -> Result<Split, String> {
                         data::dsprites::LEN
                     )
                 })?,
-            None => return Err(format!("--data {spec}: expected dsprites or dsprites:N")),
+            None => {
+                return Err(CliError::from(format!(
+                    "--data {spec}: expected dsprites or dsprites:N"
+                )));
+            }
         };
         let test = (n / 10).max(1);
         return Ok(data::dsprites::split(n - test, test, seed));
     }
     let path = Path::new(spec);
     if !path.exists() {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "--data {spec}: no such folder (expected mnist-10k, dsprites[:N] or a folder of IDX files)"
-        ));
+        )));
     }
-    data::load_idx_dir(path).map_err(|e| format!("--data: {e}"))
+    data::load_idx_dir(path).context("--data")
 }
 
 /// The images (and labels, when every part has them) of `--split`.
-pub fn split_rows(
-    s: &Split,
-    split: &str,
-) -> Result<(ndarray::Array2<f32>, Option<Vec<i64>>), String> {
+pub fn split_rows(s: &Split, split: &str) -> Result<(ndarray::Array2<f32>, Option<Vec<i64>>)> {
     let sets: Vec<&data::Dataset> = match split {
         "test" => vec![&s.test],
         "train" => vec![&s.train],
         "all" => vec![&s.train, &s.test],
         other => {
-            return Err(format!(
+            return Err(CliError::from(format!(
                 "--split: unknown split `{other}`; expected test, train or all"
-            ));
+            )));
         }
     };
     let images = ndarray::concatenate(
         ndarray::Axis(0),
         &sets.iter().map(|d| d.images.view()).collect::<Vec<_>>(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let labels = sets
         .iter()
         .map(|d| d.labels.clone())
@@ -69,52 +70,51 @@ pub fn split_rows(
     Ok((images, labels))
 }
 
-pub fn load_model<B: Backend>(backend: B, path: &Path) -> Result<Vae<B>, String> {
-    checkpoint::load(backend, path, &LoadOptions::default())
-        .map_err(|e| format!("--checkpoint: {e}"))
+pub fn load_model<B: Backend>(backend: B, path: &Path) -> Result<Vae<B>> {
+    checkpoint::load(backend, path, &LoadOptions::default()).context("--checkpoint")
 }
 
-pub fn load_test(spec: &str, model_dim: usize) -> Result<Split, String> {
+pub fn load_test(spec: &str, model_dim: usize) -> Result<Split> {
     let s = load_data(spec, 0)?;
     if s.test.dim() != model_dim {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "--data {spec}: images have {} values each but the checkpoint's model expects {model_dim}",
             s.test.dim()
-        ));
+        )));
     }
     Ok(s)
 }
 
-pub fn index_of(s: &Split, i: usize, flag: &str) -> Result<usize, String> {
+pub fn index_of(s: &Split, i: usize, flag: &str) -> Result<usize> {
     if i >= s.test.len() {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "{flag}: image {i} does not exist (the test split has {})",
             s.test.len()
-        ));
+        )));
     }
     Ok(i)
 }
 
 /// A 2-D float array from a .npy file.
-pub fn read_matrix(path: &Path, flag: &str) -> Result<Array2<f64>, String> {
-    let arr = npy::read(path).map_err(|e| format!("{flag}: {e}"))?;
+pub fn read_matrix(path: &Path, flag: &str) -> Result<Array2<f64>> {
+    let arr = npy::read(path).context(flag)?;
     if !matches!(arr.data(), NpyData::F32(_) | NpyData::F64(_)) {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "{flag}: {}: latents must be float32 or float64, not {}",
             path.display(),
             arr.dtype()
-        ));
+        )));
     }
     let (n, d) = match arr.shape() {
         [n, d] => (*n, *d),
         shape => {
-            return Err(format!(
+            return Err(CliError::from(format!(
                 "{flag}: {}: latents must be 2-D (N × d), but the array has shape {shape:?}",
                 path.display()
-            ));
+            )));
         }
     };
-    Array2::from_shape_vec((n, d), arr.to_f64()).map_err(|e| format!("{flag}: {e}"))
+    Array2::from_shape_vec((n, d), arr.to_f64()).context(flag)
 }
 
 /// What a latents file holds.
@@ -126,17 +126,17 @@ pub struct LatentFile {
 }
 
 /// Tensor `mu` (and `labels`, when present) of a .safetensors file.
-pub fn read_latents(path: &Path) -> Result<LatentFile, String> {
+pub fn read_latents(path: &Path) -> Result<LatentFile> {
     use safetensors::tensor::Dtype;
     let flag = "--latents";
-    let bytes = std::fs::read(path).map_err(|e| format!("{flag}: {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).context(format!("{flag}: {}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
         format!(
             "{flag}: {}: not a readable safetensors file ({e})",
             path.display()
         )
     })?;
-    let matrix = |name: &str| -> Result<Array2<f64>, String> {
+    let matrix = |name: &str| -> Result<Array2<f64>> {
         let t = st.tensor(name).map_err(|_| {
             let names: Vec<String> = st.names().into_iter().map(String::from).collect();
             format!(
@@ -152,10 +152,10 @@ pub fn read_latents(path: &Path) -> Result<LatentFile, String> {
         let (n, d) = match t.shape() {
             [n, d] => (*n, *d),
             s => {
-                return Err(format!(
+                return Err(CliError::from(format!(
                     "{flag}: {}: `{name}` must be 2-D (N × d), not {s:?}",
                     path.display()
-                ));
+                )));
             }
         };
         let v: Vec<f64> = match t.dtype() {
@@ -170,13 +170,13 @@ pub fn read_latents(path: &Path) -> Result<LatentFile, String> {
                 .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
                 .collect(),
             other => {
-                return Err(format!(
+                return Err(CliError::from(format!(
                     "{flag}: {}: `{name}` must be F32 or F64, not {other:?}",
                     path.display()
-                ));
+                )));
             }
         };
-        Array2::from_shape_vec((n, d), v).map_err(|e| format!("{flag}: {e}"))
+        Array2::from_shape_vec((n, d), v).context(flag)
     };
     let mu = matrix("mu")?;
     let labels = match st.tensor("labels") {
@@ -194,19 +194,19 @@ pub fn read_latents(path: &Path) -> Result<LatentFile, String> {
                     .map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("4 bytes"))))
                     .collect(),
                 other => {
-                    return Err(format!(
+                    return Err(CliError::from(format!(
                         "{flag}: {}: `labels` must be I64 or I32, not {other:?}",
                         path.display()
-                    ));
+                    )));
                 }
             };
             if v.len() != mu.nrows() || t.shape().len() != 1 {
-                return Err(format!(
+                return Err(CliError::from(format!(
                     "{flag}: {}: `labels` has shape {:?} but `mu` has {} rows",
                     path.display(),
                     t.shape(),
                     mu.nrows()
-                ));
+                )));
             }
             Some(v)
         }

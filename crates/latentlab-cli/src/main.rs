@@ -17,7 +17,8 @@ use latentlab::tensor::DeviceChoice;
 macro_rules! on_device {
     ($choice:expr, $backend:ident => $body:expr) => {{
         let choice: DeviceChoice = $choice;
-        match Device::select(choice).map_err(|e| format!("--device {choice}: {e}"))? {
+        match crate::error::Context::context(Device::select(choice), format!("--device {choice}"))?
+        {
             Device::Cpu {
                 cpu: $backend,
                 fallback,
@@ -34,6 +35,7 @@ macro_rules! on_device {
 
 mod diagnose;
 mod embed;
+mod error;
 mod geometry;
 mod info;
 mod load;

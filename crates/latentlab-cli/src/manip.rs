@@ -10,6 +10,7 @@ use latentlab::tensor::{Backend, Device, DeviceChoice};
 use ndarray::{Array2, Axis, concatenate};
 use serde_json::{Value, json};
 
+use crate::error::{CliError, Context, Result};
 use crate::load::{index_of, load_model, load_test};
 use crate::picture::{shape_of, write_png};
 
@@ -33,7 +34,7 @@ pub struct ModelArgs {
     pub json: bool,
 }
 
-fn finish(a: &ModelArgs, figures: Value) -> Result<(), String> {
+fn finish(a: &ModelArgs, figures: Value) -> Result<()> {
     if a.json {
         println!("{figures}");
     } else {
@@ -42,7 +43,7 @@ fn finish(a: &ModelArgs, figures: Value) -> Result<(), String> {
     Ok(())
 }
 
-fn class_rows(s: &Split, class: i64, flag: &str) -> Result<Array2<f32>, String> {
+fn class_rows(s: &Split, class: i64, flag: &str) -> Result<Array2<f32>> {
     let labels = s
         .test
         .labels
@@ -50,7 +51,9 @@ fn class_rows(s: &Split, class: i64, flag: &str) -> Result<Array2<f32>, String> 
         .ok_or_else(|| format!("{flag}: the data carry no labels"))?;
     let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
     if rows.is_empty() {
-        return Err(format!("{flag}: no test image has label {class}"));
+        return Err(CliError::from(format!(
+            "{flag}: no test image has label {class}"
+        )));
     }
     Ok(s.test.images.select(Axis(0), &rows))
 }
@@ -160,12 +163,12 @@ pub struct WalkArgs {
     pub seed: u64,
 }
 
-fn sample_on<B: Backend>(backend: B, a: &SampleArgs) -> Result<(), String> {
+fn sample_on<B: Backend>(backend: B, a: &SampleArgs) -> Result<()> {
     if a.n == 0 || a.n > 10_000 {
-        return Err(format!("--n: {} is not in 1..=10000", a.n));
+        return Err(CliError::from(format!("--n: {} is not in 1..=10000", a.n)));
     }
     let model = load_model(backend, &a.m.checkpoint)?;
-    let x = model.sample(a.n, a.seed).map_err(|e| e.to_string())?;
+    let x = model.sample(a.n, a.seed)?;
     write_png(&a.m.out, &x, shape_of(&model), 10)?;
     finish(
         &a.m,
@@ -173,13 +176,12 @@ fn sample_on<B: Backend>(backend: B, a: &SampleArgs) -> Result<(), String> {
     )
 }
 
-fn traverse_on<B: Backend>(backend: B, a: &TraverseArgs) -> Result<(), String> {
+fn traverse_on<B: Backend>(backend: B, a: &TraverseArgs) -> Result<()> {
     let model = load_model(backend, &a.m.checkpoint)?;
     let s = load_test(&a.m.data, model.input_dim())?;
     let i = index_of(&s, a.index, "--index")?;
     let z = model
-        .encode(s.test.images.slice(ndarray::s![i..=i, ..]))
-        .map_err(|e| e.to_string())?
+        .encode(s.test.images.slice(ndarray::s![i..=i, ..]))?
         .mu;
     let dims: Vec<usize> = if a.dims.is_empty() {
         (0..model.latent_dim()).collect()
@@ -189,12 +191,11 @@ fn traverse_on<B: Backend>(backend: B, a: &TraverseArgs) -> Result<(), String> {
     let mut rows = Vec::new();
     for &d in &dims {
         rows.push(
-            manipulate::traverse(&model, z.row(0), d, a.low, a.high, a.steps)
-                .map_err(|e| format!("--dims: {e}"))?,
+            manipulate::traverse(&model, z.row(0), d, a.low, a.high, a.steps).context("--dims")?,
         );
     }
     let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
-    let all = concatenate(Axis(0), &views).map_err(|e| e.to_string())?;
+    let all = concatenate(Axis(0), &views)?;
     write_png(&a.m.out, &all, shape_of(&model), a.steps)?;
     // Pixels changed end to end, per dimension.
     let change: Vec<f64> = rows
@@ -209,7 +210,7 @@ fn traverse_on<B: Backend>(backend: B, a: &TraverseArgs) -> Result<(), String> {
     finish(&a.m, json!({"dims": dims, "mean_abs_pixel_change": change}))
 }
 
-fn attribute_on<B: Backend>(backend: B, a: &AttributeArgs) -> Result<(), String> {
+fn attribute_on<B: Backend>(backend: B, a: &AttributeArgs) -> Result<()> {
     let model = load_model(backend, &a.m.checkpoint)?;
     let s = load_test(&a.m.data, model.input_dim())?;
     let labels = s
@@ -220,7 +221,7 @@ fn attribute_on<B: Backend>(backend: B, a: &AttributeArgs) -> Result<(), String>
     let mut man = Manipulator::new(&model);
     let v = man
         .class_vector(s.test.images.view(), &labels, a.from_class, a.to_class)
-        .map_err(|e| format!("--from-class/--to-class: {e}"))?;
+        .context("--from-class/--to-class")?;
     let name = format!("class:{}->{}", a.from_class, a.to_class);
     let src = class_rows(&s, a.from_class, "--from-class")?;
     let src = src
@@ -231,16 +232,14 @@ fn attribute_on<B: Backend>(backend: B, a: &AttributeArgs) -> Result<(), String>
     }
     let mut rows = Array2::<f32>::zeros((src.nrows() * a.strengths.len(), model.input_dim()));
     for (k, &st) in a.strengths.iter().enumerate() {
-        let d = man
-            .apply(src.view(), &name, st)
-            .map_err(|e| e.to_string())?;
+        let d = man.apply(src.view(), &name, st)?;
         for r in 0..src.nrows() {
             rows.row_mut(r * a.strengths.len() + k).assign(&d.row(r));
         }
     }
     write_png(&a.m.out, &rows, shape_of(&model), a.strengths.len())?;
     if let Some(p) = &a.save {
-        man.save(p).map_err(|e| format!("--save: {e}"))?;
+        man.save(p).context("--save")?;
     }
     finish(
         &a.m,
@@ -248,7 +247,7 @@ fn attribute_on<B: Backend>(backend: B, a: &AttributeArgs) -> Result<(), String>
     )
 }
 
-fn analogy_on<B: Backend>(backend: B, a: &AnalogyArgs) -> Result<(), String> {
+fn analogy_on<B: Backend>(backend: B, a: &AnalogyArgs) -> Result<()> {
     let model = load_model(backend, &a.m.checkpoint)?;
     let s = load_test(&a.m.data, model.input_dim())?;
     let xa = class_rows(&s, a.a, "--a")?;
@@ -259,28 +258,28 @@ fn analogy_on<B: Backend>(backend: B, a: &AnalogyArgs) -> Result<(), String> {
         let i = index_of(&s, c, "--c")?;
         let xc = s.test.images.slice(ndarray::s![i..=i, ..]);
         out.push(xc.to_owned());
-        out.push(
-            man.analogy(xa.view(), xb.view(), xc)
-                .map_err(|e| e.to_string())?,
-        );
+        out.push(man.analogy(xa.view(), xb.view(), xc)?);
     }
     let views: Vec<_> = out.iter().map(|r| r.view()).collect();
-    let all = concatenate(Axis(0), &views).map_err(|e| e.to_string())?;
+    let all = concatenate(Axis(0), &views)?;
     write_png(&a.m.out, &all, shape_of(&model), 2)?;
     finish(&a.m, json!({"a": a.a, "b": a.b, "c": a.c}))
 }
 
-fn walk_on<B: Backend>(backend: B, a: &WalkArgs) -> Result<(), String> {
+fn walk_on<B: Backend>(backend: B, a: &WalkArgs) -> Result<()> {
     let model = load_model(backend, &a.m.checkpoint)?;
     let s = load_test(&a.m.data, model.input_dim())?;
     let i = index_of(&s, a.index, "--index")?;
     if a.steps == 0 || a.steps > 1000 {
-        return Err(format!("--steps: {} is not in 1..=1000", a.steps));
+        return Err(CliError::from(format!(
+            "--steps: {} is not in 1..=1000",
+            a.steps
+        )));
     }
     let man = Manipulator::new(&model);
     let (codes, dec) = man
         .random_walk(s.test.images.row(i), a.steps, a.step_size, a.seed, a.shell)
-        .map_err(|e| format!("--step-size: {e}"))?;
+        .context("--step-size")?;
     write_png(&a.m.out, &dec, shape_of(&model), 11)?;
     let norms: Vec<f64> = codes
         .rows()
@@ -293,7 +292,7 @@ fn walk_on<B: Backend>(backend: B, a: &WalkArgs) -> Result<(), String> {
 macro_rules! device_command {
     ($name:ident, $args:ty, $on:ident) => {
         /// Runs the command on the chosen device.
-        pub fn $name(a: &$args) -> Result<(), String> {
+        pub fn $name(a: &$args) -> Result<()> {
             on_device!(a.m.device, backend => $on(backend, a))
         }
     };
@@ -308,7 +307,7 @@ device_command!(walk, WalkArgs, walk_on);
 /// `latentlab interpolate --checkpoint`: decoded strips between two test
 /// images' codes (the chosen method, then the decoder geodesic), and the
 /// path energies of linear, SLERP and the geodesic.
-pub fn interpolate_images(a: &ImageStrip<'_>) -> Result<Value, String> {
+pub fn interpolate_images(a: &ImageStrip<'_>) -> Result<Value> {
     on_device!(a.device, backend => interpolate_on(backend, a))
 }
 
@@ -325,7 +324,7 @@ pub struct ImageStrip<'a> {
     pub device: DeviceChoice,
 }
 
-fn interpolate_on<B: Backend>(backend: B, a: &ImageStrip<'_>) -> Result<Value, String> {
+fn interpolate_on<B: Backend>(backend: B, a: &ImageStrip<'_>) -> Result<Value> {
     let (checkpoint, image) = (a.checkpoint, a.image);
     let (data, from, to, steps, method) = (a.data, a.from, a.to, a.steps, a.method);
     let model = load_model(backend, checkpoint)?;
@@ -335,11 +334,10 @@ fn interpolate_on<B: Backend>(backend: B, a: &ImageStrip<'_>) -> Result<Value, S
         return Err("--steps: an image strip needs at least 3 points".into());
     }
     let z = model
-        .encode(s.test.images.select(Axis(0), &[i, j]).view())
-        .map_err(|e| e.to_string())?
+        .encode(s.test.images.select(Axis(0), &[i, j]).view())?
         .mu;
-    let (codes, strip) = manipulate::interpolation_strip(&model, z.row(0), z.row(1), steps, method)
-        .map_err(|e| e.to_string())?;
+    let (codes, strip) =
+        manipulate::interpolation_strip(&model, z.row(0), z.row(1), steps, method)?;
     let g = manipulate::geodesic(
         &model,
         z.row(0),
@@ -348,12 +346,11 @@ fn interpolate_on<B: Backend>(backend: B, a: &ImageStrip<'_>) -> Result<Value, S
             segments: steps - 1,
             ..GeodesicParams::default()
         },
-    )
-    .map_err(|e| e.to_string())?;
-    let geo = model.decode(g.path.view()).map_err(|e| e.to_string())?;
-    let all = concatenate(Axis(0), &[strip.view(), geo.view()]).map_err(|e| e.to_string())?;
+    )?;
+    let geo = model.decode(g.path.view())?;
+    let all = concatenate(Axis(0), &[strip.view(), geo.view()])?;
     write_png(image, &all, shape_of(&model), steps)?;
-    let energy = manipulate::path_energy(&model, codes.view()).map_err(|e| e.to_string())?;
+    let energy = manipulate::path_energy(&model, codes.view())?;
     Ok(json!({
         "from": from, "to": to, "method": method.name(), "energy": energy,
         "linear_energy": g.linear_energy, "slerp_energy": g.slerp_energy,

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::error::{CliError, Context, Result};
 use latentlab::model::LatentModel;
 use latentlab::viz::grid::{GridLayout, image_grid};
 use ndarray::Array2;
@@ -33,13 +34,13 @@ pub fn write_png(
     images: &Array2<f32>,
     shape: (usize, usize),
     cols: usize,
-) -> Result<(), String> {
+) -> Result<()> {
     if path.is_dir() {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "--out {}: is a directory; give a file name",
             path.display()
-        ));
+        )));
     }
     latentlab::data::fs::write_atomic(path, &grid_png(images, shape, cols))
-        .map_err(|e| format!("--out {}: {e}", path.display()))
+        .context(format!("--out {}", path.display()))
 }

@@ -19,6 +19,7 @@ use latentlab::viz::html::Page;
 use ndarray::{Array2, Axis, concatenate};
 use serde_json::json;
 
+use crate::error::{CliError, Context, Result};
 use crate::load::{load_model, load_test};
 use crate::picture::{grid_png as grid, shape_of};
 
@@ -63,30 +64,29 @@ fn rows(a: &Array2<f32>, idx: &[usize]) -> Array2<f32> {
     a.select(Axis(0), idx)
 }
 
-fn stack(parts: &[Array2<f32>]) -> Result<Array2<f32>, String> {
+fn stack(parts: &[Array2<f32>]) -> Result<Array2<f32>> {
     let v: Vec<_> = parts.iter().map(|p| p.view()).collect();
-    concatenate(Axis(0), &v).map_err(|e| e.to_string())
+    Ok(concatenate(Axis(0), &v)?)
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-fn report_on<B: Backend>(backend: B, a: &ReportArgs) -> Result<(), String>
+fn report_on<B: Backend>(backend: B, a: &ReportArgs) -> Result<()>
 where
     Vae<B>: Sync,
 {
     let started = Instant::now();
     if a.out.is_file() {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "--out {}: is a file; give a folder",
             a.out.display()
-        ));
+        )));
     }
     if a.map_points < 50 {
-        return Err(format!("--map-points: {} is below 50", a.map_points));
+        return Err(CliError::from(format!(
+            "--map-points: {} is below 50",
+            a.map_points
+        )));
     }
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("--out {}: {e}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out).context(format!("--out {}", a.out.display()))?;
     let model = load_model(backend, &a.checkpoint)?;
     let split = load_test(&a.data, model.input_dim())?;
     let test = &split.test;
@@ -110,15 +110,14 @@ where
     ));
 
     // Diagnosis.
-    let latents = Latents::encode(&model, test.view()).map_err(err)?;
+    let latents = Latents::encode(&model, test.view())?;
     let diag = diagnose(
         &latents,
         &Options {
             seed: a.seed,
             ..Options::default()
         },
-    )
-    .map_err(err)?;
+    )?;
     page.heading("Is the latent space healthy?");
     page.callout(&diag.verdict.summary, diag.verdict.state == State::Healthy);
     let mut table = vec![
@@ -224,12 +223,12 @@ where
     let n_show = 10.min(test.len());
     let idx: Vec<usize> = (0..n_show).collect();
     let inputs = rows(&test.images, &idx);
-    let recon = model.reconstruct(inputs.view()).map_err(err)?;
+    let recon = model.reconstruct(inputs.view())?;
     page.png(
         &grid(&stack(&[inputs.clone(), recon])?, shape, n_show),
         "Top row: test images; bottom row: their reconstructions decode(encode(x).mean).",
     );
-    let samples = model.sample(40, a.seed).map_err(err)?;
+    let samples = model.sample(40, a.seed)?;
     page.png(
         &grid(&samples, shape, 10),
         "40 samples decoded from the prior N(0, I).",
@@ -238,9 +237,8 @@ where
         let empt = Array2::from_shape_vec(
             (diag.emptiest.len(), d),
             diag.emptiest.iter().flatten().map(|v| *v as f32).collect(),
-        )
-        .map_err(err)?;
-        let dec = model.decode(empt.view()).map_err(err)?;
+        )?;
+        let dec = model.decode(empt.view())?;
         page.png(&grid(&dec, shape, 8), "Prior draws where the aggregate posterior is thinnest (the emptiest first): what lives in the holes.");
     }
 
@@ -254,8 +252,8 @@ where
         let t0 = Instant::now();
         let y = match method {
             "pca" => {
-                let p = Pca::fit(mu.view(), &PcaParams::default()).map_err(err)?;
-                p.transform(mu.view()).map_err(err)?
+                let p = Pca::fit(mu.view(), &PcaParams::default())?;
+                p.transform(mu.view())?
             }
             "tsne" => {
                 Tsne::fit(
@@ -266,8 +264,7 @@ where
                         ..TsneParams::default()
                     },
                     &mut |_, _| {},
-                )
-                .map_err(err)?
+                )?
                 .embedding
             }
             _ => {
@@ -279,18 +276,16 @@ where
                         ..UmapParams::default()
                     },
                     &mut |_, _| {},
-                )
-                .map_err(err)?
+                )?
                 .embedding
             }
         };
         let secs = t0.elapsed().as_secs_f64();
-        let tw = trustworthiness(mu.view(), y.view(), 10).map_err(err)?;
+        let tw = trustworthiness(mu.view(), y.view(), 10)?;
         let acc = labels
             .as_ref()
             .map(|l| knn_accuracy(y.view(), l, 10))
-            .transpose()
-            .map_err(err)?;
+            .transpose()?;
         let label = method.to_uppercase().replace("TSNE", "t-SNE");
         page.svg(
             &scatter(y.view(), labels.as_deref(), &format!("{label} of the latent means"), &format!("{label} 1"), &format!("{label} 2")),
@@ -313,7 +308,7 @@ where
     }
     let mut trav = Vec::new();
     for &k in &chosen {
-        trav.push(manipulate::traverse(&model, z0.view(), k, -3.0, 3.0, 9).map_err(err)?);
+        trav.push(manipulate::traverse(&model, z0.view(), k, -3.0, 3.0, 9)?);
     }
     let desc: Vec<String> = chosen
         .iter()
@@ -349,11 +344,9 @@ where
     let z2 = latents.mu().row(i2).mapv(|v| v as f32);
     let steps = 10;
     let (lin_codes, lin) =
-        manipulate::interpolation_strip(&model, z1.view(), z2.view(), steps, Method::Linear)
-            .map_err(err)?;
+        manipulate::interpolation_strip(&model, z1.view(), z2.view(), steps, Method::Linear)?;
     let (sl_codes, sl) =
-        manipulate::interpolation_strip(&model, z1.view(), z2.view(), steps, Method::Slerp)
-            .map_err(err)?;
+        manipulate::interpolation_strip(&model, z1.view(), z2.view(), steps, Method::Slerp)?;
     let geo = manipulate::geodesic(
         &model,
         z1.view(),
@@ -363,9 +356,8 @@ where
             iterations: 40,
             ..GeodesicParams::default()
         },
-    )
-    .map_err(err)?;
-    let geo_img = model.decode(geo.path.view()).map_err(err)?;
+    )?;
+    let geo_img = model.decode(geo.path.view())?;
     page.png(
         &grid(&stack(&[lin, sl, geo_img])?, shape, steps),
         &format!(
@@ -385,7 +377,7 @@ where
             })
             .collect()
     };
-    let cn = interpolate(z1.view(), z2.view(), steps, Method::ConstantNorm).map_err(err)?;
+    let cn = interpolate(z1.view(), z2.view(), steps, Method::ConstantNorm)?;
     page.svg(
         &lines(
             &[
@@ -417,23 +409,20 @@ where
         if from != to {
             page.heading("Attribute edits");
             let mut man = Manipulator::new(&model);
-            man.class_vector(test.images.view(), l, from, to)
-                .map_err(err)?;
+            man.class_vector(test.images.view(), l, from, to)?;
             let name = format!("class:{from}->{to}");
             let src_idx: Vec<usize> = (0..l.len()).filter(|&i| l[i] == from).take(5).collect();
             let src = rows(&test.images, &src_idx);
             let strengths = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0];
             let mut out = Array2::<f32>::zeros((src.nrows() * strengths.len(), model.input_dim()));
             for (k, &s) in strengths.iter().enumerate() {
-                let dec = man.apply(src.view(), &name, s).map_err(err)?;
+                let dec = man.apply(src.view(), &name, s)?;
                 for r in 0..src.nrows() {
                     out.row_mut(r * strengths.len() + k).assign(&dec.row(r));
                 }
             }
             page.png(&grid(&out, shape, strengths.len()), &format!("Test images of label {from} moved along the {from} → {to} vector (normalised difference of the class means) with strength 0 to 5."));
-            let (_, walk) = man
-                .random_walk(test.images.row(0), 10, 0.6, a.seed, false)
-                .map_err(err)?;
+            let (_, walk) = man.random_walk(test.images.row(0), 10, 0.6, a.seed, false)?;
             page.png(
                 &grid(&walk, shape, 11),
                 "A seeded random walk (steps of 0.6) from the first test image's code.",
@@ -455,7 +444,7 @@ where
         } else {
             None
         };
-        let truth = Labelled::new(test.images.clone(), f.clone(), names).map_err(err)?;
+        let truth = Labelled::new(test.images.clone(), f.clone(), names)?;
         let settings = Settings {
             seed: a.seed,
             num_train: 1000,
@@ -467,8 +456,7 @@ where
             &truth,
             &Encoder::new(&model, disentangle::Code::Mean),
             &settings,
-        )
-        .map_err(err)?;
+        )?;
         page.table(&[
             ("β-VAE score".into(), format!("{:.3}", s.beta_vae)),
             ("FactorVAE score".into(), format!("{:.3}", s.factor_vae)),
@@ -488,7 +476,7 @@ where
             ),
         ]);
         page.para("On the test split's factors with 1,000 training and 500 evaluation points per metric, encoder means; see docs/diagnostics.md for what each number depends on.");
-        dis_json = serde_json::to_value(&s).map_err(err)?;
+        dis_json = serde_json::to_value(&s)?;
     }
 
     page.para(&format!(
@@ -498,7 +486,7 @@ where
     let html = page.render();
     let index = a.out.join("index.html");
     latentlab::data::fs::write_atomic(&index, html.as_bytes())
-        .map_err(|e| format!("{}: {e}", index.display()))?;
+        .context(format!("{}", index.display()))?;
     let summary = json!({
         "index": index.display().to_string(),
         "verdict": diag.verdict,
@@ -511,7 +499,7 @@ where
     });
     let sj = a.out.join("report.json");
     latentlab::data::fs::write_atomic(&sj, summary.to_string().as_bytes())
-        .map_err(|e| format!("{}: {e}", sj.display()))?;
+        .context(format!("{}", sj.display()))?;
     eprintln!(
         "latentlab: wrote {} ({:.1} s)",
         index.display(),
@@ -521,7 +509,7 @@ where
 }
 
 /// Runs `latentlab report`.
-pub fn report(a: &ReportArgs) -> Result<(), String> {
+pub fn report(a: &ReportArgs) -> Result<()> {
     on_device!(a.device, backend => report_on(backend, a))
 }
 
@@ -533,17 +521,17 @@ struct TrainOnly {
 }
 
 /// Runs `latentlab demo`: trains on the embedded MNIST-10k, then reports.
-pub fn demo(a: &DemoArgs) -> Result<(), String> {
+pub fn demo(a: &DemoArgs) -> Result<()> {
     if a.out.is_file() {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "--out {}: is a file; give a folder",
             a.out.display()
-        ));
+        )));
     }
     if a.epochs == 0 {
         return Err("--epochs: must be at least 1".into());
     }
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("--out {}: {e}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out).context(format!("--out {}", a.out.display()))?;
     let ck = a.out.join("vae.safetensors");
     let ck_s = ck.to_string_lossy().to_string();
     let device = a.device.to_string();
@@ -559,7 +547,7 @@ pub fn demo(a: &DemoArgs) -> Result<(), String> {
         "--device",
         &device,
     ])
-    .map_err(|e| e.to_string())?;
+    .context("demo")?;
     crate::train::train(t.train)?;
     report(&ReportArgs {
         checkpoint: ck,

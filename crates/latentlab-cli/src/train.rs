@@ -13,6 +13,7 @@ use latentlab::model::{
 use latentlab::tensor::{Activation, Backend, Device, DeviceChoice};
 use serde::Serialize;
 
+use crate::error::{CliError, Context, Result};
 use crate::load::{load_data, split_rows};
 
 /// Hidden widths, parsed from one flag value (`512,256`). A newtype, so
@@ -203,16 +204,16 @@ struct TrainReport {
 }
 
 /// `latentlab train`.
-pub fn train(args: TrainArgs) -> Result<(), String> {
+pub fn train(args: TrainArgs) -> Result<()> {
     on_device!(args.device, backend => train_on(backend, &args))
 }
 
-fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
+fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
     if a.out.is_dir() {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "--out {}: is a directory; give a file name",
             a.out.display()
-        ));
+        )));
     }
     // Check every flag before loading data; the model's input size then
     // comes from the data.
@@ -223,13 +224,12 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
                 "vae" => ModelKind::Vae,
                 "ae" | "autoencoder" => ModelKind::Autoencoder,
                 other => {
-                    return Err(format!(
+                    return Err(CliError::from(format!(
                         "--model: unknown model `{other}`; expected vae or ae"
-                    ));
+                    )));
                 }
             };
-            let schedule =
-                KlSchedule::parse(&a.kl_schedule).map_err(|e| format!("--kl-schedule: {e}"))?;
+            let schedule = KlSchedule::parse(&a.kl_schedule).context("--kl-schedule")?;
             let run = TrainConfig {
                 epochs: a.epochs.unwrap_or(20),
                 batch_size: a.batch,
@@ -242,7 +242,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
                 capacity: a.capacity,
                 clip_grad_norm: a.clip_grad,
             };
-            run.validate().map_err(|e| format!("--{e}"))?;
+            run.validate().map_err(|e| CliError::prefixed("--", e))?;
             let model = ModelConfig {
                 kind,
                 input_dim: 1,
@@ -252,22 +252,21 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
                 likelihood: a.likelihood,
                 image_shape: None,
             };
-            model.validate().map_err(|e| format!("--{e}"))?;
+            model.validate().map_err(|e| CliError::prefixed("--", e))?;
             Some((model, run))
         }
     };
     let (mut trainer, split) = match (&a.resume, fresh) {
         (Some(path), _) => {
-            let t = Trainer::resume(backend.clone(), path, a.epochs)
-                .map_err(|e| format!("--resume: {e}"))?;
+            let t = Trainer::resume(backend.clone(), path, a.epochs).context("--resume")?;
             let split = load_data(&a.data, t.config().seed)?;
             if t.model().config().input_dim != split.train.dim() {
-                return Err(format!(
+                return Err(CliError::from(format!(
                     "--resume: the checkpoint's model takes {} values per image but --data {} has {}",
                     t.model().config().input_dim,
                     a.data,
                     split.train.dim()
-                ));
+                )));
             }
             (t, split)
         }
@@ -278,10 +277,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
                 image_shape: Some(split.train.image_shape),
                 ..model
             };
-            (
-                Trainer::new(backend.clone(), model, run).map_err(|e| e.to_string())?,
-                split,
-            )
+            (Trainer::new(backend.clone(), model, run)?, split)
         }
         (None, None) => unreachable!("a fresh run has its configs"),
     };
@@ -289,7 +285,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
     let state = state_path(&a.out);
     // LATENTLAB_FAULT (tests only): crash at a chosen point, as kill -9 would.
     let fault = match std::env::var("LATENTLAB_FAULT") {
-        Ok(f) => Some(FaultPoint::parse(&f).map_err(|e| format!("LATENTLAB_FAULT: {e}"))?),
+        Ok(f) => Some(FaultPoint::parse(&f).context("LATENTLAB_FAULT")?),
         Err(_) => None,
     };
     let save = SavePolicy {
@@ -362,7 +358,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
             }
             Control::Continue
         })
-        .map_err(|e| e.to_string())?;
+        ?;
     let last = reports
         .last()
         .ok_or_else(|| "training ran no epoch".to_string())?;
@@ -380,8 +376,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
             split.test.view(),
             a.iw_samples,
             seed,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         eprintln!(
             "  test −log p(x) ≈ {:.2} ± {:.2} nats (importance-weighted, k = {})",
             est.nll, est.std_error, est.k
@@ -417,10 +412,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<(), String> {
             test_iw_nll: iw,
             history: reports.clone(),
         };
-        println!(
-            "{}",
-            serde_json::to_string(&report).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
 }
@@ -433,7 +425,7 @@ pub fn encode(
     out: &Path,
     device: DeviceChoice,
     json: bool,
-) -> Result<(), String> {
+) -> Result<()> {
     on_device!(device, backend => encode_on(backend, checkpoint_path, data, split, out, json))
 }
 
@@ -444,19 +436,19 @@ fn encode_on<B: Backend>(
     split: &str,
     out: &Path,
     json: bool,
-) -> Result<(), String> {
-    let model: Vae<B> = checkpoint::load(backend, ckpt, &LoadOptions::default())
-        .map_err(|e| format!("--checkpoint: {e}"))?;
+) -> Result<()> {
+    let model: Vae<B> =
+        checkpoint::load(backend, ckpt, &LoadOptions::default()).context("--checkpoint")?;
     let s = load_data(data, 0)?;
     if s.train.dim() != model.input_dim() {
-        return Err(format!(
+        return Err(CliError::from(format!(
             "--data {data}: images have {} values each but the checkpoint's model expects {}",
             s.train.dim(),
             model.input_dim()
-        ));
+        )));
     }
     let (images, labels) = split_rows(&s, split)?;
-    let post = model.encode(images.view()).map_err(|e| e.to_string())?;
+    let post = model.encode(images.view())?;
     let (n, d) = post.mu.dim();
     let mu_bytes: Vec<u8> = post.mu.iter().flat_map(|v| v.to_le_bytes()).collect();
     let lv_bytes: Vec<u8> = post.logvar.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -467,17 +459,17 @@ fn encode_on<B: Backend>(
     let mut views = vec![
         (
             "mu".to_string(),
-            TensorView::new(Dtype::F32, vec![n, d], &mu_bytes).map_err(|e| e.to_string())?,
+            TensorView::new(Dtype::F32, vec![n, d], &mu_bytes)?,
         ),
         (
             "logvar".to_string(),
-            TensorView::new(Dtype::F32, vec![n, d], &lv_bytes).map_err(|e| e.to_string())?,
+            TensorView::new(Dtype::F32, vec![n, d], &lv_bytes)?,
         ),
     ];
     if let Some(b) = &label_bytes {
         views.push((
             "labels".to_string(),
-            TensorView::new(Dtype::I64, vec![n], b).map_err(|e| e.to_string())?,
+            TensorView::new(Dtype::I64, vec![n], b)?,
         ));
     }
     let meta = std::collections::HashMap::from([
@@ -487,8 +479,8 @@ fn encode_on<B: Backend>(
             format!("{} {split}", s.name),
         ),
     ]);
-    let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| e.to_string())?;
-    data::fs::write_atomic(out, &bytes).map_err(|e| format!("--out {}: {e}", out.display()))?;
+    let bytes = safetensors::tensor::serialize(views, Some(meta))?;
+    data::fs::write_atomic(out, &bytes).context(format!("--out {}", out.display()))?;
     if json {
         println!(
             "{}",
