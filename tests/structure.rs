@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["latentlab-model", "latentlab-embed"],
     &["latentlab-diagnostics", "latentlab-manipulate"],
+    &["latentlab-report"],
     &["latentlab"],
     &["latentlab-cli"],
 ];

@@ -75,6 +75,7 @@ from_layer!(
     latentlab::diagnostics::DiagnosticsError,
     latentlab::embed::EmbedError,
     latentlab::manipulate::ManipulateError,
+    latentlab::report::ReportError,
     std::io::Error,
     serde_json::Error,
     ndarray::ShapeError,

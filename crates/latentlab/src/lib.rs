@@ -25,6 +25,7 @@ pub use latentlab_embed as embed;
 pub use latentlab_geometry as geometry;
 pub use latentlab_manipulate as manipulate;
 pub use latentlab_model as model;
+pub use latentlab_report as report;
 pub use latentlab_tensor as tensor;
 pub use latentlab_viz as viz;
 
