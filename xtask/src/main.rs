@@ -323,17 +323,24 @@ fn diagnose_memory(bin: &Path, dir: &Path) -> Result<Value, String> {
     }))
 }
 
-/// Runs `benches/peers/SCRIPT ARG` with python3; its standard output when it
-/// succeeds, `None` when Python or the peer's packages are missing.
-fn python_peer(root: &Path, script: &str, arg: &Path) -> Option<String> {
-    pinned(&mut Command::new("python3"))
+/// Runs `benches/peers/SCRIPT ARG` with python3: its standard output when it
+/// succeeds, else why not (the last line it printed to stderr, e.g. the
+/// missing module).
+fn python_peer(root: &Path, script: &str, arg: &Path) -> Result<String, String> {
+    let out = pinned(&mut Command::new("python3"))
         .arg(root.join("benches/peers").join(script))
         .arg(arg)
-        .stderr(Stdio::null())
         .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .map_err(|e| format!("python3 could not be run: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!(
+            "{script} failed: {}",
+            err.lines().last().unwrap_or("no message")
+        ))
+    }
 }
 
 /// The README's main job (training throughput, with the PyTorch peer),
@@ -384,19 +391,27 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
         )?;
         ours.push(r);
     }
-    let peers: Vec<Value> = python_peer(root, "embed_peers.py", &lat)
-        .map(|out| {
-            out.lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()
-        })
-        .unwrap_or_else(|| {
-            eprintln!("xtask: scikit-learn/openTSNE/umap-learn not available; maps are recorded without peers");
-            Vec::new()
-        });
+    let (peers, peers_note): (Vec<Value>, Option<String>) =
+        match python_peer(root, "embed_peers.py", &lat) {
+            Ok(out) => (
+                out.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect(),
+                None,
+            ),
+            Err(why) => {
+                eprintln!(
+                    "xtask: the map peers did not run ({why}); maps are recorded without them"
+                );
+                (Vec::new(), Some(why))
+            }
+        };
     // "pytorch VERSION: N images/s (T threads, batch 128)"
-    let torch_once = || -> Option<(f64, Option<u64>)> {
-        let out = python_peer(root, "torch_vae.py", &dir)?;
+    let mut torch_note: Option<String> = None;
+    let mut torch_once = || -> Option<(f64, Option<u64>)> {
+        let out = python_peer(root, "torch_vae.py", &dir)
+            .map_err(|why| torch_note = Some(why))
+            .ok()?;
         let line = out.lines().find(|l| l.contains("images/s"))?;
         let after = line.split(": ").nth(1)?;
         let rate = after.split(' ').next()?.parse::<f64>().ok()?;
@@ -444,6 +459,7 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
         "latentlab_median": median("latentlab"),
         "torch_median": median("torch"),
         "torch_threads": torch_threads,
+        "torch_note": torch_note,
     });
     let memory = diagnose_memory(&bin, &dir)?;
     Ok(json!({
@@ -454,6 +470,7 @@ fn latent_maps(root: &Path, target: &Path) -> Result<Value, String> {
         "speed": speed,
         "latentlab": ours,
         "peers": peers,
+        "peers_note": peers_note,
     }))
 }
 
@@ -656,9 +673,13 @@ fn markdown(doc: &Value) -> String {
         "## Training throughput (784-512-256-20, batch 128, MNIST-10k, CPU, {} threads)\n\nlatentlab reported its device as `{}`; the PyTorch peer as {}.\n",
         doc["threads"],
         maps["train_device"].as_str().unwrap_or("—"),
-        maps["speed"]["torch_threads"]
-            .as_u64()
-            .map_or_else(|| "— (not run)".to_string(), |t| format!("{t} threads"))
+        maps["speed"]["torch_threads"].as_u64().map_or_else(
+            || format!(
+                "— ({})",
+                maps["speed"]["torch_note"].as_str().unwrap_or("not run")
+            ),
+            |t| format!("{t} threads")
+        )
     );
     let speed = &maps["speed"];
     let _ = writeln!(
@@ -688,7 +709,8 @@ fn markdown(doc: &Value) -> String {
         (Some(l), None) => {
             let _ = writeln!(
                 s,
-                "\nMedian: latentlab {l:.0} images/s; PyTorch: — (torch is not installed).\n"
+                "\nMedian: latentlab {l:.0} images/s; PyTorch: — ({}).\n",
+                speed["torch_note"].as_str().unwrap_or("not run")
             );
         }
         _ => {
@@ -725,7 +747,14 @@ fn markdown(doc: &Value) -> String {
                     _ => "—".into(),
                 },
             ),
-            None => ("— (not installed)".into(), "—".into(), "—".into()),
+            None => (
+                format!(
+                    "— ({})",
+                    maps["peers_note"].as_str().unwrap_or("no figure for it")
+                ),
+                "—".into(),
+                "—".into(),
+            ),
         };
         let _ = writeln!(
             s,

@@ -79,9 +79,10 @@ fn permutation_p(x: &[f64], y: &[f64], rho: f64) -> f64 {
 pub fn run(root: &Path, bin: &Path, work: &Path, a: &QualityArgs) -> Result<Value, String> {
     std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
     let seeds: Vec<u64> = (a.first..a.first + a.seeds as u64).collect();
-    // One scratch checkpoint per process, so that two studies never share it.
-    let ck = work.join(format!("quality-{}.safetensors", std::process::id()));
-    let ck = ck.to_string_lossy();
+    // One scratch checkpoint per process, so that two benchmark runs never
+    // share it; removed at the end.
+    let ck_path = work.join(format!("quality-{}.safetensors", std::process::id()));
+    let ck = ck_path.to_string_lossy();
     let epochs = a.epochs.to_string();
     let mut ours = Vec::new();
     for &s in &seeds {
@@ -109,6 +110,11 @@ pub fn run(root: &Path, bin: &Path, work: &Path, a: &QualityArgs) -> Result<Valu
             .ok_or("latentlab train --json printed no test.neg_elbo")?;
         eprintln!("xtask quality: latentlab seed {s}: {v:.2}");
         ours.push(v);
+    }
+    let mut resume = ck_path.clone().into_os_string();
+    resume.push(".resume");
+    for p in [ck_path.clone(), resume.into()] {
+        let _ = std::fs::remove_file(p);
     }
     let (peer, peer_note) = if a.peer {
         torch(root, a, &seeds)
