@@ -648,8 +648,9 @@ fn markdown(doc: &Value) -> String {
     let _ = writeln!(s, "# Benchmarks\n");
     let _ = writeln!(
         s,
-        "Written by `cargo xtask bench{}`; every figure below comes from that one run on one machine.\n",
-        if doc["quick"] == true { " --quick" } else { "" }
+        "Written by `cargo xtask bench{} --threads {}`; every figure below comes from that one run on one machine.\n",
+        if doc["quick"] == true { " --quick" } else { "" },
+        doc["threads"]
     );
     let _ = writeln!(
         s,
