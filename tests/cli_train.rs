@@ -113,10 +113,10 @@ fn saved_step(resume: &std::path::Path) -> u64 {
         .unwrap()
 }
 
-fn straight_run(dir: &std::path::Path, epochs: &str) -> PathBuf {
-    let straight = dir.join("straight.safetensors");
+/// Runs `latentlab ARGS` to its end and asserts that it succeeded.
+fn run_to_end(args: &[String]) {
     let out = Command::new(env!("CARGO_BIN_EXE_latentlab"))
-        .args(resume_args(&straight, epochs))
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -124,6 +124,22 @@ fn straight_run(dir: &std::path::Path, epochs: &str) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `resume_args` with `--resume` of `out`'s training state.
+fn resumed_args(out: &std::path::Path, epochs: &str) -> Vec<String> {
+    let mut a = resume_args(out, epochs);
+    let resume = latentlab::model::state_path(out);
+    a.extend([
+        "--resume".to_string(),
+        resume.to_string_lossy().into_owned(),
+    ]);
+    a
+}
+
+fn straight_run(dir: &std::path::Path, epochs: &str) -> PathBuf {
+    let straight = dir.join("straight.safetensors");
+    run_to_end(&resume_args(&straight, epochs));
     straight
 }
 
@@ -147,10 +163,11 @@ fn crashes_at_fixed_points_resume_to_the_same_weights() {
         ("between-writes:2", Some(154)), // the last weights written, state not
     ];
     for (fault, want) in plan {
-        let mut args = resume_args(&killed, "2");
-        if resume.exists() {
-            args.extend(["--resume".to_string(), resume.to_str().unwrap().to_string()]);
-        }
+        let args = if resume.exists() {
+            resumed_args(&killed, "2")
+        } else {
+            resume_args(&killed, "2")
+        };
         let out = Command::new(env!("CARGO_BIN_EXE_latentlab"))
             .args(&args)
             .env("LATENTLAB_FAULT", fault)
@@ -166,16 +183,7 @@ fn crashes_at_fixed_points_resume_to_the_same_weights() {
             Some(step) => assert_eq!(saved_step(&resume), step, "{fault}"),
         }
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_latentlab"))
-        .args(resume_args(&killed, "2"))
-        .args(["--resume", resume.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_end(&resumed_args(&killed, "2"));
     assert_eq!(saved_step(&resume), 160);
     assert_eq!(tensors(&killed), tensors(&straight));
     // A fault point that means nothing is a clear error.
@@ -201,10 +209,11 @@ fn killed_runs_resume_to_the_same_weights() {
     let resume = dir.join("killed.safetensors.resume");
     let mut interrupted = 0;
     for epoch in 1..=2 {
-        let mut args = resume_args(&killed, "3");
-        if resume.exists() {
-            args.extend(["--resume".to_string(), resume.to_str().unwrap().to_string()]);
-        }
+        let args = if resume.exists() {
+            resumed_args(&killed, "3")
+        } else {
+            resume_args(&killed, "3")
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_latentlab"))
             .args(&args)
             .stdout(Stdio::null())
@@ -227,16 +236,7 @@ fn killed_runs_resume_to_the_same_weights() {
         assert!(saved_step(&resume) >= 80 * epoch as u64);
     }
     assert_eq!(interrupted, 2, "each kill interrupted a running training");
-    let out = Command::new(env!("CARGO_BIN_EXE_latentlab"))
-        .args(resume_args(&killed, "3"))
-        .args(["--resume", resume.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_end(&resumed_args(&killed, "3"));
     assert_eq!(tensors(&killed), tensors(&straight));
     std::fs::remove_dir_all(dir).ok();
 }

@@ -169,19 +169,19 @@ fn walks_traversals_and_strips() {
     }
 }
 
-/// f(z) = A·z: the pull-back metric AᵀA is constant, so the geodesic is the
-/// straight line at constant speed, with energy ‖A(b − a)‖² exactly (the
-/// discrete energy of N equal segments is the same).
-struct Linear;
+/// A decoder-only model of two latents: `f` maps a code `(z₀, z₁)` to its
+/// output (encoding is not needed for geodesics).
+struct DecoderOnly {
+    outputs: usize,
+    f: fn(f32, f32) -> Vec<f32>,
+}
 
-const A: [[f32; 2]; 3] = [[1.0, 0.5], [0.0, 2.0], [-1.0, 0.3]];
-
-impl LatentModel for Linear {
+impl LatentModel for DecoderOnly {
     fn latent_dim(&self) -> usize {
         2
     }
     fn input_dim(&self) -> usize {
-        3
+        self.outputs
     }
     fn image_shape(&self) -> Option<(usize, usize)> {
         None
@@ -190,42 +190,39 @@ impl LatentModel for Linear {
         Err(ModelError::Data("decoder only".into()))
     }
     fn decode(&self, z: ArrayView2<'_, f32>) -> Result<Array2<f32>, ModelError> {
-        Ok(Array2::from_shape_fn((z.nrows(), 3), |(i, j)| {
-            A[j][0] * z[[i, 0]] + A[j][1] * z[[i, 1]]
-        }))
+        let rows: Vec<f32> = z
+            .rows()
+            .into_iter()
+            .flat_map(|r| (self.f)(r[0], r[1]))
+            .collect();
+        Array2::from_shape_vec((z.nrows(), self.outputs), rows)
+            .map_err(|e| ModelError::Data(e.to_string()))
     }
 }
+
+/// f(z) = A·z: the pull-back metric AᵀA is constant, so the geodesic is the
+/// straight line at constant speed, with energy ‖A(b − a)‖² exactly (the
+/// discrete energy of N equal segments is the same).
+const A: [[f32; 2]; 3] = [[1.0, 0.5], [0.0, 2.0], [-1.0, 0.3]];
+
+const LINEAR: DecoderOnly = DecoderOnly {
+    outputs: 3,
+    f: |a, b| A.iter().map(|r| r[0] * a + r[1] * b).collect(),
+};
 
 /// f(z) = (z₀, sinh z₁): an isometry onto the flat (u, v) plane with
 /// u = z₀, v = sinh z₁, so the geodesic is the straight line in (u, v):
 /// zᵢ = (u(tᵢ), asinh v(tᵢ)) with u, v linear in t, and its energy is
 /// (Δu)² + (Δv)². The straight line in z is not it.
-struct Warped;
-
-impl LatentModel for Warped {
-    fn latent_dim(&self) -> usize {
-        2
-    }
-    fn input_dim(&self) -> usize {
-        2
-    }
-    fn image_shape(&self) -> Option<(usize, usize)> {
-        None
-    }
-    fn encode(&self, _: ArrayView2<'_, f32>) -> Result<Posterior, ModelError> {
-        Err(ModelError::Data("decoder only".into()))
-    }
-    fn decode(&self, z: ArrayView2<'_, f32>) -> Result<Array2<f32>, ModelError> {
-        Ok(Array2::from_shape_fn((z.nrows(), 2), |(i, j)| {
-            if j == 0 { z[[i, 0]] } else { z[[i, 1]].sinh() }
-        }))
-    }
-}
+const WARPED: DecoderOnly = DecoderOnly {
+    outputs: 2,
+    f: |a, b| vec![a, b.sinh()],
+};
 
 #[test]
 fn a_linear_decoders_geodesic_is_the_straight_line() {
     let (a, b) = (array![-1.0f32, 0.5], array![2.0f32, -1.5]);
-    let g = geodesic(&Linear, a.view(), b.view(), &GeodesicParams::default()).unwrap();
+    let g = geodesic(&LINEAR, a.view(), b.view(), &GeodesicParams::default()).unwrap();
     let d = [f64::from(b[0] - a[0]), f64::from(b[1] - a[1])];
     let want: f64 = A
         .iter()
@@ -255,7 +252,7 @@ fn a_warped_decoders_geodesic_is_found() {
         (array![-1.0f32, -2.0], array![1.0f32, 2.0]),
         (array![0.0f32, 0.5], array![1.0f32, 2.5]),
     ] {
-        let g = geodesic(&Warped, a.view(), b.view(), &params).unwrap();
+        let g = geodesic(&WARPED, a.view(), b.view(), &params).unwrap();
         let (u0, u1) = (f64::from(a[0]), f64::from(b[0]));
         let (v0, v1) = (f64::from(a[1]).sinh(), f64::from(b[1]).sinh());
         let want = (u1 - u0).powi(2) + (v1 - v0).powi(2);
@@ -277,7 +274,7 @@ fn a_warped_decoders_geodesic_is_found() {
                 "point {i}: {row} vs ({z0:.4}, {z1:.4})"
             );
         }
-        assert!((path_energy(&Warped, g.path.view()).unwrap() - g.energy).abs() < 1e-9 * g.energy);
+        assert!((path_energy(&WARPED, g.path.view()).unwrap() - g.energy).abs() < 1e-9 * g.energy);
     }
 }
 
