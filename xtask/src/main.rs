@@ -524,6 +524,7 @@ fn quality_cmd(args: &[String]) -> Result<(), String> {
     if a.seeds < 2 || a.epochs == 0 || a.threads == 0 {
         return Err("--seeds needs at least 2, --epochs and --threads at least 1".into());
     }
+    let _ = THREADS.set(a.threads);
     let root = root();
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);

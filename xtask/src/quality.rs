@@ -12,13 +12,16 @@ use std::process::{Command, Stdio};
 use latentlab_rng::{Purpose, SplitMix64, audit};
 use serde_json::{Value, json};
 
+use crate::{latentlab_json, pinned};
+
 /// What `cargo xtask quality` was asked for.
 pub struct QualityArgs {
     /// Seeds `first .. first + seeds` on each side.
     pub seeds: usize,
     pub first: u64,
     pub epochs: usize,
-    /// Threads for latentlab's pool and for torch.
+    /// Threads for latentlab's pool and for torch (the caller pins both
+    /// through `crate::pinned`).
     pub threads: usize,
     pub peer: bool,
 }
@@ -87,9 +90,8 @@ pub fn run(root: &Path, bin: &Path, work: &Path, a: &QualityArgs) -> Result<Valu
     let mut ours = Vec::new();
     for &s in &seeds {
         let seed = s.to_string();
-        let r = latentlab_json_threads(
+        let r = latentlab_json(
             bin,
-            a.threads,
             &[
                 "train",
                 "--data",
@@ -157,28 +159,13 @@ pub fn run(root: &Path, bin: &Path, work: &Path, a: &QualityArgs) -> Result<Valu
     }))
 }
 
-/// `latentlab ARGS` with its pool sized by `RAYON_NUM_THREADS` (the CLI
-/// reports the size as "cpu (N threads)"), and the JSON it printed.
-fn latentlab_json_threads(bin: &Path, threads: usize, args: &[&str]) -> Result<Value, String> {
-    let out = Command::new(bin)
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    if !out.status.success() {
-        return Err(format!("latentlab {args:?} failed: {}", out.status));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("latentlab {args:?}: {e}"))
-}
-
 /// PyTorch's side: `(figures, why they are missing)`.
 fn torch(root: &Path, a: &QualityArgs, seeds: &[u64]) -> (Option<Value>, String) {
     let mut cmd = Command::new("python3");
-    cmd.arg(root.join("benches/peers/torch_elbo.py"))
+    pinned(&mut cmd)
+        .arg(root.join("benches/peers/torch_elbo.py"))
         .arg(a.epochs.to_string())
         .args(seeds.iter().map(u64::to_string))
-        .env("PEER_THREADS", a.threads.to_string())
         .stderr(Stdio::piped());
     let out = match cmd.output() {
         Ok(o) => o,

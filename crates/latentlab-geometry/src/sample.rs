@@ -24,18 +24,23 @@ use ndarray::Array2;
 
 use crate::{GeometryError, invalid};
 
-/// Uniform in (0, 1), never 0 or 1: draw `counter` of the stream
-/// `(seed, Geometry, 0)`, reached directly.
-fn uniform(seed: u64, counter: u64) -> f64 {
-    let bits = SplitMix64::at(stream_key(seed, Purpose::Geometry, 0), counter);
+/// The key of a call's stream, `(seed, Geometry, 0)`: hashed once per call.
+fn key(seed: u64) -> u64 {
+    stream_key(seed, Purpose::Geometry, 0)
+}
+
+/// Uniform in (0, 1), never 0 or 1: draw `counter` of the stream with
+/// `key`, reached directly.
+fn uniform(key: u64, counter: u64) -> f64 {
+    let bits = SplitMix64::at(key, counter);
     ((bits >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
 }
 
-/// The `k`-th standard normal draw of stream `seed`.
-fn normal(seed: u64, k: u64) -> f64 {
+/// The `k`-th standard normal draw of the stream with `key`.
+fn normal(key: u64, k: u64) -> f64 {
     let pair = k / 2;
-    let u1 = uniform(seed, 2 * pair);
-    let u2 = uniform(seed, 2 * pair + 1);
+    let u1 = uniform(key, 2 * pair);
+    let u2 = uniform(key, 2 * pair + 1);
     let r = (-2.0 * u1.ln()).sqrt();
     let theta = TAU * u2;
     if k.is_multiple_of(2) {
@@ -61,8 +66,9 @@ fn check(n: usize, dim: usize) -> Result<(), GeometryError> {
 /// `n` draws from `N(0, I_dim)` (`n × dim`), seeded.
 pub fn prior(n: usize, dim: usize, seed: u64) -> Result<Array2<f64>, GeometryError> {
     check(n, dim)?;
+    let key = key(seed);
     Ok(Array2::from_shape_fn((n, dim), |(i, j)| {
-        normal(seed, (i * dim + j) as u64)
+        normal(key, (i * dim + j) as u64)
     }))
 }
 
@@ -82,6 +88,7 @@ pub fn on_shell(
         ));
     }
     let mut z = prior(n, dim, seed)?;
+    let key = key(seed);
     for (i, mut row) in z.rows_mut().into_iter().enumerate() {
         let mut norm = row.dot(&row).sqrt();
         // A zero draw has no direction (probability ~0); take the next block.
@@ -90,7 +97,7 @@ pub fn on_shell(
             retry += 1;
             let base = (n * dim) as u64 + (i as u64 * 1024 + retry) * dim as u64;
             for (j, v) in row.iter_mut().enumerate() {
-                *v = normal(seed, base + j as u64);
+                *v = normal(key, base + j as u64);
             }
             norm = row.dot(&row).sqrt();
         }

@@ -101,6 +101,26 @@ fn correlated_pairs(left: &[Stream], right: Option<&[Stream]>) -> Vec<String> {
     bad
 }
 
+fn assert_none_correlated(bad: &[String]) {
+    assert!(
+        bad.is_empty(),
+        "{} correlated pairs:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+/// PyTorch's `nn.Linear` bound `1/√fan_in` of parameter tensor `k`; a bias
+/// takes its weight's fan-in (the previous tensor's columns).
+fn init_bound(shapes: &[(String, [usize; 2])], k: usize) -> f64 {
+    let fan_in = if shapes[k].0.ends_with(".bias") {
+        shapes[k - 1].1[1]
+    } else {
+        shapes[k].1[1]
+    };
+    1.0 / (fan_in as f64).sqrt()
+}
+
 #[test]
 fn the_model_draws_its_weights_from_the_named_streams() {
     let seed = 5;
@@ -108,12 +128,7 @@ fn the_model_draws_its_weights_from_the_named_streams() {
     let vae = Vae::new(Cpu::new(), config.clone(), seed).unwrap();
     let shapes = config.parameter_shapes();
     for (k, (name, _, values)) in vae.to_host().unwrap().into_iter().enumerate() {
-        let fan_in = if name.ends_with(".bias") {
-            shapes[k - 1].1[1]
-        } else {
-            shapes[k].1[1]
-        };
-        let bound = 1.0 / (fan_in as f64).sqrt();
+        let bound = init_bound(&shapes, k);
         let mut g = streams::init(seed, k);
         for (i, &v) in values.iter().enumerate().take(64) {
             let want = ((2.0 * g.uniform() - 1.0) * bound) as f32;
@@ -127,12 +142,7 @@ fn the_streams_of_one_run_are_independent() {
     let s = run_streams(0);
     assert_eq!(s.len(), 14 + 5 + 8 + 4 + 2);
     let bad = correlated_pairs(&s, None);
-    assert!(
-        bad.is_empty(),
-        "{} correlated pairs:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    assert_none_correlated(&bad);
 }
 
 #[test]
@@ -145,12 +155,7 @@ fn neighbouring_seeds_give_independent_streams() {
     for (a, b) in pairs {
         bad.extend(correlated_pairs(&run_streams(a), Some(&run_streams(b))));
     }
-    assert!(
-        bad.is_empty(),
-        "{} correlated pairs:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    assert_none_correlated(&bad);
 }
 
 /// PyTorch's `nn.Linear` initialises weights and biases uniformly in
@@ -166,12 +171,7 @@ fn initial_weights_follow_pytorchs_linear_init() {
     for seed in 0..4 {
         let vae = Vae::new(Cpu::new(), config.clone(), seed).unwrap();
         for (k, (name, _, values)) in vae.to_host().unwrap().into_iter().enumerate() {
-            let fan_in = if name.ends_with(".bias") {
-                shapes[k - 1].1[1]
-            } else {
-                shapes[k].1[1]
-            };
-            let b = 1.0 / (fan_in as f64).sqrt();
+            let b = init_bound(&shapes, k);
             let x: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
             let n = x.len() as f64;
             let ks = audit::ks_uniform(&x, -b, b) * n.sqrt();

@@ -10,7 +10,8 @@
 //!
 //! ```no_run
 //! use latentlab_model::IdentityModel;
-//! # let test: latentlab_data::Dataset = unimplemented!();
+//! // Any LatentModel: here the identity on MNIST's 784 pixels.
+//! let test = latentlab_data::mnist_10k().test;
 //! let report = latentlab_report::build(
 //!     &IdentityModel(784),
 //!     &test,

@@ -78,7 +78,7 @@ pub fn ks_uniform(x: &[f64], lo: f64, hi: f64) -> f64 {
 }
 
 /// Ranks from 1, ties given their mean rank.
-fn ranks(x: &[f64]) -> Vec<f64> {
+pub fn ranks(x: &[f64]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..x.len()).collect();
     idx.sort_by(|&i, &j| x[i].total_cmp(&x[j]));
     let mut r = vec![0.0; x.len()];

@@ -319,23 +319,12 @@ pub(crate) fn roc_auc(score: &[f64], label: &[bool]) -> Option<f64> {
     if pos == 0 || neg == 0 {
         return None;
     }
-    let mut idx: Vec<usize> = (0..score.len()).collect();
-    idx.sort_by(|&a, &b| score[a].total_cmp(&score[b]));
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0 + 1.0;
-        for &t in &idx[i..=j] {
-            if label[t] {
-                rank_sum += avg;
-            }
-        }
-        i = j + 1;
-    }
+    let rank_sum: f64 = latentlab_rng::audit::ranks(score)
+        .iter()
+        .zip(label)
+        .filter(|(_, l)| **l)
+        .map(|(r, _)| r)
+        .sum();
     let p = pos as f64;
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * neg as f64))
 }
