@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::conv::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::{Result, Shape, TensorError};
 
 /// Whether a matrix operand is used as stored or transposed.
@@ -208,6 +209,17 @@ pub struct LinearGrads<T> {
     pub b: T,
 }
 
+/// Gradients of a (transposed) convolution.
+#[derive(Clone, Debug)]
+pub struct ConvGrads<T> {
+    /// ∂L/∂x (`batch × input_len`), when it was asked for.
+    pub x: Option<T>,
+    /// ∂L/∂w, the weight's shape.
+    pub w: T,
+    /// ∂L/∂b (`1 × out_channels`), when the layer has a bias.
+    pub b: Option<T>,
+}
+
 /// A compute backend: owns a device and runs ops on its tensors.
 ///
 /// Tensors are row-major `f32` matrices with value semantics: `clone` copies
@@ -365,6 +377,29 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
     /// `a ⊙ b` elementwise.
     fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
 
+    /// The same elements under another shape of equal size (row-major order
+    /// is kept; free on every backend).
+    fn reshape(&self, t: Self::Tensor, shape: Shape) -> Result<Self::Tensor>;
+
+    /// The patches of a batch of images (`batch × C·H·W`) under the
+    /// convolution `g`: `(batch · OH·OW) × (C·kh·kw)`, row `n·OH·OW + p`
+    /// holding output position `p` of image `n`, zeros where the kernel
+    /// overhangs the padded border.
+    fn im2col(&self, x: &Self::Tensor, g: &Conv2dGeometry) -> Result<Self::Tensor>;
+
+    /// The adjoint of [`Backend::im2col`]: sums patch values
+    /// (`(batch · OH·OW) × (C·kh·kw)`) back onto a batch of images
+    /// (`batch × C·H·W`).
+    fn col2im(&self, cols: &Self::Tensor, g: &Conv2dGeometry) -> Result<Self::Tensor>;
+
+    /// Each row of `x` (`rows × p·q`) read as a `p × q` matrix and transposed:
+    /// `rows × q·p`. This moves a batch between `N × L × C` and `N × C × L`.
+    fn batch_transpose(&self, x: &Self::Tensor, p: usize, q: usize) -> Result<Self::Tensor>;
+
+    /// `x + bias` per channel: each row of `x` (`rows × C·L`) holds `C`
+    /// planes of `L` values, and `bias` (`1 × C`) adds `bias[c]` to plane `c`.
+    fn add_channel_bias(&self, x: &Self::Tensor, bias: &Self::Tensor) -> Result<Self::Tensor>;
+
     // ---- composite ops ---------------------------------------------------
 
     /// `a + b` elementwise.
@@ -429,6 +464,145 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
         })
     }
 
+    /// Per-channel sums of a batch of `C`-plane images (`rows × C·L`): `1 × C`.
+    fn sum_channels(&self, x: &Self::Tensor, channels: usize) -> Result<Self::Tensor> {
+        let s = self.shape(x);
+        if channels == 0 || s.cols % channels != 0 {
+            return Err(TensorError::ShapeMismatch {
+                op: "sum_channels",
+                detail: format!("{s} does not hold {channels} equal channel planes per row"),
+            });
+        }
+        let planes = self.reshape(self.sum_rows(x)?, Shape::new(channels, s.cols / channels))?;
+        self.reshape(self.sum_cols(&planes)?, Shape::new(1, channels))
+    }
+
+    /// A 2-D convolution with PyTorch's semantics and layouts: `x` is
+    /// `batch × C·H·W`, `w` is `[out, in, kh, kw]` stored `out × in·kh·kw`,
+    /// `b` is `1 × out`; the result is `batch × out·OH·OW`.
+    fn conv2d(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        g: &Conv2dGeometry,
+    ) -> Result<Self::Tensor> {
+        let [oh, ow] = conv_shapes(self, "conv2d", x, w, b, g)?;
+        let batch = self.shape(x).rows;
+        let cols = self.im2col(x, g)?;
+        // Rows are output positions, columns output channels.
+        let y = match b {
+            Some(b) => self.linear(&cols, w, b)?,
+            None => self.matmul(&cols, Transpose::No, w, Transpose::Yes)?,
+        };
+        let positions = oh * ow;
+        let y = self.reshape(y, Shape::new(batch, positions * g.out_channels))?;
+        self.batch_transpose(&y, positions, g.out_channels)
+    }
+
+    /// Backward pass of [`Backend::conv2d`] given `∂L/∂y`; `∂L/∂x` only when
+    /// `need_x` (the first layer of a network does not need it).
+    fn conv2d_backward(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        has_bias: bool,
+        grad_y: &Self::Tensor,
+        g: &Conv2dGeometry,
+        need_x: bool,
+    ) -> Result<ConvGrads<Self::Tensor>> {
+        let [oh, ow] = conv_shapes(self, "conv2d_backward", x, w, None, g)?;
+        let batch = self.shape(x).rows;
+        let positions = oh * ow;
+        let want = Shape::new(batch, g.out_channels * positions);
+        if self.shape(grad_y) != want {
+            return Err(TensorError::ShapeMismatch {
+                op: "conv2d_backward",
+                detail: format!("∂L/∂y is {}, the output is {want}", self.shape(grad_y)),
+            });
+        }
+        let b = if has_bias {
+            Some(self.sum_channels(grad_y, g.out_channels)?)
+        } else {
+            None
+        };
+        // ∂L/∂y with rows as output positions: (batch·L) × out.
+        let gy = self.batch_transpose(grad_y, g.out_channels, positions)?;
+        let gy = self.reshape(gy, Shape::new(batch * positions, g.out_channels))?;
+        let cols = self.im2col(x, g)?;
+        let gw = self.matmul(&gy, Transpose::Yes, &cols, Transpose::No)?;
+        let gx = if need_x {
+            let gcols = self.matmul(&gy, Transpose::No, w, Transpose::No)?;
+            Some(self.col2im(&gcols, g)?)
+        } else {
+            None
+        };
+        Ok(ConvGrads { x: gx, w: gw, b })
+    }
+
+    /// A transposed 2-D convolution with PyTorch's semantics and layouts: `x`
+    /// is `batch × C_in·H·W`, `w` is `[in, out, kh, kw]` stored
+    /// `in × out·kh·kw`, `b` is `1 × out`; the result is `batch × out·OH·OW`.
+    fn conv_transpose2d(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        g: &ConvTranspose2dGeometry,
+    ) -> Result<Self::Tensor> {
+        let conv = conv_transpose_shapes(self, "conv_transpose2d", x, w, b, g)?;
+        let batch = self.shape(x).rows;
+        let positions = g.input[0] * g.input[1];
+        // Rows are input positions, columns input channels.
+        let xt = self.batch_transpose(x, g.in_channels, positions)?;
+        let xt = self.reshape(xt, Shape::new(batch * positions, g.in_channels))?;
+        let cols = self.matmul(&xt, Transpose::No, w, Transpose::No)?;
+        let y = self.col2im(&cols, &conv)?;
+        match b {
+            Some(b) => self.add_channel_bias(&y, b),
+            None => Ok(y),
+        }
+    }
+
+    /// Backward pass of [`Backend::conv_transpose2d`] given `∂L/∂y`.
+    fn conv_transpose2d_backward(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        has_bias: bool,
+        grad_y: &Self::Tensor,
+        g: &ConvTranspose2dGeometry,
+        need_x: bool,
+    ) -> Result<ConvGrads<Self::Tensor>> {
+        let conv = conv_transpose_shapes(self, "conv_transpose2d_backward", x, w, None, g)?;
+        let batch = self.shape(x).rows;
+        let want = Shape::new(batch, g.output_len());
+        if self.shape(grad_y) != want {
+            return Err(TensorError::ShapeMismatch {
+                op: "conv_transpose2d_backward",
+                detail: format!("∂L/∂y is {}, the output is {want}", self.shape(grad_y)),
+            });
+        }
+        let b = if has_bias {
+            Some(self.sum_channels(grad_y, g.out_channels)?)
+        } else {
+            None
+        };
+        let positions = g.input[0] * g.input[1];
+        let gcols = self.im2col(grad_y, &conv)?;
+        let xt = self.batch_transpose(x, g.in_channels, positions)?;
+        let xt = self.reshape(xt, Shape::new(batch * positions, g.in_channels))?;
+        let gw = self.matmul(&xt, Transpose::Yes, &gcols, Transpose::No)?;
+        let gx = if need_x {
+            let gxt = self.matmul(&gcols, Transpose::No, w, Transpose::Yes)?;
+            let gxt = self.reshape(gxt, Shape::new(batch, positions * g.in_channels))?;
+            Some(self.batch_transpose(&gxt, positions, g.in_channels)?)
+        } else {
+            None
+        };
+        Ok(ConvGrads { x: gx, w: gw, b })
+    }
+
     /// Per-row binary cross-entropy with logits (`rows × 1`, nats) and its
     /// gradient with respect to the logits.
     fn bce_with_logits(
@@ -486,4 +660,96 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
                 shape: self.shape(t),
             })
     }
+}
+
+fn conv_shapes<B: Backend>(
+    be: &B,
+    op: &'static str,
+    x: &B::Tensor,
+    w: &B::Tensor,
+    b: Option<&B::Tensor>,
+    g: &Conv2dGeometry,
+) -> Result<[usize; 2]> {
+    let out = g.validate(op)?;
+    let (xs, ws) = (be.shape(x), be.shape(w));
+    if xs.cols != g.input_len() {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!(
+                "images {xs} have {} values each; {} channels of {}×{} need {}",
+                xs.cols,
+                g.in_channels,
+                g.input[0],
+                g.input[1],
+                g.input_len()
+            ),
+        });
+    }
+    let want = Shape::new(g.out_channels, g.patch_len());
+    if ws != want {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!(
+                "the weight is {ws}; [{}, {}, {}, {}] is stored as {want}",
+                g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]
+            ),
+        });
+    }
+    if let Some(b) = b {
+        let bs = be.shape(b);
+        if bs != Shape::new(1, g.out_channels) {
+            return Err(TensorError::ShapeMismatch {
+                op,
+                detail: format!("the bias is {bs}, expected [1×{}]", g.out_channels),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a transposed convolution's operands; returns the convolution it
+/// is the transpose of.
+fn conv_transpose_shapes<B: Backend>(
+    be: &B,
+    op: &'static str,
+    x: &B::Tensor,
+    w: &B::Tensor,
+    b: Option<&B::Tensor>,
+    g: &ConvTranspose2dGeometry,
+) -> Result<Conv2dGeometry> {
+    g.validate(op)?;
+    let (xs, ws) = (be.shape(x), be.shape(w));
+    if xs.cols != g.input_len() {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!(
+                "inputs {xs} have {} values each; {} channels of {}×{} need {}",
+                xs.cols,
+                g.in_channels,
+                g.input[0],
+                g.input[1],
+                g.input_len()
+            ),
+        });
+    }
+    let want = Shape::new(g.in_channels, g.out_channels * g.kernel[0] * g.kernel[1]);
+    if ws != want {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!(
+                "the weight is {ws}; [{}, {}, {}, {}] is stored as {want}",
+                g.in_channels, g.out_channels, g.kernel[0], g.kernel[1]
+            ),
+        });
+    }
+    if let Some(b) = b {
+        let bs = be.shape(b);
+        if bs != Shape::new(1, g.out_channels) {
+            return Err(TensorError::ShapeMismatch {
+                op,
+                detail: format!("the bias is {bs}, expected [1×{}]", g.out_channels),
+            });
+        }
+    }
+    Ok(g.forward_conv())
 }

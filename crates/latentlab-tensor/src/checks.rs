@@ -1,7 +1,7 @@
 //! Shape checks shared by every backend, so that both reject the same inputs
 //! with the same errors before any kernel runs.
 
-use crate::{Result, Shape, TensorError, Transpose};
+use crate::{Conv2dGeometry, Result, Shape, TensorError, Transpose};
 
 pub(crate) fn nonempty(op: &'static str, s: Shape) -> Result<()> {
     if s.is_empty() {
@@ -94,4 +94,78 @@ pub(crate) fn finite_scalar(op: &'static str, name: &str, v: f32) -> Result<()> 
         });
     }
     Ok(())
+}
+
+pub(crate) fn reshape(from: Shape, to: Shape) -> Result<()> {
+    nonempty("reshape", to)?;
+    if from.checked_len() != to.checked_len() {
+        return Err(TensorError::ShapeMismatch {
+            op: "reshape",
+            detail: format!("{from} cannot be viewed as {to}: the element counts differ"),
+        });
+    }
+    Ok(())
+}
+
+/// A batch of images for the convolution `g`.
+pub(crate) fn images(op: &'static str, x: Shape, g: &Conv2dGeometry) -> Result<()> {
+    nonempty(op, x)?;
+    g.validate(op)?;
+    if x.cols != g.input_len() {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!(
+                "images {x} have {} values each; {} channels of {}×{} need {}",
+                x.cols,
+                g.in_channels,
+                g.input[0],
+                g.input[1],
+                g.input_len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Patches for the convolution `g`; returns the batch size.
+pub(crate) fn patches(op: &'static str, cols: Shape, g: &Conv2dGeometry) -> Result<usize> {
+    nonempty(op, cols)?;
+    g.validate(op)?;
+    let l = g.positions();
+    if cols.cols != g.patch_len() || cols.rows % l != 0 {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!(
+                "patches {cols} must be (batch·{l}) × {} for {} output positions of {} values",
+                g.patch_len(),
+                l,
+                g.patch_len()
+            ),
+        });
+    }
+    Ok(cols.rows / l)
+}
+
+pub(crate) fn blocks(op: &'static str, x: Shape, p: usize, q: usize) -> Result<()> {
+    nonempty(op, x)?;
+    if p.checked_mul(q) != Some(x.cols) {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!("rows of {x} cannot be read as {p}×{q} matrices"),
+        });
+    }
+    Ok(())
+}
+
+/// A per-channel bias for `x`; returns the plane size.
+pub(crate) fn channel_bias(op: &'static str, x: Shape, bias: Shape) -> Result<usize> {
+    nonempty(op, x)?;
+    nonempty(op, bias)?;
+    if bias.rows != 1 || x.cols % bias.cols != 0 {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!("bias {bias} is not one value per channel plane of rows of {x}"),
+        });
+    }
+    Ok(x.cols / bias.cols)
 }

@@ -14,7 +14,10 @@
 
 use std::sync::OnceLock;
 
-use crate::{Activation, AdamStep, Backend, Shape, TensorError, Transpose, Wgpu};
+use crate::{
+    Activation, AdamStep, Backend, Conv2dGeometry, ConvTranspose2dGeometry, Shape, TensorError,
+    Transpose, Wgpu,
+};
 
 /// A comparison tolerance: `|got − want| ≤ abs + rel · |want|`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -287,6 +290,156 @@ pub mod reference {
         p
     }
 
+    /// Calls `f(input_index, output_index, weight_index)` for every
+    /// multiply-add of the convolution `g` on image `n`, written directly
+    /// from the definition (no patches).
+    fn conv_taps(g: &crate::Conv2dGeometry, n: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let [h, w] = g.input;
+        let [oh, ow] = g.output_size().expect("a valid geometry");
+        let [kh, kw] = g.kernel;
+        for o in 0..g.out_channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for c in 0..g.in_channels {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * g.stride[0] + ky * g.dilation[0]) as i64
+                                    - g.padding[0] as i64;
+                                let ix = (ox * g.stride[1] + kx * g.dilation[1]) as i64
+                                    - g.padding[1] as i64;
+                                if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                                    continue;
+                                }
+                                let xi =
+                                    ((n * g.in_channels + c) * h + iy as usize) * w + ix as usize;
+                                let yi = ((n * g.out_channels + o) * oh + oy) * ow + ox;
+                                let wi = ((o * g.in_channels + c) * kh + ky) * kw + kx;
+                                f(xi, yi, wi);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `nn.Conv2d` on a batch of `n` images: `y[n, o, oy, ox]`.
+    pub fn conv2d(
+        x: &[f64],
+        w: &[f64],
+        b: Option<&[f64]>,
+        g: &crate::Conv2dGeometry,
+        n: usize,
+    ) -> Vec<f64> {
+        let l = g.positions();
+        let mut y: Vec<f64> = (0..n * g.output_len())
+            .map(|i| b.map_or(0.0, |b| b[(i / l) % g.out_channels]))
+            .collect();
+        for img in 0..n {
+            conv_taps(g, img, |xi, yi, wi| y[yi] += x[xi] * w[wi]);
+        }
+        y
+    }
+
+    /// The gradients of `Σ gy ⊙ conv2d(x, w, b)`: `(∂x, ∂w, ∂b)`.
+    pub fn conv2d_backward(
+        x: &[f64],
+        w: &[f64],
+        gy: &[f64],
+        g: &crate::Conv2dGeometry,
+        n: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (mut gx, mut gw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+        for img in 0..n {
+            conv_taps(g, img, |xi, yi, wi| {
+                gx[xi] += gy[yi] * w[wi];
+                gw[wi] += gy[yi] * x[xi];
+            });
+        }
+        let l = g.positions();
+        let mut gb = vec![0.0; g.out_channels];
+        for (i, v) in gy.iter().enumerate() {
+            gb[(i / l) % g.out_channels] += v;
+        }
+        (gx, gw, gb)
+    }
+
+    /// `nn.ConvTranspose2d` on a batch of `n` inputs, written as the scatter
+    /// of every input value through the kernel (its own definition, not the
+    /// adjoint of [`conv2d`]): `y[n, o, iy·s − p + ky·d, ix·s − p + kx·d] +=
+    /// x[n, i, iy, ix] · w[i, o, ky, kx]`.
+    pub fn conv_transpose2d(
+        x: &[f64],
+        w: &[f64],
+        b: Option<&[f64]>,
+        g: &crate::ConvTranspose2dGeometry,
+        n: usize,
+    ) -> Vec<f64> {
+        let [oh, ow] = g.output_size().expect("a valid geometry");
+        let mut y: Vec<f64> = (0..n * g.output_len())
+            .map(|i| b.map_or(0.0, |b| b[(i / (oh * ow)) % g.out_channels]))
+            .collect();
+        transpose_taps(g, n, |xi, yi, wi| y[yi] += x[xi] * w[wi]);
+        y
+    }
+
+    /// The gradients of `Σ gy ⊙ conv_transpose2d(x, w, b)`: `(∂x, ∂w, ∂b)`.
+    pub fn conv_transpose2d_backward(
+        x: &[f64],
+        w: &[f64],
+        gy: &[f64],
+        g: &crate::ConvTranspose2dGeometry,
+        n: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (mut gx, mut gw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+        transpose_taps(g, n, |xi, yi, wi| {
+            gx[xi] += gy[yi] * w[wi];
+            gw[wi] += gy[yi] * x[xi];
+        });
+        let [oh, ow] = g.output_size().expect("a valid geometry");
+        let mut gb = vec![0.0; g.out_channels];
+        for (i, v) in gy.iter().enumerate() {
+            gb[(i / (oh * ow)) % g.out_channels] += v;
+        }
+        (gx, gw, gb)
+    }
+
+    fn transpose_taps(
+        g: &crate::ConvTranspose2dGeometry,
+        n: usize,
+        mut f: impl FnMut(usize, usize, usize),
+    ) {
+        let [h, w] = g.input;
+        let [oh, ow] = g.output_size().expect("a valid geometry");
+        let [kh, kw] = g.kernel;
+        for img in 0..n {
+            for i in 0..g.in_channels {
+                for iy in 0..h {
+                    for ix in 0..w {
+                        for o in 0..g.out_channels {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let oy = (iy * g.stride[0] + ky * g.dilation[0]) as i64
+                                        - g.padding[0] as i64;
+                                    let ox = (ix * g.stride[1] + kx * g.dilation[1]) as i64
+                                        - g.padding[1] as i64;
+                                    if oy < 0 || ox < 0 || oy >= oh as i64 || ox >= ow as i64 {
+                                        continue;
+                                    }
+                                    let xi = ((img * g.in_channels + i) * h + iy) * w + ix;
+                                    let yi = ((img * g.out_channels + o) * oh + oy as usize) * ow
+                                        + ox as usize;
+                                    let wi = ((i * g.out_channels + o) * kh + ky) * kw + kx;
+                                    f(xi, yi, wi);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -327,6 +480,93 @@ pub mod reference {
             let (_, km, kv) = kl(&[m as f32], &[v as f32]);
             assert!(((k(m + h, v) - k(m - h, v)) / (2.0 * h) - km[0]).abs() < 1e-6);
             assert!(((k(m, v + h) - k(m, v - h)) / (2.0 * h) - kv[0]).abs() < 1e-6);
+        }
+
+        /// The convolution references' gradients against central differences
+        /// of their forward passes, in f64.
+        #[test]
+        fn conv_gradients_match_finite_differences() {
+            let g = crate::Conv2dGeometry {
+                dilation: [1, 2],
+                stride: [2, 1],
+                padding: [1, 1],
+                ..crate::Conv2dGeometry::square(2, [5, 6], 3, 3, 1, 0)
+            };
+            let t = crate::ConvTranspose2dGeometry {
+                in_channels: 2,
+                input: [3, 4],
+                out_channels: 3,
+                kernel: [3, 2],
+                stride: [2, 2],
+                padding: [1, 0],
+                output_padding: [1, 0],
+                dilation: [1, 2],
+            };
+            let n = 2;
+            let wave = |len: usize, s: f64| -> Vec<f64> {
+                (0..len).map(|i| (i as f64 * s + 0.3).sin()).collect()
+            };
+            type Forward<'a> = &'a dyn Fn(&[f64], &[f64], &[f64]) -> Vec<f64>;
+            let check = |name: &str,
+                         fwd: Forward<'_>,
+                         (x, w, b): (Vec<f64>, Vec<f64>, Vec<f64>),
+                         grads: (Vec<f64>, Vec<f64>, Vec<f64>),
+                         gy: &[f64]| {
+                let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
+                    fwd(x, w, b).iter().zip(gy).map(|(y, g)| y * g).sum()
+                };
+                let h = 1e-6;
+                for (which, (base, an)) in [(&x, &grads.0), (&w, &grads.1), (&b, &grads.2)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    for i in 0..base.len() {
+                        let mut up = base.clone();
+                        let mut dn = base.clone();
+                        up[i] += h;
+                        dn[i] -= h;
+                        let (lu, ld) = match which {
+                            0 => (loss(&up, &w, &b), loss(&dn, &w, &b)),
+                            1 => (loss(&x, &up, &b), loss(&x, &dn, &b)),
+                            _ => (loss(&x, &w, &up), loss(&x, &w, &dn)),
+                        };
+                        let fd = (lu - ld) / (2.0 * h);
+                        assert!(
+                            (fd - an[i]).abs() < 1e-6 * (1.0 + an[i].abs()),
+                            "{name}: operand {which} element {i}: fd {fd} vs {}",
+                            an[i]
+                        );
+                    }
+                }
+            };
+            let (x, w, b) = (
+                wave(n * g.input_len(), 0.7),
+                wave(g.out_channels * g.patch_len(), 1.3),
+                wave(g.out_channels, 2.1),
+            );
+            let gy = wave(n * g.output_len(), 0.37);
+            let grads = conv2d_backward(&x, &w, &gy, &g, n);
+            check(
+                "conv2d",
+                &|x, w, b| conv2d(x, w, Some(b), &g, n),
+                (x, w, b),
+                grads,
+                &gy,
+            );
+            let (x, w, b) = (
+                wave(n * t.input_len(), 0.9),
+                wave(t.in_channels * t.out_channels * 6, 1.1),
+                wave(t.out_channels, 2.3),
+            );
+            let gy = wave(n * t.output_len(), 0.41);
+            let grads = conv_transpose2d_backward(&x, &w, &gy, &t, n);
+            check(
+                "conv_transpose2d",
+                &|x, w, b| conv_transpose2d(x, w, Some(b), &t, n),
+                (x, w, b),
+                grads,
+                &gy,
+            );
         }
 
         #[test]
@@ -808,6 +1048,299 @@ pub fn round_trip_and_clone<B: Backend>(b: &B) {
     assert_eq!(down(b, &c), x.iter().map(|v| v * 2.0).collect::<Vec<_>>());
 }
 
+fn up64(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| f64::from(v)).collect()
+}
+
+/// Convolution geometries the suite runs: the conv64 module's layers, odd
+/// sizes, rectangular kernels, dilation, stride 1 and 3, several channels.
+pub fn conv_geometries() -> Vec<Conv2dGeometry> {
+    vec![
+        Conv2dGeometry::square(1, [64, 64], 32, 4, 2, 1),
+        Conv2dGeometry::square(32, [8, 8], 64, 4, 2, 1),
+        Conv2dGeometry::square(3, [7, 5], 4, 3, 1, 1),
+        Conv2dGeometry {
+            kernel: [2, 3],
+            stride: [3, 1],
+            padding: [0, 2],
+            dilation: [2, 1],
+            ..Conv2dGeometry::square(2, [9, 6], 5, 1, 1, 0)
+        },
+        Conv2dGeometry::square(1, [1, 1], 1, 1, 1, 0),
+        Conv2dGeometry::square(17, [3, 3], 1, 3, 1, 0),
+    ]
+}
+
+/// Transposed-convolution geometries: the conv64 decoder's layers, output
+/// padding, dilation, rectangular kernels.
+pub fn conv_transpose_geometries() -> Vec<ConvTranspose2dGeometry> {
+    let base = ConvTranspose2dGeometry {
+        in_channels: 64,
+        input: [4, 4],
+        out_channels: 32,
+        kernel: [4, 4],
+        stride: [2, 2],
+        padding: [1, 1],
+        output_padding: [0, 0],
+        dilation: [1, 1],
+    };
+    vec![
+        base,
+        ConvTranspose2dGeometry {
+            in_channels: 32,
+            input: [32, 32],
+            out_channels: 3,
+            ..base
+        },
+        ConvTranspose2dGeometry {
+            in_channels: 3,
+            input: [5, 3],
+            out_channels: 2,
+            kernel: [3, 3],
+            output_padding: [1, 1],
+            ..base
+        },
+        ConvTranspose2dGeometry {
+            in_channels: 2,
+            input: [4, 6],
+            out_channels: 3,
+            kernel: [2, 3],
+            stride: [1, 3],
+            padding: [0, 1],
+            output_padding: [0, 2],
+            dilation: [2, 1],
+        },
+        ConvTranspose2dGeometry {
+            in_channels: 1,
+            input: [1, 1],
+            out_channels: 1,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: [0, 0],
+            ..base
+        },
+    ]
+}
+
+/// Convolution forward and backward, with and without a bias, against the
+/// direct f64 definition.
+pub fn conv2d<B: Backend>(b: &B) {
+    for (gi, g) in conv_geometries().iter().enumerate() {
+        let n = if g.input_len() > 2000 { 2 } else { 3 };
+        let seed = 600 + 10 * gi as u64;
+        let x = data(seed, n * g.input_len(), -1.0, 1.0);
+        let w = data(seed + 1, g.out_channels * g.patch_len(), -0.5, 0.5);
+        let bias = data(seed + 2, g.out_channels, -0.5, 0.5);
+        let gy = data(seed + 3, n * g.output_len(), -1.0, 1.0);
+        let (xt, wt, bt) = (
+            up(b, &x, n, g.input_len()),
+            up(b, &w, g.out_channels, g.patch_len()),
+            up(b, &bias, 1, g.out_channels),
+        );
+        let tol = Tolerance::new(1e-4, 2e-6 * (g.patch_len() as f64).max(16.0));
+        let what = |op: &str| format!("{} {op} {g:?}", b.name());
+        for with_bias in [true, false] {
+            let y = b
+                .conv2d(&xt, &wt, with_bias.then_some(&bt), g)
+                .unwrap_or_else(|e| panic!("{}: {e}", what("conv2d")));
+            assert_eq!(b.shape(&y), Shape::new(n, g.output_len()));
+            let bias64 = up64(&bias);
+            let want =
+                reference::conv2d(&up64(&x), &up64(&w), with_bias.then_some(&bias64[..]), g, n);
+            tol.assert(&what("conv2d"), &down(b, &y), &want);
+        }
+        let grads = b
+            .conv2d_backward(&xt, &wt, true, &up(b, &gy, n, g.output_len()), g, true)
+            .unwrap_or_else(|e| panic!("{}: {e}", what("conv2d_backward")));
+        let (gx, gw, gb) = reference::conv2d_backward(&up64(&x), &up64(&w), &up64(&gy), g, n);
+        let inner = (n * g.positions()).max(g.out_channels * g.kernel[0] * g.kernel[1]);
+        let gtol = Tolerance::new(1e-4, 2e-6 * (inner as f64).max(16.0));
+        gtol.assert(
+            &what("conv2d ∂x"),
+            &down(b, grads.x.as_ref().expect("asked for")),
+            &gx,
+        );
+        gtol.assert(&what("conv2d ∂w"), &down(b, &grads.w), &gw);
+        gtol.assert(
+            &what("conv2d ∂b"),
+            &down(b, grads.b.as_ref().expect("has a bias")),
+            &gb,
+        );
+        let lean = b
+            .conv2d_backward(&xt, &wt, false, &up(b, &gy, n, g.output_len()), g, false)
+            .expect("conv2d_backward");
+        assert!(lean.x.is_none() && lean.b.is_none());
+        gtol.assert(&what("conv2d ∂w (lean)"), &down(b, &lean.w), &gw);
+    }
+}
+
+/// Transposed convolution forward and backward against the direct f64
+/// definition.
+pub fn conv_transpose2d<B: Backend>(b: &B) {
+    for (gi, g) in conv_transpose_geometries().iter().enumerate() {
+        let n = if g.output_len() > 2000 { 2 } else { 3 };
+        let seed = 700 + 10 * gi as u64;
+        let wlen = g.in_channels * g.out_channels * g.kernel[0] * g.kernel[1];
+        let x = data(seed, n * g.input_len(), -1.0, 1.0);
+        let w = data(seed + 1, wlen, -0.5, 0.5);
+        let bias = data(seed + 2, g.out_channels, -0.5, 0.5);
+        let gy = data(seed + 3, n * g.output_len(), -1.0, 1.0);
+        let (xt, wt, bt) = (
+            up(b, &x, n, g.input_len()),
+            up(b, &w, g.in_channels, wlen / g.in_channels),
+            up(b, &bias, 1, g.out_channels),
+        );
+        let what = |op: &str| format!("{} {op} {g:?}", b.name());
+        let tol = Tolerance::new(1e-4, 2e-6 * (g.in_channels as f64 * 16.0).max(16.0));
+        for with_bias in [true, false] {
+            let y = b
+                .conv_transpose2d(&xt, &wt, with_bias.then_some(&bt), g)
+                .unwrap_or_else(|e| panic!("{}: {e}", what("conv_transpose2d")));
+            assert_eq!(b.shape(&y), Shape::new(n, g.output_len()));
+            let bias64 = up64(&bias);
+            let want = reference::conv_transpose2d(
+                &up64(&x),
+                &up64(&w),
+                with_bias.then_some(&bias64[..]),
+                g,
+                n,
+            );
+            tol.assert(&what("conv_transpose2d"), &down(b, &y), &want);
+        }
+        let grads = b
+            .conv_transpose2d_backward(&xt, &wt, true, &up(b, &gy, n, g.output_len()), g, true)
+            .unwrap_or_else(|e| panic!("{}: {e}", what("conv_transpose2d_backward")));
+        let (gx, gw, gb) =
+            reference::conv_transpose2d_backward(&up64(&x), &up64(&w), &up64(&gy), g, n);
+        let inner = (n * g.input[0] * g.input[1]).max(g.out_channels * 16);
+        let gtol = Tolerance::new(1e-4, 2e-6 * (inner as f64).max(16.0));
+        gtol.assert(
+            &what("conv_transpose2d ∂x"),
+            &down(b, grads.x.as_ref().expect("asked for")),
+            &gx,
+        );
+        gtol.assert(&what("conv_transpose2d ∂w"), &down(b, &grads.w), &gw);
+        gtol.assert(
+            &what("conv_transpose2d ∂b"),
+            &down(b, grads.b.as_ref().expect("has a bias")),
+            &gb,
+        );
+    }
+}
+
+/// The layout ops convolutions are built from: reshape, the per-row
+/// transpose, the channel bias and channel sums, and im2col against col2im
+/// (adjoint: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩).
+pub fn conv_layout_ops<B: Backend>(b: &B) {
+    let (rows, p, q) = (3, 37, 21);
+    let x = data(801, rows * p * q, -1.0, 1.0);
+    let xt = up(b, &x, rows, p * q);
+    let t = b.batch_transpose(&xt, p, q).expect("batch_transpose");
+    let want: Vec<f64> = (0..rows * p * q)
+        .map(|i| {
+            let (r, o) = (i / (p * q), i % (p * q));
+            f64::from(x[r * p * q + (o % p) * q + o / p])
+        })
+        .collect();
+    Tolerance::new(0.0, 0.0).assert(
+        &format!("{} batch_transpose", b.name()),
+        &down(b, &t),
+        &want,
+    );
+    let back = b.batch_transpose(&t, q, p).expect("batch_transpose");
+    assert_eq!(down(b, &back), x, "{}: transposing twice", b.name());
+    let r = b
+        .reshape(xt.clone(), Shape::new(rows * p, q))
+        .expect("reshape");
+    assert_eq!(b.shape(&r), Shape::new(rows * p, q));
+    assert_eq!(down(b, &r), x, "{}: reshape keeps the order", b.name());
+
+    let (c, l) = (7, 33);
+    let y = data(802, rows * c * l, -1.0, 1.0);
+    let bias = data(803, c, -1.0, 1.0);
+    let yt = up(b, &y, rows, c * l);
+    let got = b
+        .add_channel_bias(&yt, &up(b, &bias, 1, c))
+        .expect("add_channel_bias");
+    let want: Vec<f64> = y
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| f64::from(v) + f64::from(bias[(i / l) % c]))
+        .collect();
+    Tolerance::new(1e-6, 1e-6).assert(
+        &format!("{} add_channel_bias", b.name()),
+        &down(b, &got),
+        &want,
+    );
+    let sums = b.sum_channels(&yt, c).expect("sum_channels");
+    let mut want = vec![0.0f64; c];
+    for (i, &v) in y.iter().enumerate() {
+        want[(i / l) % c] += f64::from(v);
+    }
+    Tolerance::new(1e-5, 1e-5).assert(
+        &format!("{} sum_channels", b.name()),
+        &down(b, &sums),
+        &want,
+    );
+
+    for g in conv_geometries() {
+        let n = 2;
+        let x = data(804, n * g.input_len(), -1.0, 1.0);
+        let cl = n * g.positions() * g.patch_len();
+        let cv = data(805, cl, -1.0, 1.0);
+        let cols = b.im2col(&up(b, &x, n, g.input_len()), &g).expect("im2col");
+        assert_eq!(b.shape(&cols), Shape::new(n * g.positions(), g.patch_len()));
+        let img = b
+            .col2im(&up(b, &cv, n * g.positions(), g.patch_len()), &g)
+            .expect("col2im");
+        let lhs: f64 = down(b, &cols)
+            .iter()
+            .zip(&cv)
+            .map(|(a, c)| f64::from(*a) * f64::from(*c))
+            .sum();
+        let rhs: f64 = down(b, &img)
+            .iter()
+            .zip(&x)
+            .map(|(a, c)| f64::from(*a) * f64::from(*c))
+            .sum();
+        assert!(
+            (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
+            "{}: im2col and col2im are not adjoint for {g:?}: {lhs} vs {rhs}",
+            b.name()
+        );
+    }
+}
+
+/// Convolution operands that do not fit are errors naming the op and shapes.
+pub fn conv_errors<B: Backend>(b: &B) {
+    let g = Conv2dGeometry::square(3, [8, 8], 4, 3, 1, 1);
+    let x = up(b, &vec![0.5; 2 * 3 * 64], 2, 3 * 64);
+    let grey = up(b, &vec![0.5; 2 * 64], 2, 64);
+    let w = up(b, &vec![0.1; 4 * 27], 4, 27);
+    let wrong_w = up(b, &vec![0.1; 4 * 9], 4, 9);
+    let bias = up(b, &[0.0; 4], 1, 4);
+    let msg = |r: crate::Result<B::Tensor>| match r {
+        Ok(_) => panic!("{}: should have failed", b.name()),
+        Err(e) => e.to_string(),
+    };
+    let m = msg(b.conv2d(&grey, &w, Some(&bias), &g));
+    assert!(
+        m.contains("conv2d") && m.contains("3 channels of 8×8"),
+        "{m}"
+    );
+    let m = msg(b.conv2d(&x, &wrong_w, Some(&bias), &g));
+    assert!(m.contains("[4, 3, 3, 3]") && m.contains("[4×9]"), "{m}");
+    let m = msg(b.conv2d(&x, &w, Some(&up(b, &[0.0; 3], 1, 3)), &g));
+    assert!(m.contains("bias"), "{m}");
+    let tiny = Conv2dGeometry::square(3, [8, 8], 4, 11, 1, 1);
+    let m = msg(b.conv2d(&x, &w, None, &tiny));
+    assert!(m.contains("does not fit"), "{m}");
+    let m = msg(b.reshape(x.clone(), Shape::new(5, 5)));
+    assert!(m.contains("reshape") && m.contains("[5×5]"), "{m}");
+    let m = msg(b.batch_transpose(&x, 5, 5));
+    assert!(m.contains("batch_transpose"), "{m}");
+}
+
 /// Wrong shapes, empty tensors and bad arguments are typed errors naming the op.
 pub fn errors<B: Backend>(b: &B) {
     let a = up(b, &[1.0; 6], 2, 3);
@@ -878,7 +1411,7 @@ macro_rules! conformance_tests {
             matmul_all_transposes, matmul_edge_shapes, matmul_large_k, add_row_and_sums,
             activations_forward, activations_backward, bce_with_logits, gaussian_nll, kl_normal,
             randn_matches_reference, reparameterize, adam, axpy_scale_mul, linear_layer,
-            round_trip_and_clone, errors);
+            round_trip_and_clone, errors, conv2d, conv_transpose2d, conv_layout_ops, conv_errors);
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
         $(

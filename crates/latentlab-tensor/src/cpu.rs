@@ -4,6 +4,7 @@
 use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::backend::{Activation, AdamStep, Backend, Transpose};
+use crate::conv::{self, Conv2dGeometry};
 use crate::{Result, Shape, TensorError, checks, philox, simd};
 
 /// Below this many elements an elementwise op stays on the calling thread.
@@ -43,6 +44,30 @@ impl Cpu {
 
     fn par(&self, len: usize) -> bool {
         self.parallel && len >= PAR_MIN_ELEMS
+    }
+
+    /// Runs `f(input_chunk, output_chunk)` over matching chunks of `input`
+    /// and `out` (one per image), on rayon's pool when the work is large.
+    fn per_image(
+        &self,
+        input: &[f32],
+        in_len: usize,
+        out: &mut [f32],
+        out_len: usize,
+        f: impl Fn(&[f32], &mut [f32]) + Sync + Send,
+    ) {
+        if self.par(out.len().max(input.len())) {
+            use rayon::prelude::*;
+            input
+                .par_chunks(in_len)
+                .zip(out.par_chunks_mut(out_len))
+                .for_each(|(i, o)| f(i, o));
+        } else {
+            input
+                .chunks(in_len)
+                .zip(out.chunks_mut(out_len))
+                .for_each(|(i, o)| f(i, o));
+        }
     }
 
     fn map1(&self, x: &Array2<f32>, f: impl Fn(f32) -> f32 + Sync + Send) -> Array2<f32> {
@@ -266,6 +291,79 @@ impl Backend for Cpu {
         } else {
             f()
         }
+    }
+
+    fn reshape(&self, t: Array2<f32>, shape: Shape) -> Result<Array2<f32>> {
+        checks::reshape(shape_of(&t), shape)?;
+        let data = if t.is_standard_layout() {
+            t.into_raw_vec_and_offset().0
+        } else {
+            t.iter().copied().collect()
+        };
+        Ok(Array2::from_shape_vec((shape.rows, shape.cols), data).expect("checked length"))
+    }
+
+    fn im2col(&self, x: &Array2<f32>, g: &Conv2dGeometry) -> Result<Array2<f32>> {
+        checks::images("im2col", shape_of(x), g)?;
+        let (n, l, k) = (x.nrows(), g.positions(), g.patch_len());
+        let x = x.as_standard_layout();
+        let mut out = vec![0.0f32; n * l * k];
+        self.per_image(slice(&x), g.input_len(), &mut out, l * k, |img, o| {
+            conv::im2col_image(g, img, o)
+        });
+        Ok(Array2::from_shape_vec((n * l, k), out).expect("n·l×k values"))
+    }
+
+    fn col2im(&self, cols: &Array2<f32>, g: &Conv2dGeometry) -> Result<Array2<f32>> {
+        let n = checks::patches("col2im", shape_of(cols), g)?;
+        let (l, k) = (g.positions(), g.patch_len());
+        let cols = cols.as_standard_layout();
+        let mut out = vec![0.0f32; n * g.input_len()];
+        self.per_image(slice(&cols), l * k, &mut out, g.input_len(), |c, o| {
+            conv::col2im_image(g, c, o)
+        });
+        Ok(Array2::from_shape_vec((n, g.input_len()), out).expect("n×input values"))
+    }
+
+    fn batch_transpose(&self, x: &Array2<f32>, p: usize, q: usize) -> Result<Array2<f32>> {
+        checks::blocks("batch_transpose", shape_of(x), p, q)?;
+        let x = x.as_standard_layout();
+        let mut out = vec![0.0f32; x.len()];
+        self.per_image(slice(&x), p * q, &mut out, p * q, |a, o| {
+            // Tiles of 16 keep both sides in cache.
+            const T: usize = 16;
+            for i0 in (0..p).step_by(T) {
+                for j0 in (0..q).step_by(T) {
+                    for i in i0..(i0 + T).min(p) {
+                        for j in j0..(j0 + T).min(q) {
+                            o[j * p + i] = a[i * q + j];
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Array2::from_shape_vec(x.raw_dim(), out).expect("same shape"))
+    }
+
+    fn add_channel_bias(&self, x: &Array2<f32>, bias: &Array2<f32>) -> Result<Array2<f32>> {
+        let plane = checks::channel_bias("add_channel_bias", shape_of(x), shape_of(bias))?;
+        let bias = bias.as_standard_layout();
+        let bias = slice(&bias);
+        let mut out = standard(x);
+        let cols = out.ncols();
+        let data = slice_mut(&mut out);
+        let add = |row: &mut [f32]| {
+            for (plane, &b) in row.chunks_mut(plane).zip(bias) {
+                plane.iter_mut().for_each(|v| *v += b);
+            }
+        };
+        if self.par(data.len()) {
+            use rayon::prelude::*;
+            data.par_chunks_mut(cols).for_each(add);
+        } else {
+            data.chunks_mut(cols).for_each(add);
+        }
+        Ok(out)
     }
 
     fn matmul(

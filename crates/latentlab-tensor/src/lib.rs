@@ -31,6 +31,7 @@
 mod backend;
 mod checks;
 pub mod conformance;
+mod conv;
 mod cpu;
 mod device;
 mod error;
@@ -39,8 +40,9 @@ mod shape;
 mod simd;
 
 pub use backend::{
-    Activation, AdamStep, Backend, GaussianNllOutput, KlOutput, LinearGrads, Transpose,
+    Activation, AdamStep, Backend, ConvGrads, GaussianNllOutput, KlOutput, LinearGrads, Transpose,
 };
+pub use conv::{Conv2dGeometry, ConvTranspose2dGeometry};
 pub use cpu::Cpu;
 pub use device::{Device, DeviceChoice};
 pub use error::{Result, TensorError};

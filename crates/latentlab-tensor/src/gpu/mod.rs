@@ -15,6 +15,7 @@ use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
 use crate::backend::{Activation, AdamStep, Backend, Transpose};
+use crate::conv::{self, Conv2dGeometry};
 use crate::{Result, Shape, TensorError, checks};
 
 /// Workgroup size of every one-dimensional kernel.
@@ -34,6 +35,7 @@ enum Shader {
     Loss,
     Random,
     Adam,
+    Conv,
 }
 
 impl Shader {
@@ -45,6 +47,7 @@ impl Shader {
             Shader::Loss => include_str!("loss.wgsl"),
             Shader::Random => include_str!("random.wgsl"),
             Shader::Adam => include_str!("adam.wgsl"),
+            Shader::Conv => include_str!("conv.wgsl"),
         }
     }
 }
@@ -533,6 +536,32 @@ impl Wgpu {
         Ok(outs)
     }
 
+    /// Runs a `conv.wgsl` entry over `len` outputs of shape `out_shape`.
+    fn conv_kernel(
+        &self,
+        entry: &'static str,
+        words: [u32; 16],
+        x: &WgpuTensor,
+        bias: Option<&WgpuTensor>,
+        out_shape: Shape,
+    ) -> Result<WgpuTensor> {
+        let out = self.alloc(entry, out_shape)?;
+        let mut bufs = vec![(1, &x.buf)];
+        if let Some(b) = bias {
+            bufs.push((2, &b.buf));
+        }
+        bufs.push((4, &out.buf));
+        let groups = self.groups_for(entry, out_shape.len(), 1)?;
+        self.inner.dispatch(
+            Shader::Conv,
+            entry,
+            bytemuck::cast_slice(&words),
+            &bufs,
+            groups,
+        );
+        Ok(out)
+    }
+
     fn random_params(len: usize, seed: u64, stream: u64) -> RandomParams {
         RandomParams {
             len: len as u32,
@@ -616,6 +645,42 @@ impl Backend for Wgpu {
     fn sync(&self) -> Result<()> {
         let idx = self.inner.flush("sync")?;
         self.inner.wait("sync", idx)
+    }
+
+    fn reshape(&self, t: WgpuTensor, shape: Shape) -> Result<WgpuTensor> {
+        checks::reshape(t.shape, shape)?;
+        Ok(WgpuTensor { shape, ..t })
+    }
+
+    fn im2col(&self, x: &WgpuTensor, g: &Conv2dGeometry) -> Result<WgpuTensor> {
+        self.same_device("im2col", &[x])?;
+        checks::images("im2col", x.shape, g)?;
+        let n = x.shape.rows;
+        let out = Shape::new(n * g.positions(), g.patch_len());
+        self.conv_kernel("im2col", conv::gpu_words(g, n), x, None, out)
+    }
+
+    fn col2im(&self, cols: &WgpuTensor, g: &Conv2dGeometry) -> Result<WgpuTensor> {
+        self.same_device("col2im", &[cols])?;
+        let n = checks::patches("col2im", cols.shape, g)?;
+        let out = Shape::new(n, g.input_len());
+        self.conv_kernel("col2im", conv::gpu_words(g, n), cols, None, out)
+    }
+
+    fn batch_transpose(&self, x: &WgpuTensor, p: usize, q: usize) -> Result<WgpuTensor> {
+        self.same_device("batch_transpose", &[x])?;
+        checks::blocks("batch_transpose", x.shape, p, q)?;
+        let mut words = [0u32; 16];
+        words[..3].copy_from_slice(&[x.shape.rows as u32, p as u32, q as u32]);
+        self.conv_kernel("batch_transpose", words, x, None, x.shape)
+    }
+
+    fn add_channel_bias(&self, x: &WgpuTensor, bias: &WgpuTensor) -> Result<WgpuTensor> {
+        self.same_device("add_channel_bias", &[x, bias])?;
+        let plane = checks::channel_bias("add_channel_bias", x.shape, bias.shape)?;
+        let mut words = [0u32; 16];
+        words[..3].copy_from_slice(&[x.shape.rows as u32, bias.shape.cols as u32, plane as u32]);
+        self.conv_kernel("add_channel_bias", words, x, Some(bias), x.shape)
     }
 
     fn matmul(

@@ -1,0 +1,445 @@
+//! The geometry of 2-D convolutions, and the host kernels both backends'
+//! convolutions are built from.
+//!
+//! A batch of images is a row-major `N × (C·H·W)` tensor: row `n` holds image
+//! `n` in PyTorch's `C×H×W` order, so the memory is exactly that of an
+//! `N×C×H×W` tensor. A convolution is lowered to a matrix product over
+//! patches ("im2col"): [`Conv2dGeometry::patches`] rows (one per output
+//! position of every image) of [`Conv2dGeometry::patch_len`] values, laid out
+//! as PyTorch's weight `[out, in, kh, kw]` is flattened, so the product with
+//! the weight as an `out × (in·kh·kw)` matrix is the convolution.
+
+use crate::{Result, TensorError};
+
+/// A 2-D convolution's geometry: what PyTorch's `nn.Conv2d` is given, plus
+/// the input's spatial size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Conv2dGeometry {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Input height and width.
+    pub input: [usize; 2],
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Zero padding on each side, along height and width.
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps, along height and width (1: none).
+    pub dilation: [usize; 2],
+}
+
+/// A transposed 2-D convolution's geometry: what PyTorch's
+/// `nn.ConvTranspose2d` is given, plus the input's spatial size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ConvTranspose2dGeometry {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Input height and width.
+    pub input: [usize; 2],
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Padding removed from each side of the output, along height and width.
+    pub padding: [usize; 2],
+    /// Extra rows and columns added to one side of the output.
+    pub output_padding: [usize; 2],
+    /// Spacing between kernel taps, along height and width (1: none).
+    pub dilation: [usize; 2],
+}
+
+/// Largest size of any one dimension a geometry may have: far above any image
+/// model, and low enough that every index fits `u32` on the GPU.
+const MAX_DIM: usize = 1 << 16;
+
+fn invalid(op: &'static str, detail: String) -> TensorError {
+    TensorError::InvalidArgument { op, detail }
+}
+
+impl Conv2dGeometry {
+    /// A square-kernel convolution with equal stride, padding and dilation 1
+    /// along both axes (the common case).
+    pub fn square(
+        in_channels: usize,
+        input: [usize; 2],
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Self {
+        Self {
+            in_channels,
+            input,
+            out_channels,
+            kernel: [kernel; 2],
+            stride: [stride; 2],
+            padding: [padding; 2],
+            dilation: [1; 2],
+        }
+    }
+
+    /// Output height and width, `None` when the kernel does not fit the
+    /// padded input.
+    pub fn output_size(&self) -> Option<[usize; 2]> {
+        let mut out = [0; 2];
+        for a in 0..2 {
+            let span = self.dilation[a].checked_mul(self.kernel[a].checked_sub(1)?)? + 1;
+            let padded = self.input[a].checked_add(2 * self.padding[a])?;
+            if self.stride[a] == 0 || padded < span {
+                return None;
+            }
+            out[a] = (padded - span) / self.stride[a] + 1;
+        }
+        Some(out)
+    }
+
+    /// Checks every size; returns the output height and width.
+    pub fn validate(&self, op: &'static str) -> Result<[usize; 2]> {
+        let sizes = [
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels),
+            ("input height", self.input[0]),
+            ("input width", self.input[1]),
+            ("kernel height", self.kernel[0]),
+            ("kernel width", self.kernel[1]),
+            ("stride", self.stride[0]),
+            ("stride", self.stride[1]),
+            ("dilation", self.dilation[0]),
+            ("dilation", self.dilation[1]),
+        ];
+        for (name, v) in sizes {
+            if v == 0 || v > MAX_DIM {
+                return Err(invalid(
+                    op,
+                    format!("{name} is {v}; it must lie in 1..={MAX_DIM}"),
+                ));
+            }
+        }
+        if self.padding.iter().any(|&p| p > MAX_DIM) {
+            return Err(invalid(
+                op,
+                format!("padding {:?} exceeds {MAX_DIM}", self.padding),
+            ));
+        }
+        let out = self.output_size().ok_or_else(|| {
+            invalid(
+                op,
+                format!(
+                    "a {}×{} kernel (dilation {:?}) does not fit a {}×{} input padded by {:?}",
+                    self.kernel[0],
+                    self.kernel[1],
+                    self.dilation,
+                    self.input[0],
+                    self.input[1],
+                    self.padding
+                ),
+            )
+        })?;
+        let big = [
+            self.input_len(),
+            self.patch_len(),
+            self.out_channels * out[0] * out[1],
+        ];
+        if big.iter().any(|&v| v > u32::MAX as usize / 4) {
+            return Err(invalid(op, format!("{self:?} is too large")));
+        }
+        Ok(out)
+    }
+
+    /// Values per input image, `C·H·W`.
+    pub fn input_len(&self) -> usize {
+        self.in_channels * self.input[0] * self.input[1]
+    }
+
+    /// Values per output image, `O·OH·OW` (0 when the kernel does not fit).
+    pub fn output_len(&self) -> usize {
+        self.out_channels * self.positions()
+    }
+
+    /// Output positions per image, `OH·OW` (0 when the kernel does not fit).
+    pub fn positions(&self) -> usize {
+        self.output_size().map_or(0, |[h, w]| h * w)
+    }
+
+    /// Values in one patch, `C·kh·kw`: the weight's columns.
+    pub fn patch_len(&self) -> usize {
+        self.in_channels * self.kernel[0] * self.kernel[1]
+    }
+}
+
+impl ConvTranspose2dGeometry {
+    /// Output height and width:
+    /// `(in − 1)·stride − 2·padding + dilation·(kernel − 1) + output_padding + 1`,
+    /// `None` when that is not positive.
+    pub fn output_size(&self) -> Option<[usize; 2]> {
+        let mut out = [0; 2];
+        for a in 0..2 {
+            let full = (self.input[a].checked_sub(1)?)
+                .checked_mul(self.stride[a])?
+                .checked_add(self.dilation[a].checked_mul(self.kernel[a].checked_sub(1)?)?)?
+                .checked_add(self.output_padding[a] + 1)?;
+            out[a] = full.checked_sub(2 * self.padding[a]).filter(|&v| v > 0)?;
+        }
+        Some(out)
+    }
+
+    /// The convolution this one is the transpose of: its input is this one's
+    /// output, and its output this one's input. Transposed convolution runs
+    /// as that convolution's backward pass.
+    pub fn forward_conv(&self) -> Conv2dGeometry {
+        Conv2dGeometry {
+            in_channels: self.out_channels,
+            input: self.output_size().unwrap_or([0, 0]),
+            out_channels: self.in_channels,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+        }
+    }
+
+    /// Checks every size; returns the output height and width.
+    pub fn validate(&self, op: &'static str) -> Result<[usize; 2]> {
+        for a in 0..2 {
+            if self.output_padding[a] >= self.stride[a].max(1) {
+                return Err(invalid(
+                    op,
+                    format!(
+                        "output padding {:?} must be smaller than the stride {:?}",
+                        self.output_padding, self.stride
+                    ),
+                ));
+            }
+        }
+        if self.input.contains(&0) || self.kernel.contains(&0) || self.stride.contains(&0) {
+            return Err(invalid(
+                op,
+                format!(
+                    "input {:?}, kernel {:?} and stride {:?} must be positive",
+                    self.input, self.kernel, self.stride
+                ),
+            ));
+        }
+        let out = self.output_size().ok_or_else(|| {
+            invalid(
+                op,
+                format!(
+                    "padding {:?} leaves no output for a {}×{} input",
+                    self.padding, self.input[0], self.input[1]
+                ),
+            )
+        })?;
+        let conv = self.forward_conv();
+        let back = conv.validate(op)?;
+        // With output padding below the stride the forward convolution maps
+        // the output back onto exactly this input.
+        debug_assert_eq!(back, self.input);
+        Ok(out)
+    }
+
+    /// Values per input image, `C_in·H·W`.
+    pub fn input_len(&self) -> usize {
+        self.in_channels * self.input[0] * self.input[1]
+    }
+
+    /// Values per output image, `C_out·OH·OW` (0 when there is no output).
+    pub fn output_len(&self) -> usize {
+        self.output_size()
+            .map_or(0, |[h, w]| self.out_channels * h * w)
+    }
+}
+
+/// The geometry as the shaders see it: 16 `u32`s.
+pub(crate) fn gpu_words(g: &Conv2dGeometry, batch: usize) -> [u32; 16] {
+    let [oh, ow] = g.output_size().unwrap_or([0, 0]);
+    [
+        batch as u32,
+        g.in_channels as u32,
+        g.input[0] as u32,
+        g.input[1] as u32,
+        oh as u32,
+        ow as u32,
+        g.kernel[0] as u32,
+        g.kernel[1] as u32,
+        g.stride[0] as u32,
+        g.stride[1] as u32,
+        g.padding[0] as u32,
+        g.padding[1] as u32,
+        g.dilation[0] as u32,
+        g.dilation[1] as u32,
+        0,
+        0,
+    ]
+}
+
+/// Fills `out` (`positions × patch_len`, row-major) with the patches of one
+/// image `x` (`C·H·W`).
+pub(crate) fn im2col_image(g: &Conv2dGeometry, x: &[f32], out: &mut [f32]) {
+    let [h, w] = g.input;
+    let [oh, ow] = g.output_size().expect("validated");
+    let [kh, kw] = g.kernel;
+    let k = g.patch_len();
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let row = &mut out[(oy * ow + ox) * k..][..k];
+            let mut j = 0;
+            for c in 0..g.in_channels {
+                let plane = &x[c * h * w..][..h * w];
+                for ky in 0..kh {
+                    let iy =
+                        (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.padding[0] as isize;
+                    for kx in 0..kw {
+                        let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize
+                            - g.padding[1] as isize;
+                        row[j] = if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
+                            plane[iy as usize * w + ix as usize]
+                        } else {
+                            0.0
+                        };
+                        j += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col_image`]: sums one image's patch values
+/// (`positions × patch_len`) back onto its pixels (`C·H·W`). Each pixel
+/// gathers its taps in a fixed order, so the result does not depend on
+/// threads.
+pub(crate) fn col2im_image(g: &Conv2dGeometry, cols: &[f32], out: &mut [f32]) {
+    let [h, w] = g.input;
+    let [oh, ow] = g.output_size().expect("validated");
+    let [kh, kw] = g.kernel;
+    let k = g.patch_len();
+    out.fill(0.0);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let row = &cols[(oy * ow + ox) * k..][..k];
+            let mut j = 0;
+            for c in 0..g.in_channels {
+                for ky in 0..kh {
+                    let iy =
+                        (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.padding[0] as isize;
+                    for kx in 0..kw {
+                        let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize
+                            - g.padding[1] as isize;
+                        if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
+                            out[c * h * w + iy as usize * w + ix as usize] += row[j];
+                        }
+                        j += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_sizes_follow_pytorch() {
+        // nn.Conv2d(1, 32, 4, 2, 1) on 64×64 gives 32×32.
+        let g = Conv2dGeometry::square(1, [64, 64], 32, 4, 2, 1);
+        assert_eq!(g.validate("t").unwrap(), [32, 32]);
+        // Dilation 2, kernel 3, no padding on 7×9: span 5 → 3×5.
+        let g = Conv2dGeometry {
+            dilation: [2, 2],
+            ..Conv2dGeometry::square(2, [7, 9], 3, 3, 1, 0)
+        };
+        assert_eq!(g.output_size(), Some([3, 5]));
+        // nn.ConvTranspose2d(64, 32, 4, 2, 1) on 4×4 gives 8×8; with output
+        // padding 1 on a stride-2, kernel-3 layer 5×5 gives 10×10.
+        let t = ConvTranspose2dGeometry {
+            in_channels: 64,
+            input: [4, 4],
+            out_channels: 32,
+            kernel: [4, 4],
+            stride: [2, 2],
+            padding: [1, 1],
+            output_padding: [0, 0],
+            dilation: [1, 1],
+        };
+        assert_eq!(t.validate("t").unwrap(), [8, 8]);
+        let t = ConvTranspose2dGeometry {
+            input: [5, 5],
+            kernel: [3, 3],
+            output_padding: [1, 1],
+            ..t
+        };
+        assert_eq!(t.validate("t").unwrap(), [10, 10]);
+        assert_eq!(t.forward_conv().output_size(), Some([5, 5]));
+    }
+
+    #[test]
+    fn bad_geometries_are_errors_naming_the_problem() {
+        let g = Conv2dGeometry::square(1, [3, 3], 4, 5, 1, 0);
+        let e = g.validate("conv2d").unwrap_err().to_string();
+        assert!(e.contains("conv2d") && e.contains("does not fit"), "{e}");
+        let g = Conv2dGeometry::square(0, [3, 3], 4, 1, 1, 0);
+        assert!(
+            g.validate("conv2d")
+                .unwrap_err()
+                .to_string()
+                .contains("in_channels")
+        );
+        let g = Conv2dGeometry::square(1, [3, 3], 4, 1, 0, 0);
+        assert!(
+            g.validate("conv2d")
+                .unwrap_err()
+                .to_string()
+                .contains("stride")
+        );
+        let t = ConvTranspose2dGeometry {
+            in_channels: 1,
+            input: [4, 4],
+            out_channels: 1,
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [0, 0],
+            output_padding: [2, 0],
+            dilation: [1, 1],
+        };
+        let e = t.validate("conv_transpose2d").unwrap_err().to_string();
+        assert!(e.contains("output padding"), "{e}");
+        let t = ConvTranspose2dGeometry {
+            input: [1, 1],
+            kernel: [1, 1],
+            padding: [3, 3],
+            output_padding: [0, 0],
+            ..t
+        };
+        assert!(t.validate("conv_transpose2d").is_err());
+    }
+
+    /// im2col and col2im are adjoint: ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
+    #[test]
+    fn im2col_and_col2im_are_adjoint() {
+        let g = Conv2dGeometry {
+            dilation: [1, 2],
+            stride: [2, 1],
+            padding: [1, 2],
+            ..Conv2dGeometry::square(2, [5, 6], 1, 3, 1, 0)
+        };
+        g.validate("t").unwrap();
+        let n_in = g.input_len();
+        let n_cols = g.positions() * g.patch_len();
+        let x: Vec<f32> = (0..n_in).map(|i| ((i * 7 % 11) as f32) - 5.0).collect();
+        let c: Vec<f32> = (0..n_cols).map(|i| ((i * 5 % 13) as f32) - 6.0).collect();
+        let mut cols = vec![0.0; n_cols];
+        im2col_image(&g, &x, &mut cols);
+        let mut back = vec![0.0; n_in];
+        col2im_image(&g, &c, &mut back);
+        let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| f64::from(a * b)).sum();
+        let rhs: f64 = x.iter().zip(&back).map(|(a, b)| f64::from(a * b)).sum();
+        assert_eq!(lhs, rhs);
+    }
+}
