@@ -15,7 +15,14 @@ pub fn load_data(spec: &str, seed: u64) -> Result<Split> {
     if spec == "mnist-10k" || spec == "mnist" {
         return Ok(data::mnist_10k());
     }
-    if let Some(rest) = spec.strip_prefix("dsprites") {
+    let (colour, dsprites) = match spec
+        .strip_prefix("color-")
+        .or_else(|| spec.strip_prefix("colour-"))
+    {
+        Some(rest) => (true, rest),
+        None => (false, spec),
+    };
+    if let Some(rest) = dsprites.strip_prefix("dsprites") {
         let n = match rest.strip_prefix(':') {
             None if rest.is_empty() => 20_000,
             Some(n) => n
@@ -35,7 +42,11 @@ pub fn load_data(spec: &str, seed: u64) -> Result<Split> {
             }
         };
         let test = (n / 10).max(1);
-        return Ok(data::dsprites::split(n - test, test, seed));
+        return Ok(if colour {
+            data::dsprites::colour_split(n - test, test, seed)
+        } else {
+            data::dsprites::split(n - test, test, seed)
+        });
     }
     let path = Path::new(spec);
     if !path.exists() {

@@ -95,6 +95,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Decodes latent codes (an N × d .npy) to the mean of p(x|z) as an N×C×H×W float32 .npy.
+    #[command(allow_negative_numbers = true)]
+    Decode(train::DecodeArgs),
     /// Interpolates between two latent codes (1-D .npy files, f32 or f64).
     Interpolate(geometry::InterpolateArgs),
     /// Is this latent space healthy? KL, active units, I(x; z), holes and a verdict.
@@ -187,6 +190,7 @@ fn main() -> ExitCode {
             device,
             json,
         } => train::encode(&checkpoint, &data, &split, &out, device, json),
+        Command::Decode(args) => train::decode(&args),
         Command::Interpolate(args) => geometry::interpolate_codes(&args),
         Command::Diagnose(args) => diagnose::run(&args),
         Command::Disentanglement(args) => diagnose::disentanglement(&args),

@@ -8,13 +8,13 @@ use latentlab::data;
 use latentlab::diagnostics::CollapseWatch;
 use latentlab::model::{
     Capacity, Control, Event, FaultPoint, KlSchedule, LatentModel, Likelihood, LoadOptions,
-    ModelConfig, ModelKind, SavePolicy, TrainConfig, Trainer, Vae, checkpoint, state_path,
+    ModelConfig, ModelKind, SavePolicy, Stacks, TrainConfig, Trainer, Vae, checkpoint, state_path,
 };
 use latentlab::tensor::{Activation, Backend, Device, DeviceChoice};
 use serde::Serialize;
 
 use crate::error::{CliError, Context, Result};
-use crate::load::{load_data, split_rows};
+use crate::load::{load_data, read_matrix, split_rows};
 
 /// Hidden widths, parsed from one flag value (`512,256`). A newtype, so
 /// clap takes the list as one value rather than as repeated flags.
@@ -39,6 +39,80 @@ fn parse_widths(text: &str) -> Result<Vec<usize>, String> {
                 .ok_or_else(|| format!("`{t}` is not a layer width (1 to 65536)"))
         })
         .collect()
+}
+
+/// The architecture `--arch` names.
+#[derive(Clone, Debug)]
+pub enum Arch {
+    /// An MLP with these hidden widths (`None`: `--hidden`'s).
+    Mlp(Option<Vec<usize>>),
+    /// The convolutional VAE for 64×64 images (Burgess et al. 2018).
+    Conv64,
+    /// The convolutional VAE for 28×28 images.
+    Conv28,
+    /// A user's stacks, read from a JSON file.
+    File(PathBuf, Stacks),
+}
+
+/// Largest `--arch` file read.
+const MAX_ARCH_FILE: u64 = 1 << 20;
+
+/// Parses `mlp`, `mlp:512,256`, `conv64`, `conv28` or a JSON file of
+/// `{"encoder": [layers…], "decoder": [layers…]}`.
+pub fn parse_arch(text: &str) -> Result<Arch, String> {
+    match text {
+        "mlp" => return Ok(Arch::Mlp(None)),
+        "conv64" => return Ok(Arch::Conv64),
+        "conv28" => return Ok(Arch::Conv28),
+        _ => {}
+    }
+    if let Some(w) = text.strip_prefix("mlp:") {
+        return parse_widths(w).map(|w| Arch::Mlp(Some(w)));
+    }
+    let path = Path::new(text);
+    if !path.is_file() {
+        return Err(format!(
+            "`{text}` is neither mlp, mlp:WIDTHS, conv64, conv28 nor a JSON file of stacks"
+        ));
+    }
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len > MAX_ARCH_FILE {
+        return Err(format!(
+            "{text}: {len} bytes is too large for an architecture"
+        ));
+    }
+    let json = std::fs::read_to_string(path).map_err(|e| format!("{text}: {e}"))?;
+    let stacks: Stacks = serde_json::from_str(&json).map_err(|e| {
+        format!(
+            "{text}: not a layer specification ({{\"encoder\": [...], \"decoder\": [...]}}): {e}"
+        )
+    })?;
+    Ok(Arch::File(path.into(), stacks))
+}
+
+impl Arch {
+    /// The stacks for images of `channels` channels (`None`: the MLP of the
+    /// config's `hidden`).
+    fn stacks(&self, channels: usize) -> Option<Stacks> {
+        match self {
+            Arch::Mlp(_) => None,
+            Arch::Conv64 => Some(Stacks::conv64(channels)),
+            Arch::Conv28 => Some(Stacks::conv28(channels)),
+            Arch::File(_, s) => Some(s.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Arch::Mlp(None) => write!(f, "mlp"),
+            Arch::Mlp(Some(w)) => write!(f, "mlp:{w:?}"),
+            Arch::Conv64 => write!(f, "conv64"),
+            Arch::Conv28 => write!(f, "conv28"),
+            Arch::File(p, _) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 /// Parses an activation name.
@@ -112,7 +186,7 @@ pub fn parse_capacity(text: &str) -> Result<Capacity, String> {
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
-    /// mnist-10k (embedded), dsprites or dsprites:N (procedural, N images) or a folder of IDX files.
+    /// mnist-10k (embedded), dsprites or dsprites:N (procedural, N images), color-dsprites or color-dsprites:N (the sprite in a random colour) or a folder of IDX files.
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
     /// Passes over the training data (default 20; with --resume, the saved run's).
@@ -121,9 +195,12 @@ pub struct TrainArgs {
     /// Latent size.
     #[arg(long, default_value_t = 20)]
     pub latent: usize,
-    /// Hidden widths of the encoder (the decoder mirrors them).
+    /// Hidden widths of the encoder (the decoder mirrors them), for the MLP.
     #[arg(long, default_value = "512,256", value_parser = parse_hidden)]
     pub hidden: Hidden,
+    /// mlp (the --hidden MLP), mlp:WIDTHS, conv64 (64×64 images), conv28 (28×28) or FILE.json with {"encoder": [...], "decoder": [...]} layer stacks.
+    #[arg(long, default_value = "mlp", value_parser = parse_arch)]
+    pub arch: Arch,
     /// vae, or ae for a deterministic autoencoder of the same shape.
     #[arg(long, default_value = "vae")]
     pub model: String,
@@ -243,14 +320,21 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
                 clip_grad_norm: a.clip_grad,
             };
             run.validate().map_err(|e| CliError::prefixed("--", e))?;
+            let hidden = match &a.arch {
+                Arch::Mlp(Some(w)) => w.clone(),
+                Arch::Mlp(None) => a.hidden.0.clone(),
+                _ => Vec::new(),
+            };
             let model = ModelConfig {
                 kind,
                 input_dim: 1,
-                hidden: a.hidden.0.clone(),
+                hidden,
                 latent: a.latent,
                 activation: a.activation,
                 likelihood: a.likelihood,
                 image_shape: None,
+                channels: 1,
+                stacks: None,
             };
             model.validate().map_err(|e| CliError::prefixed("--", e))?;
             Some((model, run))
@@ -275,8 +359,17 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
             let model = ModelConfig {
                 input_dim: split.train.dim(),
                 image_shape: Some(split.train.image_shape),
+                channels: split.train.channels,
+                stacks: a.arch.stacks(split.train.channels),
                 ..model
             };
+            model.validate().map_err(|e| {
+                let [c, h, w] = split.train.chw();
+                CliError::from(format!(
+                    "--arch {} on --data {} ({c}×{h}×{w} images): {e}",
+                    a.arch, a.data
+                ))
+            })?;
             (Trainer::new(backend.clone(), model, run)?, split)
         }
         (None, None) => unreachable!("a fresh run has its configs"),
@@ -298,10 +391,8 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
     let total_epochs = trainer.config().epochs;
     let interactive = std::io::stderr().is_terminal();
     eprintln!(
-        "latentlab: training a {}-{:?}-{} {} on {} ({} train / {} test) on {}",
-        trainer.model().config().input_dim,
-        trainer.model().config().hidden,
-        trainer.model().config().latent,
+        "latentlab: training a {} {} on {} ({} train / {} test) on {}",
+        trainer.model().config().describe(),
         match trainer.model().config().kind {
             ModelKind::Vae => "VAE",
             ModelKind::Autoencoder => "autoencoder",
@@ -493,5 +584,86 @@ fn encode_on<B: Backend>(
             out.display()
         );
     }
+    Ok(())
+}
+
+/// Every flag of `latentlab decode`.
+#[derive(clap::Args)]
+pub struct DecodeArgs {
+    /// The checkpoint (latentlab's or a PyTorch state_dict in safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Latent codes: an N × d .npy file (float32 or float64).
+    #[arg(long)]
+    pub latents: PathBuf,
+    /// Output .npy file (float32, N×C×H×W; N × D for a model without an image shape).
+    #[arg(long, default_value = "decoded.npy")]
+    pub out: PathBuf,
+    /// Write the decoder's raw output (logits for Bernoulli, means for Gaussian) instead of the mean of p(x|z).
+    #[arg(long)]
+    pub logits: bool,
+    /// cpu, gpu or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+/// `latentlab decode`.
+pub fn decode(args: &DecodeArgs) -> Result<()> {
+    on_device!(args.device, backend => decode_on(backend, args))
+}
+
+/// Codes decoded per device call.
+const DECODE_CHUNK: usize = 1024;
+
+fn decode_on<B: Backend>(backend: B, a: &DecodeArgs) -> Result<()> {
+    let model: Vae<B> = checkpoint::load(backend.clone(), &a.checkpoint, &LoadOptions::default())
+        .context("--checkpoint")?;
+    let z = read_matrix(&a.latents, "--latents")?;
+    let cfg = model.config();
+    if z.ncols() != cfg.latent {
+        return Err(CliError::from(format!(
+            "--latents {}: codes have {} dimensions but the model's latent size is {}",
+            a.latents.display(),
+            z.ncols(),
+            cfg.latent
+        )));
+    }
+    if let Some(i) = z.iter().position(|v| !v.is_finite()) {
+        return Err(CliError::from(format!(
+            "--latents {}: value {i} is not finite",
+            a.latents.display()
+        )));
+    }
+    let n = z.nrows();
+    let mut out = Vec::with_capacity(n * cfg.input_dim);
+    for start in (0..n).step_by(DECODE_CHUNK) {
+        let rows = DECODE_CHUNK.min(n - start);
+        let chunk: Vec<f32> = z
+            .slice(ndarray::s![start..start + rows, ..])
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let zt = backend.upload(&chunk, latentlab::tensor::Shape::new(rows, cfg.latent))?;
+        let x = if a.logits {
+            model.decode_raw_device(&zt)?
+        } else {
+            model.decode_mean_device(&zt)?
+        };
+        out.extend(backend.download(&x)?);
+    }
+    let shape = match cfg.image_shape {
+        Some((h, w)) => vec![n, cfg.channels, h, w],
+        None => vec![n, cfg.input_dim],
+    };
+    data::npy::write_f32(&a.out, &shape, &out).context("--out")?;
+    eprintln!(
+        "latentlab: decoded {n} codes to {} ({})",
+        a.out.display(),
+        shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("×")
+    );
     Ok(())
 }

@@ -10,7 +10,8 @@ use crate::idx::{self, IdxError};
 /// A set of images with optional labels and factors.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    /// Images, one per row (`n × height·width`), grey levels in `[0, 1]`.
+    /// Images, one per row (`n × channels·height·width`, PyTorch's `C×H×W`
+    /// order within a row), values in `[0, 1]`.
     pub images: Array2<f32>,
     /// Class labels (`n`), when the data has them.
     pub labels: Option<Vec<i64>>,
@@ -18,6 +19,8 @@ pub struct Dataset {
     pub factor_classes: Option<Array2<usize>>,
     /// Image height and width.
     pub image_shape: (usize, usize),
+    /// Channels per image (1: grey, 3: RGB).
+    pub channels: usize,
 }
 
 impl Dataset {
@@ -31,7 +34,12 @@ impl Dataset {
         self.images.nrows() == 0
     }
 
-    /// Pixels per image.
+    /// `[channels, height, width]`.
+    pub fn chw(&self) -> [usize; 3] {
+        [self.channels, self.image_shape.0, self.image_shape.1]
+    }
+
+    /// Values per image (`channels · height · width`).
     pub fn dim(&self) -> usize {
         self.images.ncols()
     }
@@ -129,6 +137,7 @@ pub fn from_idx(
         labels,
         factor_classes: None,
         image_shape: (h, w),
+        channels: 1,
     })
 }
 

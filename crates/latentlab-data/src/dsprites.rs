@@ -135,6 +135,58 @@ pub fn dataset(indices: &[usize]) -> Dataset {
         labels: Some(classes.column(0).iter().map(|&c| c as i64).collect()),
         factor_classes: Some(classes),
         image_shape: (SIDE, SIDE),
+        channels: 1,
+    }
+}
+
+/// The colour of image `index` in the colour variant under `seed`: each RGB
+/// channel uniform in `[0.5, 1)`, as disentanglement_lib's color-dSprites
+/// draws it (the colour is a nuisance, not a factor).
+pub fn colour_of(index: usize, seed: u64) -> [f32; 3] {
+    let mut g =
+        latentlab_rng::SplitMix64::new(seed, latentlab_rng::Purpose::Subset, 1 + index as u64);
+    [0; 3].map(|_| (0.5 + 0.5 * g.uniform()) as f32)
+}
+
+/// [`dataset`] in colour: `3 × 64 × 64` images, the sprite in the random
+/// colour [`colour_of`] gives each image under `seed` on a black ground.
+pub fn colour_dataset(indices: &[usize], seed: u64) -> Dataset {
+    let grey = dataset(indices);
+    let plane = SIDE * SIDE;
+    let mut images = Array2::<f32>::zeros((indices.len(), 3 * plane));
+    images
+        .as_slice_mut()
+        .expect("a fresh array is contiguous")
+        .par_chunks_mut(3 * plane)
+        .zip(
+            grey.images
+                .as_slice()
+                .expect("contiguous")
+                .par_chunks(plane),
+        )
+        .zip(indices.par_iter())
+        .for_each(|((out, g), &i)| {
+            for (c, colour) in colour_of(i, seed).into_iter().enumerate() {
+                for (o, &v) in out[c * plane..(c + 1) * plane].iter_mut().zip(g) {
+                    *o = v * colour;
+                }
+            }
+        });
+    Dataset {
+        images,
+        channels: 3,
+        ..grey
+    }
+}
+
+/// [`split`] in colour (disentanglement_lib's color-dSprites).
+pub fn colour_split(n_train: usize, n_test: usize, seed: u64) -> Split {
+    let idx = rng::subset(LEN, n_train + n_test, seed, 0);
+    let (train, test) = idx.split_at(n_train.min(idx.len()));
+    Split {
+        name: "color-dsprites".into(),
+        train: colour_dataset(train, seed),
+        test: colour_dataset(test, seed),
     }
 }
 
@@ -162,6 +214,29 @@ mod tests {
             m += p;
         }
         (sx / m, sy / m, m)
+    }
+
+    #[test]
+    fn colour_variant_is_the_sprite_in_one_colour_per_image() {
+        let idx = [0usize, 5000, 123_456];
+        let grey = dataset(&idx);
+        let col = colour_dataset(&idx, 7);
+        assert_eq!(col.chw(), [3, SIDE, SIDE]);
+        let plane = SIDE * SIDE;
+        for (k, &i) in idx.iter().enumerate() {
+            let c = colour_of(i, 7);
+            assert!(c.iter().all(|v| (0.5..1.0).contains(v)));
+            for (ch, colour) in c.iter().enumerate() {
+                for p in 0..plane {
+                    assert_eq!(
+                        col.images[[k, ch * plane + p]],
+                        grey.images[[k, p]] * colour
+                    );
+                }
+            }
+        }
+        assert_ne!(colour_of(0, 7), colour_of(1, 7));
+        assert_ne!(colour_of(0, 7), colour_of(0, 8));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::config::{Likelihood, ModelConfig, ModelKind};
 use crate::error::{Result, ckpt_err};
+use crate::layers::{LayerSpec, Pair, Param};
 use crate::vae::{AdamState, Vae};
 
 /// Metadata key of the model config.
@@ -52,14 +53,6 @@ fn to_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn file_shape(name: &str, [r, c]: [usize; 2]) -> Vec<usize> {
-    if r == 1 && (name.ends_with(".bias") || name == "decoder_logvar") {
-        vec![c]
-    } else {
-        vec![r, c]
-    }
-}
-
 fn serialize(
     path: &Path,
     tensors: Vec<NamedBytes>,
@@ -87,14 +80,14 @@ type NamedBytes = (String, Vec<usize>, Vec<u8>);
 pub type HostTensors = Vec<Vec<f32>>;
 
 fn model_tensors<B: Backend>(model: &Vae<B>) -> Result<Vec<NamedBytes>> {
-    Ok(model
-        .to_host()?
+    let be = model.backend();
+    model
+        .config()
+        .parameters()
         .into_iter()
-        .map(|(n, s, v)| {
-            let shape = file_shape(&n, s);
-            (n, shape, to_bytes(&v))
-        })
-        .collect())
+        .zip(model.params())
+        .map(|(p, t)| Ok((p.name, p.dims, to_bytes(&be.download(t)?))))
+        .collect()
 }
 
 fn base_metadata<B: Backend>(model: &Vae<B>) -> HashMap<String, String> {
@@ -123,13 +116,13 @@ pub fn save_state<B: Backend>(
 ) -> Result<()> {
     let path = path.as_ref();
     let mut tensors = model_tensors(model)?;
-    let shapes = model.config().parameter_shapes();
+    let params = model.config().parameters();
     let be = model.backend();
     for (prefix, moments) in [("adam.m.", &adam.m), ("adam.v.", &adam.v)] {
-        for ((name, s), t) in shapes.iter().zip(moments) {
+        for (p, t) in params.iter().zip(moments) {
             tensors.push((
-                format!("{prefix}{name}"),
-                file_shape(name, *s),
+                format!("{prefix}{}", p.name),
+                p.dims.clone(),
                 to_bytes(&be.download(t)?),
             ));
         }
@@ -200,7 +193,7 @@ impl Checkpoint {
             }
             None => (infer(path, &st, opts)?, false),
         };
-        let read = |name: &str, [r, c]: [usize; 2]| -> Result<Vec<f32>> {
+        let read = |name: &str, p: &Param| -> Result<Vec<f32>> {
             let t = st
                 .tensor(name)
                 .map_err(|_| bad(format!("tensor {name} is missing")))?;
@@ -210,12 +203,13 @@ impl Checkpoint {
                     t.dtype()
                 )));
             }
-            let ok = t.shape() == [r, c] || (r == 1 && t.shape() == [c]);
+            // PyTorch's shape, or the device matrix's (biases as `[1, n]`).
+            let ok = t.shape() == p.dims || t.shape() == [p.shape.rows, p.shape.cols];
             if !ok {
                 return Err(bad(format!(
                     "tensor {name} has shape {:?}, the architecture needs {:?}",
                     t.shape(),
-                    file_shape(name, [r, c])
+                    p.dims
                 )));
             }
             let v: Vec<f32> = t
@@ -230,20 +224,20 @@ impl Checkpoint {
             }
             Ok(v)
         };
-        let shapes = config.parameter_shapes();
+        let shapes = config.parameters();
         let params = shapes
             .iter()
-            .map(|(n, s)| read(n, *s))
+            .map(|p| read(&p.name, p))
             .collect::<Result<Vec<_>>>()?;
         let progress = meta.get(TRAIN_KEY).cloned();
         let adam = if progress.is_some() {
             let m = shapes
                 .iter()
-                .map(|(n, s)| read(&format!("adam.m.{n}"), *s))
+                .map(|p| read(&format!("adam.m.{}", p.name), p))
                 .collect::<Result<Vec<_>>>()?;
             let v = shapes
                 .iter()
-                .map(|(n, s)| read(&format!("adam.v.{n}"), *s))
+                .map(|p| read(&format!("adam.v.{}", p.name), p))
                 .collect::<Result<Vec<_>>>()?;
             Some((m, v))
         } else {
@@ -313,6 +307,14 @@ fn infer(path: &Path, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<ModelC
             }
         ))
     })?;
+    let four_d = st.names().into_iter().any(|n| {
+        (n.starts_with("encoder.") || n.starts_with("decoder."))
+            && n.ends_with(".weight")
+            && shape(n).is_some_and(|s| s.len() == 4)
+    });
+    if four_d {
+        return infer_stacks(path, st, opts, mu);
+    }
     let mut hidden = Vec::new();
     let mut input_dim = None;
     let mut k = 0;
@@ -364,6 +366,8 @@ fn infer(path: &Path, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<ModelC
         activation: opts.activation,
         likelihood,
         image_shape,
+        channels: 1,
+        stacks: None,
     };
     config
         .validate()
@@ -383,6 +387,183 @@ fn infer(path: &Path, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<ModelC
         return Err(bad(format!(
             "tensor {extra} does not belong to an MLP VAE of the inferred shape {input_dim}-{:?}-{}",
             config.hidden, config.latent
+        )));
+    }
+    Ok(config)
+}
+
+/// The weight layers of `prefix` (`encoder`, `decoder`) in index order:
+/// `(index, weight shape, has bias)`.
+fn weight_layers(st: &SafeTensors<'_>, prefix: &str) -> Vec<(usize, Vec<usize>, bool)> {
+    let mut out: Vec<(usize, Vec<usize>, bool)> = st
+        .names()
+        .into_iter()
+        .filter_map(|n| {
+            let rest = n.strip_prefix(prefix)?.strip_prefix('.')?;
+            let i: usize = rest.strip_suffix(".weight")?.parse().ok()?;
+            let shape = st.tensor(n).ok()?.shape().to_vec();
+            let bias = st.tensor(&format!("{prefix}.{i}.bias")).is_ok();
+            Some((i, shape, bias))
+        })
+        .collect();
+    out.sort_by_key(|l| l.0);
+    out
+}
+
+/// Infers the stacks of a convolutional `state_dict` (the conv64 module of
+/// DESIGN.md and any stack like it): every weight layer is followed by the
+/// activation (the decoder's last excepted); 4-D encoder weights are
+/// `Conv2d` and decoder ones `ConvTranspose2d`, with stride 2 and padding 1
+/// for 4×4 kernels; a `Flatten` follows the last convolution's activation
+/// and an `Unflatten` precedes the first transposed convolution. The
+/// inferred stacks must reproduce the file's names exactly.
+fn infer_stacks(
+    path: &Path,
+    st: &SafeTensors<'_>,
+    opts: &LoadOptions,
+    mu: [usize; 2],
+) -> Result<ModelConfig> {
+    let bad = |d: String| ckpt_err(path, d);
+    let act = LayerSpec::Activation(opts.activation);
+    let conv_geometry = |name: String, shape: &[usize]| -> Result<(Pair, Pair, Pair)> {
+        match shape {
+            [_, _, 4, 4] => Ok((Pair::Both(4), Pair::Both(2), Pair::Both(1))),
+            [_, _, kh, kw] => Err(bad(format!(
+                "{name} is a {kh}×{kw} convolution; only 4×4 kernels (stride 2, padding 1) are inferred from a file without a config: describe the stack with --arch FILE.json"
+            ))),
+            s => Err(bad(format!("{name} has shape {s:?}"))),
+        }
+    };
+    // Encoder.
+    let enc = weight_layers(st, "encoder");
+    let mut encoder = Vec::new();
+    let mut convs = 0;
+    let mut last_conv_channels = None;
+    let mut first_in_channels = None;
+    for (k, (i, shape, bias)) in enc.iter().enumerate() {
+        let name = format!("encoder.{i}.weight");
+        let next_is_linear = enc.get(k + 1).is_some_and(|l| l.1.len() == 2);
+        if shape.len() == 4 {
+            let (kernel, stride, padding) = conv_geometry(name, shape)?;
+            first_in_channels.get_or_insert(shape[1]);
+            encoder.push(LayerSpec::Conv2d {
+                out: shape[0],
+                kernel,
+                stride,
+                padding,
+                dilation: Pair::Both(1),
+                bias: *bias,
+            });
+            encoder.push(act);
+            convs += 1;
+            last_conv_channels = Some(shape[0]);
+            if next_is_linear || k + 1 == enc.len() {
+                encoder.push(LayerSpec::Flatten);
+            }
+        } else {
+            encoder.push(LayerSpec::Linear {
+                out: shape[0],
+                bias: *bias,
+            });
+            encoder.push(act);
+        }
+    }
+    let (Some(channels), Some(last_c)) = (first_in_channels, last_conv_channels) else {
+        return Err(bad(
+            "the encoder has no convolution to infer an image size from".into(),
+        ));
+    };
+    // The flattened size after the last convolution gives its spatial size;
+    // each 4×4, stride-2 convolution halved it.
+    let flat_in = enc
+        .iter()
+        .find(|l| l.1.len() == 2)
+        .map_or(mu[1], |l| l.1[1]);
+    let side = ((flat_in / last_c) as f64).sqrt().round() as usize;
+    if side * side * last_c != flat_in {
+        return Err(bad(format!(
+            "the encoder's first linear layer takes {flat_in} inputs, not {last_c} channels of a square image"
+        )));
+    }
+    let (height, width) = opts.image_shape.unwrap_or((side << convs, side << convs));
+    // Decoder.
+    let dec = weight_layers(st, "decoder");
+    let mut decoder = Vec::new();
+    for (k, (i, shape, bias)) in dec.iter().enumerate() {
+        let name = format!("decoder.{i}.weight");
+        if shape.len() == 4 {
+            if decoder.is_empty() || k > 0 && dec[k - 1].1.len() == 2 {
+                let prev_out = if k == 0 { mu[0] } else { dec[k - 1].1[0] };
+                let c = shape[0];
+                let hw = prev_out / c.max(1);
+                let s = (hw as f64).sqrt().round() as usize;
+                if c == 0 || s * s * c != prev_out {
+                    return Err(bad(format!(
+                        "{name} takes {c} channels, which {prev_out} features do not unflatten into as a square"
+                    )));
+                }
+                decoder.push(LayerSpec::Unflatten {
+                    channels: c,
+                    height: s,
+                    width: s,
+                });
+            }
+            let (kernel, stride, padding) = conv_geometry(name, shape)?;
+            decoder.push(LayerSpec::ConvTranspose2d {
+                out: shape[1],
+                kernel,
+                stride,
+                padding,
+                output_padding: Pair::Both(0),
+                dilation: Pair::Both(1),
+                bias: *bias,
+            });
+        } else {
+            decoder.push(LayerSpec::Linear {
+                out: shape[0],
+                bias: *bias,
+            });
+        }
+        if k + 1 < dec.len() {
+            decoder.push(act);
+        }
+    }
+    let kind = if st.tensor("fc_logvar.weight").is_ok() {
+        ModelKind::Vae
+    } else {
+        ModelKind::Autoencoder
+    };
+    let likelihood = if st.tensor("decoder_logvar").is_ok() {
+        Likelihood::Gaussian {
+            logvar: 0.0,
+            learned: true,
+        }
+    } else {
+        opts.likelihood
+    };
+    let config = ModelConfig {
+        kind,
+        input_dim: channels * height * width,
+        hidden: Vec::new(),
+        latent: mu[0],
+        activation: opts.activation,
+        likelihood,
+        image_shape: Some((height, width)),
+        channels,
+        stacks: Some(crate::config::Stacks { encoder, decoder }),
+    };
+    config
+        .validate()
+        .map_err(|e| bad(format!("inferred architecture: {e}")))?;
+    let known: std::collections::HashSet<String> =
+        config.parameters().into_iter().map(|p| p.name).collect();
+    if let Some(extra) = st
+        .names()
+        .into_iter()
+        .find(|n| !known.contains(*n) && !n.starts_with("adam."))
+    {
+        return Err(bad(format!(
+            "tensor {extra} does not fit the inferred convolutional stack (every weight layer followed by the activation); describe the stack with --arch FILE.json"
         )));
     }
     Ok(config)

@@ -4,6 +4,7 @@ use latentlab_tensor::Activation;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config_err};
+use crate::layers::{Dims, Layer, LayerSpec, Param, Stack};
 
 /// A VAE, or a deterministic autoencoder of the same shape to compare with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +50,121 @@ pub struct ModelConfig {
     /// Height and width of an image, for pictures.
     #[serde(default)]
     pub image_shape: Option<(usize, usize)>,
+    /// Channels of an image (1: grey, 3: colour); `input_dim` is
+    /// `channels · height · width`.
+    #[serde(default = "one_channel")]
+    pub channels: usize,
+    /// The encoder and decoder as layer stacks. `None`: the MLP that
+    /// `hidden` and `activation` describe (every checkpoint written before
+    /// stacks existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<Stacks>,
+}
+
+fn one_channel() -> usize {
+    1
+}
+
+/// An encoder stack (whose output feeds the `fc_mu` and `fc_logvar` heads)
+/// and a decoder stack from the latent code to the decoder's raw output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stacks {
+    /// `encoder.{i}`: images to flat features.
+    pub encoder: Vec<LayerSpec>,
+    /// `decoder.{i}`: latent codes to logits or means, one per input value.
+    pub decoder: Vec<LayerSpec>,
+}
+
+impl Stacks {
+    /// The convolutional VAE of Burgess et al. (2018) as disentanglement_lib
+    /// trains it, for `channels × 64 × 64` images: four 4×4, stride-2
+    /// convolutions (32, 32, 64, 64 channels), a 256-unit linear layer, and
+    /// the mirror image with transposed convolutions; ReLU throughout, the
+    /// decoder's output left as logits.
+    pub fn conv64(channels: usize) -> Self {
+        Self::strided(channels, &[32, 32, 64, 64], 4)
+    }
+
+    /// The same idea for `channels × 28 × 28` images: two 4×4, stride-2
+    /// convolutions (32, 64 channels) to 64×7×7, a 256-unit linear layer,
+    /// and the mirror image.
+    pub fn conv28(channels: usize) -> Self {
+        Self::strided(channels, &[32, 64], 7)
+    }
+
+    /// 4×4, stride-2, padding-1 convolutions with `widths` channels down to
+    /// `side × side`, then linear layers of 256; the decoder mirrors it.
+    fn strided(channels: usize, widths: &[usize], side: usize) -> Self {
+        use crate::layers::Pair;
+        let relu = LayerSpec::Activation(Activation::Relu);
+        let lin = |out| LayerSpec::Linear { out, bias: true };
+        let conv = |out| LayerSpec::Conv2d {
+            out,
+            kernel: Pair::Both(4),
+            stride: Pair::Both(2),
+            padding: Pair::Both(1),
+            dilation: Pair::Both(1),
+            bias: true,
+        };
+        let deconv = |out| LayerSpec::ConvTranspose2d {
+            out,
+            kernel: Pair::Both(4),
+            stride: Pair::Both(2),
+            padding: Pair::Both(1),
+            output_padding: Pair::Both(0),
+            dilation: Pair::Both(1),
+            bias: true,
+        };
+        let last = *widths.last().expect("at least one convolution");
+        let flat = last * side * side;
+        let mut encoder = Vec::new();
+        for &w in widths {
+            encoder.extend([conv(w), relu]);
+        }
+        encoder.extend([LayerSpec::Flatten, lin(256), relu]);
+        let mut decoder = vec![
+            lin(256),
+            relu,
+            lin(flat),
+            relu,
+            LayerSpec::Unflatten {
+                channels: last,
+                height: side,
+                width: side,
+            },
+        ];
+        let outs: Vec<usize> = widths
+            .iter()
+            .rev()
+            .skip(1)
+            .copied()
+            .chain([channels])
+            .collect();
+        for (i, &o) in outs.iter().enumerate() {
+            decoder.push(deconv(o));
+            if i + 1 < outs.len() {
+                decoder.push(relu);
+            }
+        }
+        Self { encoder, decoder }
+    }
+}
+
+/// A model's layers built for its input, and its parameters in checkpoint
+/// order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    /// The encoder stack.
+    pub encoder: Stack,
+    /// The mean head.
+    pub mu: Layer,
+    /// The log-variance head (VAEs only).
+    pub logvar: Option<Layer>,
+    /// The decoder stack.
+    pub decoder: Stack,
+    /// Every parameter: encoder, heads, decoder, then `decoder_logvar`.
+    pub params: Vec<Param>,
 }
 
 impl ModelConfig {
@@ -62,7 +178,126 @@ impl ModelConfig {
             activation: Activation::Relu,
             likelihood: Likelihood::Bernoulli,
             image_shape: Some((28, 28)),
+            channels: 1,
+            stacks: None,
         }
+    }
+
+    /// The stacks: the given ones, or the MLP of `hidden` (linear layers
+    /// at even indices, the activation between them).
+    pub fn layer_specs(&self) -> Stacks {
+        if let Some(s) = &self.stacks {
+            return s.clone();
+        }
+        let act = LayerSpec::Activation(self.activation);
+        let lin = |out| LayerSpec::Linear { out, bias: true };
+        let mut encoder = Vec::new();
+        for &h in &self.hidden {
+            encoder.extend([lin(h), act]);
+        }
+        let mut decoder = Vec::new();
+        for &h in self.hidden.iter().rev() {
+            decoder.extend([lin(h), act]);
+        }
+        decoder.push(lin(self.input_dim));
+        Stacks { encoder, decoder }
+    }
+
+    /// A one-line description: `784-[512, 256]-20` for the MLP, the
+    /// encoder's layer kinds and the latent size for stacks.
+    pub fn describe(&self) -> String {
+        match &self.stacks {
+            None => format!("{}-{:?}-{}", self.input_dim, self.hidden, self.latent),
+            Some(s) => {
+                let weights = |l: &[LayerSpec]| {
+                    l.iter()
+                        .filter(|s| !matches!(s, LayerSpec::Activation(_)))
+                        .map(LayerSpec::kind)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                format!(
+                    "{} → [{}] → {} → [{}]",
+                    self.input_dims(),
+                    weights(&s.encoder),
+                    self.latent,
+                    weights(&s.decoder)
+                )
+            }
+        }
+    }
+
+    /// What the encoder takes: images when the stacks are given and the
+    /// image size is known, flat features otherwise (the MLP).
+    pub fn input_dims(&self) -> Dims {
+        match (&self.stacks, self.image_shape) {
+            (Some(_), Some((h, w))) => Dims::Image([self.channels, h, w]),
+            _ => Dims::Flat(self.input_dim),
+        }
+    }
+
+    /// Builds the layers for the input, checking that every shape chains.
+    pub fn network(&self) -> Result<Network> {
+        let specs = self.layer_specs();
+        let mut params = Vec::new();
+        let encoder = Stack::new("encoder", &specs.encoder, self.input_dims(), &mut params)?;
+        let head = LayerSpec::Linear {
+            out: self.latent,
+            bias: true,
+        };
+        let mu = Layer::new("fc_mu", head, encoder.output(), &mut params)?;
+        let logvar = match self.kind {
+            ModelKind::Vae => Some(Layer::new(
+                "fc_logvar",
+                head,
+                encoder.output(),
+                &mut params,
+            )?),
+            ModelKind::Autoencoder => None,
+        };
+        let decoder = Stack::new(
+            "decoder",
+            &specs.decoder,
+            Dims::Flat(self.latent),
+            &mut params,
+        )?;
+        if decoder.output().len() != self.input_dim {
+            return Err(config_err(
+                "architecture",
+                format!(
+                    "the decoder gives {}, but the model's input is {}",
+                    decoder.output(),
+                    self.input_dims()
+                ),
+            ));
+        }
+        if let (Dims::Image(a), Dims::Image(b)) = (decoder.output(), self.input_dims())
+            && a != b
+        {
+            return Err(config_err(
+                "architecture",
+                format!(
+                    "the decoder gives {}, but the model's input is {}",
+                    decoder.output(),
+                    self.input_dims()
+                ),
+            ));
+        }
+        if let Likelihood::Gaussian { learned: true, .. } = self.likelihood {
+            params.push(Param {
+                name: "decoder_logvar".into(),
+                dims: vec![self.input_dim],
+                shape: latentlab_tensor::Shape::new(1, self.input_dim),
+                fan_in: 1,
+            });
+        }
+        Ok(Network {
+            encoder,
+            mu,
+            logvar,
+            decoder,
+            params,
+        })
     }
 
     /// Checks every size and parameter.
@@ -88,12 +323,23 @@ impl ModelConfig {
                 ),
             ));
         }
+        if self.channels == 0 || self.channels > 4096 {
+            return Err(config_err(
+                "channels",
+                format!("{} must lie in 1..=4096", self.channels),
+            ));
+        }
         if let Some((h, w)) = self.image_shape
-            && h * w != self.input_dim
+            && h.checked_mul(w)
+                .and_then(|hw| hw.checked_mul(self.channels))
+                != Some(self.input_dim)
         {
             return Err(config_err(
                 "image_shape",
-                format!("{h}×{w} does not match input_dim {}", self.input_dim),
+                format!(
+                    "{} channel(s) of {h}×{w} do not match input_dim {}",
+                    self.channels, self.input_dim
+                ),
             ));
         }
         if let Likelihood::Gaussian { logvar, .. } = self.likelihood
@@ -111,43 +357,24 @@ impl ModelConfig {
             Activation::Elu { alpha } if !alpha.is_finite() => {
                 Err(config_err("activation", "elu alpha must be finite"))
             }
-            _ => Ok(()),
+            _ => self.network().map(|_| ()),
         }
     }
 
-    /// `(name, [rows, cols])` of every parameter in checkpoint order; weights
-    /// are `[out, in]`, biases `[1, out]` (stored 1-D in files).
+    /// Every parameter in checkpoint order, with PyTorch's names and shapes
+    /// and its device matrix shape (empty for an invalid config).
+    pub fn parameters(&self) -> Vec<Param> {
+        self.network().map(|n| n.params).unwrap_or_default()
+    }
+
+    /// `(name, [rows, cols])` of every parameter in checkpoint order: the
+    /// device matrices (weights `[out, in]` or `out × in·kh·kw`, biases
+    /// `[1, out]`; files store PyTorch's shapes, [`ModelConfig::parameters`]).
     pub fn parameter_shapes(&self) -> Vec<(String, [usize; 2])> {
-        let mut out = Vec::new();
-        let mut prev = self.input_dim;
-        for (i, &h) in self.hidden.iter().enumerate() {
-            out.push((format!("encoder.{}.weight", 2 * i), [h, prev]));
-            out.push((format!("encoder.{}.bias", 2 * i), [1, h]));
-            prev = h;
-        }
-        out.push(("fc_mu.weight".into(), [self.latent, prev]));
-        out.push(("fc_mu.bias".into(), [1, self.latent]));
-        if self.kind == ModelKind::Vae {
-            out.push(("fc_logvar.weight".into(), [self.latent, prev]));
-            out.push(("fc_logvar.bias".into(), [1, self.latent]));
-        }
-        let mut prev = self.latent;
-        let widths: Vec<usize> = self
-            .hidden
-            .iter()
-            .rev()
-            .copied()
-            .chain([self.input_dim])
-            .collect();
-        for (i, &h) in widths.iter().enumerate() {
-            out.push((format!("decoder.{}.weight", 2 * i), [h, prev]));
-            out.push((format!("decoder.{}.bias", 2 * i), [1, h]));
-            prev = h;
-        }
-        if let Likelihood::Gaussian { learned: true, .. } = self.likelihood {
-            out.push(("decoder_logvar".into(), [1, self.input_dim]));
-        }
-        out
+        self.parameters()
+            .into_iter()
+            .map(|p| (p.name, [p.shape.rows, p.shape.cols]))
+            .collect()
     }
 
     /// Number of trainable scalars.
@@ -408,6 +635,71 @@ mod tests {
         assert_eq!(shapes[12].1, [784, 512]);
         // 784·512+512 + 512·256+256 + 2(256·20+20) + 20·256+256 + 256·512+512 + 512·784+784
         assert_eq!(c.parameter_count(), 1_082_680);
+    }
+
+    #[test]
+    fn conv64_has_the_modules_names_and_shapes() {
+        let c = ModelConfig {
+            input_dim: 3 * 64 * 64,
+            image_shape: Some((64, 64)),
+            channels: 3,
+            stacks: Some(Stacks::conv64(3)),
+            latent: 10,
+            ..ModelConfig::mnist(10)
+        };
+        c.validate().unwrap();
+        let got: Vec<(String, Vec<usize>)> = c
+            .parameters()
+            .into_iter()
+            .map(|p| (p.name, p.dims))
+            .collect();
+        let want: Vec<(&str, Vec<usize>)> = vec![
+            ("encoder.0.weight", vec![32, 3, 4, 4]),
+            ("encoder.0.bias", vec![32]),
+            ("encoder.2.weight", vec![32, 32, 4, 4]),
+            ("encoder.2.bias", vec![32]),
+            ("encoder.4.weight", vec![64, 32, 4, 4]),
+            ("encoder.4.bias", vec![64]),
+            ("encoder.6.weight", vec![64, 64, 4, 4]),
+            ("encoder.6.bias", vec![64]),
+            ("encoder.9.weight", vec![256, 1024]),
+            ("encoder.9.bias", vec![256]),
+            ("fc_mu.weight", vec![10, 256]),
+            ("fc_mu.bias", vec![10]),
+            ("fc_logvar.weight", vec![10, 256]),
+            ("fc_logvar.bias", vec![10]),
+            ("decoder.0.weight", vec![256, 10]),
+            ("decoder.0.bias", vec![256]),
+            ("decoder.2.weight", vec![1024, 256]),
+            ("decoder.2.bias", vec![1024]),
+            ("decoder.5.weight", vec![64, 64, 4, 4]),
+            ("decoder.5.bias", vec![64]),
+            ("decoder.7.weight", vec![64, 32, 4, 4]),
+            ("decoder.7.bias", vec![32]),
+            ("decoder.9.weight", vec![32, 32, 4, 4]),
+            ("decoder.9.bias", vec![32]),
+            ("decoder.11.weight", vec![32, 3, 4, 4]),
+            ("decoder.11.bias", vec![3]),
+        ];
+        let want: Vec<(String, Vec<usize>)> =
+            want.into_iter().map(|(n, d)| (n.to_string(), d)).collect();
+        assert_eq!(got, want);
+        // conv28 chains on 28×28 and a conv64 on the wrong size says where.
+        let c28 = ModelConfig {
+            input_dim: 784,
+            stacks: Some(Stacks::conv28(1)),
+            ..ModelConfig::mnist(10)
+        };
+        c28.validate().unwrap();
+        let wrong = ModelConfig {
+            stacks: Some(Stacks::conv64(1)),
+            ..ModelConfig::mnist(10)
+        };
+        let e = wrong.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("the decoder gives 1×64×64 images") && e.contains("1×28×28"),
+            "{e}"
+        );
     }
 
     #[test]

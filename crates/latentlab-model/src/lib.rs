@@ -37,15 +37,19 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod latent;
+pub mod layers;
 pub mod streams;
 pub mod train;
 pub mod vae;
 
 pub use checkpoint::{Checkpoint, LoadOptions};
-pub use config::{Capacity, KlSchedule, Likelihood, ModelConfig, ModelKind, TrainConfig};
+pub use config::{
+    Capacity, KlSchedule, Likelihood, ModelConfig, ModelKind, Network, Stacks, TrainConfig,
+};
 pub use error::{ModelError, Result};
 pub use eval::{IwEstimate, Metrics, evaluate, importance_weighted_nll};
 pub use latent::{IdentityModel, LatentModel, Posterior};
+pub use layers::{Dims, Layer, LayerSpec, Pair, Param, Stack};
 pub use train::{
     Control, EpochReport, Event, FaultPoint, Progress, SavePolicy, Trainer, state_path,
 };

@@ -1,42 +1,26 @@
-//! The MLP VAE (and autoencoder) on any [`Backend`], with its hand-written
-//! backward pass. Every op of a training step runs on the backend's device;
+//! The VAE (and autoencoder) on any [`Backend`]: an encoder stack, the
+//! `fc_mu`/`fc_logvar` heads and a decoder stack ([`crate::Network`]), with
+//! the hand-written backward pass of every layer. Every op of a training step runs on the backend's device;
 //! one small read-back per step (the batch's reconstruction sum and the KL of
 //! each latent dimension, `d + 1` floats) lets the step detect a non-finite
 //! loss *before* the update and drive free bits and capacity annealing.
 
 use latentlab_tensor::{AdamStep, Backend, Shape, Transpose};
 
-use crate::config::{Likelihood, ModelConfig, ModelKind};
+use crate::config::{Likelihood, ModelConfig, Network};
 use crate::error::{ModelError, Result, config_err};
 use crate::streams;
 
-/// An MLP VAE or autoencoder whose parameters live on `B`'s device.
+/// A VAE or autoencoder whose parameters live on `B`'s device.
 #[derive(Clone, Debug)]
 pub struct Vae<B: Backend> {
     backend: B,
     config: ModelConfig,
+    net: Network,
     params: Vec<B::Tensor>,
     /// The decoder's fixed log-variance (`1 × input`) for a fixed-variance
     /// Gaussian likelihood.
     fixed_logvar: Option<B::Tensor>,
-}
-
-/// Indices of a linear layer's weight and bias in the parameter list.
-#[derive(Clone, Copy, Debug)]
-struct Layer {
-    w: usize,
-    b: usize,
-}
-
-/// What a layer's forward pass keeps for its backward pass. Its input is the
-/// previous layer's `out` (or the stack's input).
-struct LayerCache<T> {
-    /// The pre-activation, kept only when the activation's gradient cannot be
-    /// computed from its output.
-    pre: Option<T>,
-    /// The layer's output: after the activation when `activated`.
-    out: T,
-    activated: bool,
 }
 
 /// A parameter on the host: name, `[rows, cols]`, values.
@@ -102,32 +86,26 @@ pub struct StepStats {
 }
 
 impl<B: Backend> Vae<B> {
-    /// A new model with PyTorch's default initialisation of `nn.Linear`
-    /// (weights and biases uniform in `±1/√fan_in`), seeded.
+    /// A new model with PyTorch's default initialisation of `nn.Linear`,
+    /// `nn.Conv2d` and `nn.ConvTranspose2d` (weights and biases uniform in
+    /// `±1/√fan_in`), seeded.
     pub fn new(backend: B, config: ModelConfig, seed: u64) -> Result<Self> {
         config.validate()?;
-        let shapes = config.parameter_shapes();
-        let mut host = Vec::with_capacity(shapes.len());
-        for (k, (name, [rows, cols])) in shapes.iter().enumerate() {
-            let (rows, cols) = (*rows, *cols);
-            if name == "decoder_logvar" {
+        let mut host = Vec::new();
+        for (k, p) in config.parameters().iter().enumerate() {
+            let len = p.shape.len();
+            if p.name == "decoder_logvar" {
                 let lv = match config.likelihood {
                     Likelihood::Gaussian { logvar, .. } => logvar,
                     Likelihood::Bernoulli => 0.0,
                 };
-                host.push(vec![lv; cols]);
+                host.push(vec![lv; len]);
                 continue;
             }
-            // The fan-in of a bias is its weight's: the previous entry's cols.
-            let fan_in = if name.ends_with(".bias") {
-                shapes[k - 1].1[1]
-            } else {
-                cols
-            };
-            let bound = 1.0 / (fan_in as f64).sqrt();
+            let bound = 1.0 / (p.fan_in as f64).sqrt();
             let mut g = streams::init(seed, k);
             host.push(
-                (0..rows * cols)
+                (0..len)
                     .map(|_| {
                         let u = (g.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
                         ((2.0 * u - 1.0) * bound) as f32
@@ -141,6 +119,7 @@ impl<B: Backend> Vae<B> {
     /// A model from host parameters in [`ModelConfig::parameter_shapes`] order.
     pub fn from_host(backend: B, config: ModelConfig, host: Vec<Vec<f32>>) -> Result<Self> {
         config.validate()?;
+        let net = config.network()?;
         let shapes = config.parameter_shapes();
         if host.len() != shapes.len() {
             return Err(config_err(
@@ -181,6 +160,7 @@ impl<B: Backend> Vae<B> {
         Ok(Self {
             backend,
             config,
+            net,
             params,
             fixed_logvar,
         })
@@ -189,6 +169,11 @@ impl<B: Backend> Vae<B> {
     /// The architecture.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The layers, built for the model's input.
+    pub fn network(&self) -> &Network {
+        &self.net
     }
 
     /// The backend the parameters live on.
@@ -217,37 +202,6 @@ impl<B: Backend> Vae<B> {
         Vae::from_host(backend, self.config.clone(), host)
     }
 
-    fn layers(&self) -> (Vec<Layer>, Layer, Option<Layer>, Vec<Layer>) {
-        let h = self.config.hidden.len();
-        let enc = (0..h)
-            .map(|i| Layer {
-                w: 2 * i,
-                b: 2 * i + 1,
-            })
-            .collect();
-        let mu = Layer {
-            w: 2 * h,
-            b: 2 * h + 1,
-        };
-        let (lv, first_dec) = match self.config.kind {
-            ModelKind::Vae => (
-                Some(Layer {
-                    w: 2 * h + 2,
-                    b: 2 * h + 3,
-                }),
-                2 * h + 4,
-            ),
-            ModelKind::Autoencoder => (None, 2 * h + 2),
-        };
-        let dec = (0..=h)
-            .map(|i| Layer {
-                w: first_dec + 2 * i,
-                b: first_dec + 2 * i + 1,
-            })
-            .collect();
-        (enc, mu, lv, dec)
-    }
-
     fn decoder_logvar(&self) -> Option<&B::Tensor> {
         match self.config.likelihood {
             Likelihood::Bernoulli => None,
@@ -256,112 +210,15 @@ impl<B: Backend> Vae<B> {
         }
     }
 
-    /// One linear layer, activated or not: `(kept pre-activation, output)`.
-    /// The activation runs in place unless `keep_pre` asks for the
-    /// pre-activation and the activation's gradient needs it.
-    fn layer_forward(
-        &self,
-        l: Layer,
-        input: &B::Tensor,
-        activated: bool,
-        keep_pre: bool,
-    ) -> Result<(Option<B::Tensor>, B::Tensor)> {
-        let be = &self.backend;
-        let act = self.config.activation;
-        let mut y = be.linear(input, &self.params[l.w], &self.params[l.b])?;
-        if !activated {
-            return Ok((None, y));
-        }
-        if keep_pre && !act.output_determines_gradient() {
-            let post = be.activation(act, &y)?;
-            return Ok((Some(y), post));
-        }
-        be.activation_inplace(act, &mut y)?;
-        Ok((None, y))
-    }
-
-    /// A stack of linear layers; every layer but (optionally) the last is
-    /// followed by the activation. Returns the stack's output.
-    fn stack(&self, layers: &[Layer], x: &B::Tensor, last_activated: bool) -> Result<B::Tensor> {
-        let mut h: Option<B::Tensor> = None;
-        for (i, &l) in layers.iter().enumerate() {
-            let activated = last_activated || i + 1 < layers.len();
-            let input = h.as_ref().unwrap_or(x);
-            h = Some(self.layer_forward(l, input, activated, false)?.1);
-        }
-        Ok(h.unwrap_or_else(|| x.clone()))
-    }
-
-    /// [`Vae::stack`] keeping what the backward pass needs; the stack's
-    /// output is the last cache's `out` (`x` for an empty stack).
-    fn stack_cached(
-        &self,
-        layers: &[Layer],
-        x: &B::Tensor,
-        last_activated: bool,
-    ) -> Result<Vec<LayerCache<B::Tensor>>> {
-        let mut caches: Vec<LayerCache<B::Tensor>> = Vec::with_capacity(layers.len());
-        for (i, &l) in layers.iter().enumerate() {
-            let activated = last_activated || i + 1 < layers.len();
-            let input = caches.last().map_or(x, |c| &c.out);
-            let (pre, out) = self.layer_forward(l, input, activated, true)?;
-            caches.push(LayerCache {
-                pre,
-                out,
-                activated,
-            });
-        }
-        Ok(caches)
-    }
-
-    /// Backward through a stack whose input was `x`: given `∂L/∂output`,
-    /// writes each layer's weight and bias gradients into `grads` and returns
-    /// `∂L/∂input` (`None` when `need_input_grad` is false, saving a matrix
-    /// product).
-    fn stack_backward(
-        &self,
-        layers: &[Layer],
-        x: &B::Tensor,
-        caches: &[LayerCache<B::Tensor>],
-        grad_out: B::Tensor,
-        grads: &mut [Option<B::Tensor>],
-        need_input_grad: bool,
-    ) -> Result<Option<B::Tensor>> {
-        let be = &self.backend;
-        let mut g = grad_out;
-        for (i, (l, c)) in layers.iter().zip(caches).enumerate().rev() {
-            if c.activated {
-                // Without a kept pre-activation the output stands in for it
-                // (Activation::output_determines_gradient).
-                let pre = c.pre.as_ref().unwrap_or(&c.out);
-                be.activation_backward_inplace(self.config.activation, pre, &c.out, &mut g)?;
-            }
-            let input = if i == 0 { x } else { &caches[i - 1].out };
-            grads[l.w] = Some(be.matmul(&g, Transpose::Yes, input, Transpose::No)?);
-            grads[l.b] = Some(be.sum_rows(&g)?);
-            if i > 0 || need_input_grad {
-                g = be.matmul(&g, Transpose::No, &self.params[l.w], Transpose::No)?;
-            } else {
-                return Ok(None);
-            }
-        }
-        Ok(Some(g))
-    }
-
     /// Encodes a batch on the device: `(mu, logvar)`; the autoencoder has no
     /// logvar.
     pub fn encode_device(&self, x: &B::Tensor) -> Result<(B::Tensor, Option<B::Tensor>)> {
         self.check_input(x)?;
-        let (enc, mu, lv, _) = self.layers();
-        let h = self.stack(&enc, x, true)?;
-        let m = self
-            .backend
-            .linear(&h, &self.params[mu.w], &self.params[mu.b])?;
-        let v = match lv {
-            Some(l) => Some(
-                self.backend
-                    .linear(&h, &self.params[l.w], &self.params[l.b])?,
-            ),
+        let (be, net, p) = (&self.backend, &self.net, &self.params[..]);
+        let h = net.encoder.forward(be, p, x)?;
+        let m = net.mu.forward(be, p, &h)?;
+        let v = match &net.logvar {
+            Some(l) => Some(l.forward(be, p, &h)?),
             None => None,
         };
         Ok((m, v))
@@ -377,8 +234,7 @@ impl<B: Backend> Vae<B> {
                 s.cols, self.config.latent
             )));
         }
-        let (_, _, _, dec) = self.layers();
-        self.stack(&dec, z, false)
+        self.net.decoder.forward(&self.backend, &self.params, z)
     }
 
     /// The mean of `p(x|z)` on the device: `sigmoid(logits)` or the Gaussian mean.
@@ -404,8 +260,10 @@ impl<B: Backend> Vae<B> {
         let s = self.backend.shape(x);
         if s.cols != self.config.input_dim {
             return Err(ModelError::Data(format!(
-                "images have {} values each but the model expects {}",
-                s.cols, self.config.input_dim
+                "images have {} values each but the model expects {} ({})",
+                s.cols,
+                self.config.input_dim,
+                self.config.input_dims()
             )));
         }
         Ok(())
@@ -420,33 +278,117 @@ impl<B: Backend> Vae<B> {
         hp: &StepParams,
         adam: &mut AdamState<B>,
     ) -> Result<StepStats> {
-        self.check_input(x)?;
+        let (stats, grads) = self.gradients(x, hp)?;
+        let Some(mut grads) = grads else {
+            return Ok(stats);
+        };
         let be = self.backend.clone();
+        if let Some(max) = hp.clip_grad_norm {
+            let mut total = be.sum_squares(&grads[0])?;
+            for g in &grads[1..] {
+                be.axpy(1.0, &be.sum_squares(g)?, &mut total)?;
+            }
+            let norm = f64::from(be.scalar(&total)?).sqrt();
+            if !norm.is_finite() {
+                return Ok(StepStats {
+                    loss: f64::NAN,
+                    ..stats
+                });
+            }
+            if norm > f64::from(max) {
+                let s = (f64::from(max) / norm) as f32;
+                for g in &mut grads {
+                    *g = be.scale(s, g)?;
+                }
+            }
+        }
+        let step = AdamStep {
+            weight_decay: hp.weight_decay,
+            ..AdamStep::new(hp.lr, hp.step)
+        };
+        for (i, g) in grads.iter().enumerate() {
+            be.adam_step(
+                &mut self.params[i],
+                g,
+                &mut adam.m[i],
+                &mut adam.v[i],
+                &step,
+            )?;
+        }
+        Ok(stats)
+    }
+
+    /// The step's loss and the gradient of the optimised objective (per
+    /// image) with respect to every parameter, in checkpoint order, without
+    /// an update. The gradients are `None` when the loss is not finite
+    /// (`stats.loss` is then NaN).
+    pub fn gradients(
+        &self,
+        x: &B::Tensor,
+        hp: &StepParams,
+    ) -> Result<(StepStats, Option<Vec<B::Tensor>>)> {
+        self.gradients_at(x, hp, None)
+    }
+
+    /// [`Vae::gradients`] with the reparameterisation noise ε given
+    /// (`batch × latent`) instead of drawn from the run's stream: for parity
+    /// checks against another implementation's step. `z = mu + σ ⊙ ε` is
+    /// formed through the host.
+    pub fn gradients_with_noise(
+        &self,
+        x: &B::Tensor,
+        eps: &B::Tensor,
+        hp: &StepParams,
+    ) -> Result<(StepStats, Option<Vec<B::Tensor>>)> {
+        self.gradients_at(x, hp, Some(eps))
+    }
+
+    fn gradients_at(
+        &self,
+        x: &B::Tensor,
+        hp: &StepParams,
+        eps: Option<&B::Tensor>,
+    ) -> Result<(StepStats, Option<Vec<B::Tensor>>)> {
+        self.check_input(x)?;
+        let be = &self.backend;
+        let (net, params) = (&self.net, &self.params[..]);
         let batch = be.shape(x).rows;
         let inv_b = 1.0 / batch as f32;
-        let (enc, mu_l, lv_l, dec) = self.layers();
-        let is_vae = lv_l.is_some();
+        let is_vae = net.logvar.is_some();
 
         // Forward.
-        let enc_cache = self.stack_cached(&enc, x, true)?;
-        let h = enc_cache.last().map_or(x, |c| &c.out);
-        let mu = be.linear(h, &self.params[mu_l.w], &self.params[mu_l.b])?;
-        let lv = match lv_l {
-            Some(l) => Some(be.linear(h, &self.params[l.w], &self.params[l.b])?),
+        let enc_cache = net.encoder.forward_cached(be, params, x)?;
+        let h = net.encoder.cached_output(&enc_cache, x);
+        let mu = net.mu.forward(be, params, h)?;
+        let lv = match &net.logvar {
+            Some(l) => Some(l.forward(be, params, h)?),
             None => None,
         };
-        let z = match &lv {
-            Some(lv) => {
+        let z = match (&lv, eps) {
+            (Some(lv), None) => {
                 be.reparameterize(&mu, lv, streams::train_noise_key(hp.seed), hp.step)?
                     .0
             }
-            None => mu.clone(),
+            (Some(lv), Some(eps)) => {
+                if be.shape(eps) != be.shape(&mu) {
+                    return Err(ModelError::Data(format!(
+                        "ε is {}, the codes are {}",
+                        be.shape(eps),
+                        be.shape(&mu)
+                    )));
+                }
+                let sd: Vec<f32> = be
+                    .download(lv)?
+                    .into_iter()
+                    .map(|v| (0.5 * v).exp())
+                    .collect();
+                let noise = be.mul(&be.upload(&sd, be.shape(lv))?, eps)?;
+                be.add(&mu, &noise)?
+            }
+            (None, _) => mu.clone(),
         };
-        let dec_cache = self.stack_cached(&dec, &z, false)?;
-        let out = &dec_cache
-            .last()
-            .expect("the decoder has an output layer")
-            .out;
+        let dec_cache = net.decoder.forward_cached(be, params, &z)?;
+        let out = net.decoder.cached_output(&dec_cache, &z);
         let (rec_el, grad_out, grad_dec_lv) = match self.decoder_logvar() {
             None => {
                 let (l, g) = be.bce_with_logits_elementwise(out, x)?;
@@ -507,10 +449,13 @@ impl<B: Backend> Vae<B> {
             loss,
         };
         if !loss.is_finite() {
-            return Ok(StepStats {
-                loss: f64::NAN,
-                ..stats
-            });
+            return Ok((
+                StepStats {
+                    loss: f64::NAN,
+                    ..stats
+                },
+                None,
+            ));
         }
 
         // Backward.
@@ -523,10 +468,11 @@ impl<B: Backend> Vae<B> {
         }
         let mut g_out = grad_out;
         be.scale_inplace(inv_b, &mut g_out)?;
-        let gz = self
-            .stack_backward(&dec, &z, &dec_cache, g_out, &mut grads, true)?
+        let gz = net
+            .decoder
+            .backward(be, params, &z, &dec_cache, g_out, &mut grads, true)?
             .expect("the input gradient was asked for");
-        let gh = if let (Some(lv_l), Some((_, kg_mu, kg_lv))) = (lv_l, &kl) {
+        let gh = if let (Some(lv_l), Some((_, kg_mu, kg_lv))) = (&net.logvar, &kl) {
             // z = mu + σ ⊙ ε, so ∂z/∂logvar = ½ σ ⊙ ε = ½ (z − mu).
             let mut g_mu = gz.clone();
             let mut g_lv = be.scale(0.5, &be.mul(&gz, &be.sub(&z, &mu)?)?)?;
@@ -554,61 +500,25 @@ impl<B: Backend> Vae<B> {
                     &mut g_lv,
                 )?;
             }
-            grads[mu_l.w] = Some(be.matmul(&g_mu, Transpose::Yes, h, Transpose::No)?);
-            grads[mu_l.b] = Some(be.sum_rows(&g_mu)?);
-            grads[lv_l.w] = Some(be.matmul(&g_lv, Transpose::Yes, h, Transpose::No)?);
-            grads[lv_l.b] = Some(be.sum_rows(&g_lv)?);
-            let mut gh = be.matmul(&g_mu, Transpose::No, &self.params[mu_l.w], Transpose::No)?;
-            be.axpy(
-                1.0,
-                &be.matmul(&g_lv, Transpose::No, &self.params[lv_l.w], Transpose::No)?,
-                &mut gh,
-            )?;
+            let head = |l: &crate::Layer, g, grads: &mut [Option<B::Tensor>]| {
+                l.backward(be, params, h, g, grads, true)
+                    .map(|g| g.expect("the input gradient was asked for"))
+            };
+            let mut gh = head(&net.mu, &g_mu, &mut grads)?;
+            be.axpy(1.0, &head(lv_l, &g_lv, &mut grads)?, &mut gh)?;
             gh
         } else {
-            grads[mu_l.w] = Some(be.matmul(&gz, Transpose::Yes, h, Transpose::No)?);
-            grads[mu_l.b] = Some(be.sum_rows(&gz)?);
-            be.matmul(&gz, Transpose::No, &self.params[mu_l.w], Transpose::No)?
+            net.mu
+                .backward(be, params, h, &gz, &mut grads, true)?
+                .expect("the input gradient was asked for")
         };
-        self.stack_backward(&enc, x, &enc_cache, gh, &mut grads, false)?;
-        let mut grads: Vec<B::Tensor> = grads
+        net.encoder
+            .backward(be, params, x, &enc_cache, gh, &mut grads, false)?;
+        let grads: Vec<B::Tensor> = grads
             .into_iter()
             .map(|g| g.expect("every parameter has a gradient"))
             .collect();
-
-        if let Some(max) = hp.clip_grad_norm {
-            let mut total = be.sum_squares(&grads[0])?;
-            for g in &grads[1..] {
-                be.axpy(1.0, &be.sum_squares(g)?, &mut total)?;
-            }
-            let norm = f64::from(be.scalar(&total)?).sqrt();
-            if !norm.is_finite() {
-                return Ok(StepStats {
-                    loss: f64::NAN,
-                    ..stats
-                });
-            }
-            if norm > f64::from(max) {
-                let s = (f64::from(max) / norm) as f32;
-                for g in &mut grads {
-                    *g = be.scale(s, g)?;
-                }
-            }
-        }
-        let step = AdamStep {
-            weight_decay: hp.weight_decay,
-            ..AdamStep::new(hp.lr, hp.step)
-        };
-        for (i, g) in grads.iter().enumerate() {
-            be.adam_step(
-                &mut self.params[i],
-                g,
-                &mut adam.m[i],
-                &mut adam.v[i],
-                &step,
-            )?;
-        }
-        Ok(stats)
+        Ok((stats, Some(grads)))
     }
 
     /// The loss gradients of one batch without an update, as host vectors in
@@ -623,10 +533,6 @@ impl<B: Backend> Vae<B> {
         seed: u64,
         step: u64,
     ) -> Result<(f64, Vec<Vec<f32>>)> {
-        // A step with learning rate 0 on a copy: after Adam's first step the
-        // first moment is (1 − β1)·g = 0.1·g, and the weights do not move.
-        let mut copy = self.clone();
-        let mut adam = AdamState::new(&copy)?;
         let hp = StepParams {
             beta,
             free_bits,
@@ -637,12 +543,12 @@ impl<B: Backend> Vae<B> {
             lr: 0.0,
             weight_decay: 0.0,
         };
-        let stats = copy.train_step(x, &hp, &mut adam)?;
+        let (stats, grads) = self.gradients(x, &hp)?;
+        let grads = grads.ok_or_else(|| ModelError::Data("the loss is not finite".into()))?;
         let be = &self.backend;
-        let grads = adam
-            .m
+        let grads = grads
             .iter()
-            .map(|m| Ok(be.download(m)?.into_iter().map(|v| v / 0.1).collect()))
+            .map(|g| Ok(be.download(g)?))
             .collect::<Result<_>>()?;
         Ok((stats.loss, grads))
     }

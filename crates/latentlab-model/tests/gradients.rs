@@ -163,6 +163,8 @@ fn check(s: Setup) -> Vec<f64> {
         activation: s.activation,
         likelihood: s.likelihood,
         image_shape: None,
+        channels: 1,
+        stacks: None,
     };
     let cpu = Cpu::sequential();
     let model = Vae::new(cpu, cfg.clone(), 5).unwrap();

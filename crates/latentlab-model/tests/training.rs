@@ -24,6 +24,7 @@ fn small_mnist(n_train: usize, n_test: usize) -> (Dataset, Dataset) {
         labels: d.labels.as_ref().map(|l| l[..n].to_vec()),
         factor_classes: None,
         image_shape: d.image_shape,
+        channels: d.channels,
     };
     (cut(&m.train, n_train), cut(&m.test, n_test))
 }

@@ -59,6 +59,7 @@ fn subset(d: &Dataset, n: usize) -> Dataset {
         labels: d.labels.as_ref().map(|l| l[..n].to_vec()),
         factor_classes: d.factor_classes.as_ref().map(|f| f.select(Axis(0), &idx)),
         image_shape: d.image_shape,
+        channels: d.channels,
     }
 }
 

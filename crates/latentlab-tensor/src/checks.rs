@@ -132,7 +132,7 @@ pub(crate) fn patches(op: &'static str, cols: Shape, g: &Conv2dGeometry) -> Resu
     nonempty(op, cols)?;
     g.validate(op)?;
     let l = g.positions();
-    if cols.cols != g.patch_len() || cols.rows % l != 0 {
+    if cols.cols != g.patch_len() || !cols.rows.is_multiple_of(l) {
         return Err(TensorError::ShapeMismatch {
             op,
             detail: format!(
@@ -161,7 +161,7 @@ pub(crate) fn blocks(op: &'static str, x: Shape, p: usize, q: usize) -> Result<(
 pub(crate) fn channel_bias(op: &'static str, x: Shape, bias: Shape) -> Result<usize> {
     nonempty(op, x)?;
     nonempty(op, bias)?;
-    if bias.rows != 1 || x.cols % bias.cols != 0 {
+    if bias.rows != 1 || !x.cols.is_multiple_of(bias.cols) {
         return Err(TensorError::ShapeMismatch {
             op,
             detail: format!("bias {bias} is not one value per channel plane of rows of {x}"),

@@ -1317,7 +1317,7 @@ pub fn conv_errors<B: Backend>(b: &B) {
     let x = up(b, &vec![0.5; 2 * 3 * 64], 2, 3 * 64);
     let grey = up(b, &vec![0.5; 2 * 64], 2, 64);
     let w = up(b, &vec![0.1; 4 * 27], 4, 27);
-    let wrong_w = up(b, &vec![0.1; 4 * 9], 4, 9);
+    let wrong_w = up(b, &[0.1; 4 * 9], 4, 9);
     let bias = up(b, &[0.0; 4], 1, 4);
     let msg = |r: crate::Result<B::Tensor>| match r {
         Ok(_) => panic!("{}: should have failed", b.name()),

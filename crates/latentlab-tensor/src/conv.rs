@@ -85,6 +85,7 @@ impl Conv2dGeometry {
 
     /// Output height and width, `None` when the kernel does not fit the
     /// padded input.
+    #[allow(clippy::needless_range_loop)]
     pub fn output_size(&self) -> Option<[usize; 2]> {
         let mut out = [0; 2];
         for a in 0..2 {
@@ -176,6 +177,7 @@ impl ConvTranspose2dGeometry {
     /// Output height and width:
     /// `(in − 1)·stride − 2·padding + dilation·(kernel − 1) + output_padding + 1`,
     /// `None` when that is not positive.
+    #[allow(clippy::needless_range_loop)]
     pub fn output_size(&self) -> Option<[usize; 2]> {
         let mut out = [0; 2];
         for a in 0..2 {

@@ -24,7 +24,9 @@ impl Default for GridLayout {
 }
 
 /// Lays out `images` (one per row, `h × w` values in [0, 1]) as a greyscale
-/// PNG: white ink on black as MNIST draws it, padding in mid grey.
+/// PNG: white ink on black as MNIST draws it, padding in mid grey. Rows of
+/// `3 · h · w` values are RGB images in PyTorch's `C×H×W` order and give a
+/// colour PNG.
 pub fn image_grid(
     images: ArrayView2<'_, f32>,
     shape: (usize, usize),
@@ -38,29 +40,56 @@ pub fn image_grid(
     let pad = layout.pad;
     let width = cols * (w * s + pad) + pad;
     let height = rows * (h * s + pad) + pad;
-    let mut px = vec![96u8; width * height];
+    let plane = h * w;
+    let channels = if plane > 0 && images.ncols() == 3 * plane {
+        3
+    } else {
+        1
+    };
+    let mut px = vec![96u8; width * height * channels];
     for (k, img) in images.rows().into_iter().enumerate() {
         let (r, c) = (k / cols, k % cols);
         let (x0, y0) = (pad + c * (w * s + pad), pad + r * (h * s + pad));
         for y in 0..h * s {
             for x in 0..w * s {
-                let v = img.get((y / s) * w + x / s).copied().unwrap_or(0.0);
-                let v = if v.is_finite() {
-                    v.clamp(0.0, 1.0)
-                } else {
-                    0.0
-                };
-                px[(y0 + y) * width + x0 + x] = (v * 255.0).round() as u8;
+                for ch in 0..channels {
+                    let v = img
+                        .get(ch * plane + (y / s) * w + x / s)
+                        .copied()
+                        .unwrap_or(0.0);
+                    let v = if v.is_finite() {
+                        v.clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                    px[((y0 + y) * width + x0 + x) * channels + ch] = (v * 255.0).round() as u8;
+                }
             }
         }
     }
-    crate::png::encode(width, height, 1, &px)
+    crate::png::encode(width, height, channels, &px)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    #[test]
+    fn rgb_rows_give_a_colour_png() {
+        // One 1×2 image: a red pixel and a blue one.
+        let img = Array2::from_shape_vec((1, 6), vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0]).unwrap();
+        let layout = GridLayout {
+            cols: 1,
+            pad: 0,
+            scale: 1,
+        };
+        let png = image_grid(img.view(), (1, 2), layout);
+        // IHDR: bit depth 8, colour type 2 (RGB).
+        assert_eq!((png[24], png[25]), (8, 2));
+        let grey = image_grid(img.slice(ndarray::s![.., ..2]), (1, 2), layout);
+        assert_eq!(grey[25], 0, "two values per row stay grey");
+    }
 
     #[test]
     fn grid_size_follows_the_layout() {

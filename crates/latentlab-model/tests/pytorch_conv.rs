@@ -1,0 +1,200 @@
+//! A convolutional checkpoint PyTorch wrote loads, encodes, decodes and takes
+//! the same gradient step as PyTorch; latentlab's own conv checkpoint keeps
+//! PyTorch's names and shapes.
+//!
+//! `tests/data/torch-conv64/` was written by
+//! `benches/peers/torch_conv_fixture.py`: DESIGN.md's conv64 module (one
+//! channel, latent 6) after 20 Adam steps, saved with
+//! `safetensors.torch.save_file(model.state_dict())`, with PyTorch's outputs
+//! on 8 zero-padded test digits and its gradients of `mean(rec + 4·KL)` at a
+//! given ε.
+
+use std::path::{Path, PathBuf};
+
+use latentlab_data::npy;
+use latentlab_model::{
+    Checkpoint, LatentModel, LayerSpec, LoadOptions, ModelKind, Stacks, StepParams, Vae,
+};
+use latentlab_tensor::{Backend, Cpu, Shape, conformance::test_gpu};
+use ndarray::Array2;
+use safetensors::SafeTensors;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/torch-conv64")
+        .join(name)
+}
+
+fn expected(name: &str) -> Array2<f32> {
+    let a = npy::read(fixture(name)).expect("fixture .npy");
+    let shape = a.shape().to_vec();
+    let npy::NpyData::F32(v) = a.data() else {
+        panic!("{name}: float32 expected")
+    };
+    Array2::from_shape_vec((shape[0], shape[1]), v.clone()).expect("2-D")
+}
+
+fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
+    assert_eq!(a.dim(), b.dim());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn check<B: Backend>(backend: B, tol: f32) {
+    let ck = Checkpoint::read(fixture("model.safetensors"), &LoadOptions::default())
+        .expect("PyTorch's conv file loads");
+    assert!(!ck.has_config);
+    assert_eq!(ck.config.kind, ModelKind::Vae);
+    assert_eq!(
+        ck.config.stacks,
+        Some(Stacks::conv64(1)),
+        "the conv64 stack is inferred from names and shapes"
+    );
+    assert_eq!((ck.config.input_dim, ck.config.latent), (4096, 6));
+    let model: Vae<B> = ck.model(backend).expect("model");
+    let be = model.backend().clone();
+    let name = be.name();
+    let x = expected("x.npy");
+
+    let post = model.encode(x.view()).expect("encode");
+    let d_mu = max_abs_diff(&post.mu, &expected("mu.npy"));
+    let d_lv = max_abs_diff(&post.logvar, &expected("logvar.npy"));
+    let mu = expected("mu.npy");
+    let d_dec = max_abs_diff(
+        &model.decode(mu.view()).expect("decode"),
+        &expected("decoded.npy"),
+    );
+    let logits = be
+        .download(
+            &model
+                .decode_raw_device(&be.upload(mu.as_slice().unwrap(), Shape::new(8, 6)).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+    let logits = Array2::from_shape_vec((8, 4096), logits).unwrap();
+    let d_logits = max_abs_diff(&logits, &expected("logits.npy"));
+    eprintln!(
+        "{name}: |Δmu| {d_mu:e} |Δlogvar| {d_lv:e} |Δdecoded| {d_dec:e} |Δlogits| {d_logits:e}"
+    );
+    for (what, d) in [
+        ("mu", d_mu),
+        ("logvar", d_lv),
+        ("decoded", d_dec),
+        ("logits", d_logits),
+    ] {
+        assert!(d <= tol, "{name}: {what} differs from PyTorch's by {d}");
+    }
+
+    // One step's gradients from the same weights, batch and ε.
+    let xt = be
+        .upload(x.as_slice().unwrap(), Shape::new(8, 4096))
+        .unwrap();
+    let eps = expected("eps.npy");
+    let et = be
+        .upload(eps.as_slice().unwrap(), Shape::new(8, 6))
+        .unwrap();
+    let hp = StepParams {
+        beta: 4.0,
+        free_bits: None,
+        capacity: None,
+        clip_grad_norm: None,
+        seed: 0,
+        step: 1,
+        lr: 1e-4,
+        weight_decay: 0.0,
+    };
+    let (stats, grads) = model
+        .gradients_with_noise(&xt, &et, &hp)
+        .expect("gradients");
+    let want_loss = f64::from(expected("loss.npy")[[0, 0]]);
+    assert!(
+        (stats.loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
+        "{name}: loss {} vs PyTorch's {want_loss}",
+        stats.loss
+    );
+    let bytes = std::fs::read(fixture("grads.safetensors")).unwrap();
+    let torch = SafeTensors::deserialize(&bytes).unwrap();
+    let grads = grads.expect("a finite loss");
+    let mut worst = (0.0f64, String::new());
+    for (p, g) in model.config().parameters().iter().zip(&grads) {
+        let t = torch
+            .tensor(&p.name)
+            .unwrap_or_else(|_| panic!("{} in the fixture", p.name));
+        assert_eq!(t.shape(), p.dims, "{}", p.name);
+        let want: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let got = be.download(g).unwrap();
+        // Relative to the tensor's largest gradient: f32 sums in another
+        // order differ by rounding, which scales with the tensor's size.
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        let rel = f64::from(diff / scale);
+        if rel > worst.0 {
+            worst = (rel, p.name.clone());
+        }
+    }
+    eprintln!(
+        "{name}: worst gradient {:e} relative ({})",
+        worst.0, worst.1
+    );
+    assert!(
+        worst.0 <= 1e-5,
+        "{name}: gradient {} differs by {:e} of its largest value",
+        worst.1,
+        worst.0
+    );
+}
+
+#[test]
+fn pytorch_conv64_matches_on_the_cpu() {
+    check(Cpu::new(), 1e-5);
+}
+
+#[test]
+fn pytorch_conv64_matches_on_the_gpu() {
+    if let Some(gpu) = test_gpu() {
+        check(gpu, 1e-5);
+    }
+}
+
+#[test]
+fn conv_checkpoints_keep_pytorch_names_and_shapes() {
+    let ck = Checkpoint::read(fixture("model.safetensors"), &LoadOptions::default()).unwrap();
+    let model = ck.model(Cpu::new()).unwrap();
+    let dir = std::env::temp_dir().join(format!("latentlab-conv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("conv.safetensors");
+    latentlab_model::checkpoint::save(&model, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let ours = SafeTensors::deserialize(&bytes).unwrap();
+    let theirs_bytes = std::fs::read(fixture("model.safetensors")).unwrap();
+    let theirs = SafeTensors::deserialize(&theirs_bytes).unwrap();
+    let mut a = ours.names();
+    let mut b = theirs.names();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "the same state_dict keys");
+    for n in b {
+        let (x, y) = (ours.tensor(n).unwrap(), theirs.tensor(n).unwrap());
+        assert_eq!(x.shape(), y.shape(), "{n}");
+        assert_eq!(x.data(), y.data(), "{n}: the values round-trip bit for bit");
+    }
+    // And it reads back with its config.
+    let back = Checkpoint::read(&path, &LoadOptions::default()).unwrap();
+    assert!(back.has_config);
+    assert_eq!(back.config.stacks, Some(Stacks::conv64(1)));
+    assert!(matches!(
+        back.config.stacks.as_ref().unwrap().encoder[0],
+        LayerSpec::Conv2d { out: 32, .. }
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+}
