@@ -341,19 +341,7 @@ fn infer(path: &Path, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<ModelC
             mu[1]
         )));
     }
-    let kind = if shape("fc_logvar.weight").is_some() {
-        ModelKind::Vae
-    } else {
-        ModelKind::Autoencoder
-    };
-    let likelihood = if shape("decoder_logvar").is_some() {
-        Likelihood::Gaussian {
-            logvar: 0.0,
-            learned: true,
-        }
-    } else {
-        opts.likelihood
-    };
+    let (kind, likelihood) = kind_and_likelihood(st, opts);
     let image_shape = opts.image_shape.or_else(|| {
         let side = (input_dim as f64).sqrt().round() as usize;
         (side * side == input_dim).then_some((side, side))
@@ -374,21 +362,12 @@ fn infer(path: &Path, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<ModelC
         .map_err(|e| bad(format!("inferred architecture: {e}")))?;
     // Every tensor the architecture needs is checked by the caller; here,
     // tensors the architecture does not explain mean a different model.
-    let known: std::collections::HashSet<String> = config
-        .parameter_shapes()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    if let Some(extra) = st
-        .names()
-        .into_iter()
-        .find(|n| !known.contains(*n) && !n.starts_with("adam."))
-    {
-        return Err(bad(format!(
-            "tensor {extra} does not belong to an MLP VAE of the inferred shape {input_dim}-{:?}-{}",
+    unexplained(path, st, &config, || {
+        format!(
+            "does not belong to an MLP VAE of the inferred shape {input_dim}-{:?}-{}",
             config.hidden, config.latent
-        )));
-    }
+        )
+    })?;
     Ok(config)
 }
 
@@ -528,19 +507,7 @@ fn infer_stacks(
             decoder.push(act);
         }
     }
-    let kind = if st.tensor("fc_logvar.weight").is_ok() {
-        ModelKind::Vae
-    } else {
-        ModelKind::Autoencoder
-    };
-    let likelihood = if st.tensor("decoder_logvar").is_ok() {
-        Likelihood::Gaussian {
-            logvar: 0.0,
-            learned: true,
-        }
-    } else {
-        opts.likelihood
-    };
+    let (kind, likelihood) = kind_and_likelihood(st, opts);
     let config = ModelConfig {
         kind,
         input_dim: channels * height * width,
@@ -555,16 +522,47 @@ fn infer_stacks(
     config
         .validate()
         .map_err(|e| bad(format!("inferred architecture: {e}")))?;
+    unexplained(path, st, &config, || {
+        "does not fit the inferred convolutional stack (every weight layer followed by the activation); describe the stack with --arch FILE.json".into()
+    })?;
+    Ok(config)
+}
+
+/// VAE or autoencoder (is there an `fc_logvar`?) and the likelihood (a
+/// `decoder_logvar` means a learned Gaussian variance) of a `state_dict`.
+fn kind_and_likelihood(st: &SafeTensors<'_>, opts: &LoadOptions) -> (ModelKind, Likelihood) {
+    let kind = if st.tensor("fc_logvar.weight").is_ok() {
+        ModelKind::Vae
+    } else {
+        ModelKind::Autoencoder
+    };
+    let likelihood = if st.tensor("decoder_logvar").is_ok() {
+        Likelihood::Gaussian {
+            logvar: 0.0,
+            learned: true,
+        }
+    } else {
+        opts.likelihood
+    };
+    (kind, likelihood)
+}
+
+/// An error naming the first tensor of the file (training state aside) that
+/// `config` has no parameter for; `why` says what it does not fit.
+fn unexplained(
+    path: &Path,
+    st: &SafeTensors<'_>,
+    config: &ModelConfig,
+    why: impl Fn() -> String,
+) -> Result<()> {
     let known: std::collections::HashSet<String> =
         config.parameters().into_iter().map(|p| p.name).collect();
-    if let Some(extra) = st
+    match st
         .names()
         .into_iter()
         .find(|n| !known.contains(*n) && !n.starts_with("adam."))
     {
-        return Err(bad(format!(
-            "tensor {extra} does not fit the inferred convolutional stack (every weight layer followed by the activation); describe the stack with --arch FILE.json"
-        )));
+        Some(extra) => Err(ckpt_err(path, format!("tensor {extra} {}", why()))),
+        None => Ok(()),
     }
-    Ok(config)
 }

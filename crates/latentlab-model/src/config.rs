@@ -261,19 +261,13 @@ impl ModelConfig {
             Dims::Flat(self.latent),
             &mut params,
         )?;
-        if decoder.output().len() != self.input_dim {
-            return Err(config_err(
-                "architecture",
-                format!(
-                    "the decoder gives {}, but the model's input is {}",
-                    decoder.output(),
-                    self.input_dims()
-                ),
-            ));
-        }
-        if let (Dims::Image(a), Dims::Image(b)) = (decoder.output(), self.input_dims())
-            && a != b
-        {
+        // Flat output of the input's size fits images (the same memory);
+        // images must match exactly.
+        let fits = match (decoder.output(), self.input_dims()) {
+            (Dims::Image(a), Dims::Image(b)) => a == b,
+            (out, _) => out.len() == self.input_dim,
+        };
+        if !fits {
             return Err(config_err(
                 "architecture",
                 format!(

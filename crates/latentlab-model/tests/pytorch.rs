@@ -5,34 +5,22 @@
 //! with `safetensors.torch.save_file(model.state_dict())`, and PyTorch's own
 //! outputs on the first 32 test digits of mnist-10k.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::max_abs_diff;
 
-use latentlab_data::{mnist_10k, npy};
+use latentlab_data::mnist_10k;
 use latentlab_model::{Checkpoint, LatentModel, LoadOptions, ModelKind, Vae};
 use latentlab_tensor::{Backend, Cpu, Shape, conformance::test_gpu};
 use ndarray::{Array2, s};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/torch")
-        .join(name)
+const DIR: &str = "torch";
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    common::fixture(DIR, name)
 }
 
 fn expected(name: &str) -> Array2<f32> {
-    let a = npy::read(fixture(name)).expect("fixture .npy");
-    let shape = a.shape().to_vec();
-    let npy::NpyData::F32(v) = a.data() else {
-        panic!("{name}: float32 expected")
-    };
-    Array2::from_shape_vec((shape[0], shape[1]), v.clone()).expect("2-D")
-}
-
-fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
-    assert_eq!(a.dim(), b.dim());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    common::expected(DIR, name)
 }
 
 fn check<B: Backend>(backend: B, tol: f32) {

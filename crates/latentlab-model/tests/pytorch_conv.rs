@@ -9,9 +9,9 @@
 //! on 8 zero-padded test digits and its gradients of `mean(rec + 4·KL)` at a
 //! given ε.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::max_abs_diff;
 
-use latentlab_data::npy;
 use latentlab_model::{
     Checkpoint, LatentModel, LayerSpec, LoadOptions, ModelKind, Stacks, StepParams, Vae,
 };
@@ -19,27 +19,14 @@ use latentlab_tensor::{Backend, Cpu, Shape, conformance::test_gpu};
 use ndarray::Array2;
 use safetensors::SafeTensors;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/torch-conv64")
-        .join(name)
+const DIR: &str = "torch-conv64";
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    common::fixture(DIR, name)
 }
 
 fn expected(name: &str) -> Array2<f32> {
-    let a = npy::read(fixture(name)).expect("fixture .npy");
-    let shape = a.shape().to_vec();
-    let npy::NpyData::F32(v) = a.data() else {
-        panic!("{name}: float32 expected")
-    };
-    Array2::from_shape_vec((shape[0], shape[1]), v.clone()).expect("2-D")
-}
-
-fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
-    assert_eq!(a.dim(), b.dim());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    common::expected(DIR, name)
 }
 
 fn check<B: Backend>(backend: B, tol: f32) {

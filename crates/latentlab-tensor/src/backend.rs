@@ -8,7 +8,7 @@
 use std::fmt;
 
 use crate::conv::{Conv2dGeometry, ConvTranspose2dGeometry};
-use crate::{Result, Shape, TensorError};
+use crate::{Result, Shape, TensorError, checks};
 
 /// Whether a matrix operand is used as stored or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -487,7 +487,13 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
         b: Option<&Self::Tensor>,
         g: &Conv2dGeometry,
     ) -> Result<Self::Tensor> {
-        let [oh, ow] = conv_shapes(self, "conv2d", x, w, b, g)?;
+        let [oh, ow] = checks::conv(
+            "conv2d",
+            self.shape(x),
+            self.shape(w),
+            b.map(|b| self.shape(b)),
+            g,
+        )?;
         let batch = self.shape(x).rows;
         let cols = self.im2col(x, g)?;
         // Rows are output positions, columns output channels.
@@ -511,7 +517,7 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
         g: &Conv2dGeometry,
         need_x: bool,
     ) -> Result<ConvGrads<Self::Tensor>> {
-        let [oh, ow] = conv_shapes(self, "conv2d_backward", x, w, None, g)?;
+        let [oh, ow] = checks::conv("conv2d_backward", self.shape(x), self.shape(w), None, g)?;
         let batch = self.shape(x).rows;
         let positions = oh * ow;
         let want = Shape::new(batch, g.out_channels * positions);
@@ -550,7 +556,13 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
         b: Option<&Self::Tensor>,
         g: &ConvTranspose2dGeometry,
     ) -> Result<Self::Tensor> {
-        let conv = conv_transpose_shapes(self, "conv_transpose2d", x, w, b, g)?;
+        let conv = checks::conv_transpose(
+            "conv_transpose2d",
+            self.shape(x),
+            self.shape(w),
+            b.map(|b| self.shape(b)),
+            g,
+        )?;
         let batch = self.shape(x).rows;
         let positions = g.input[0] * g.input[1];
         // Rows are input positions, columns input channels.
@@ -574,7 +586,13 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
         g: &ConvTranspose2dGeometry,
         need_x: bool,
     ) -> Result<ConvGrads<Self::Tensor>> {
-        let conv = conv_transpose_shapes(self, "conv_transpose2d_backward", x, w, None, g)?;
+        let conv = checks::conv_transpose(
+            "conv_transpose2d_backward",
+            self.shape(x),
+            self.shape(w),
+            None,
+            g,
+        )?;
         let batch = self.shape(x).rows;
         let want = Shape::new(batch, g.output_len());
         if self.shape(grad_y) != want {
@@ -660,96 +678,4 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
                 shape: self.shape(t),
             })
     }
-}
-
-fn conv_shapes<B: Backend>(
-    be: &B,
-    op: &'static str,
-    x: &B::Tensor,
-    w: &B::Tensor,
-    b: Option<&B::Tensor>,
-    g: &Conv2dGeometry,
-) -> Result<[usize; 2]> {
-    let out = g.validate(op)?;
-    let (xs, ws) = (be.shape(x), be.shape(w));
-    if xs.cols != g.input_len() {
-        return Err(TensorError::ShapeMismatch {
-            op,
-            detail: format!(
-                "images {xs} have {} values each; {} channels of {}×{} need {}",
-                xs.cols,
-                g.in_channels,
-                g.input[0],
-                g.input[1],
-                g.input_len()
-            ),
-        });
-    }
-    let want = Shape::new(g.out_channels, g.patch_len());
-    if ws != want {
-        return Err(TensorError::ShapeMismatch {
-            op,
-            detail: format!(
-                "the weight is {ws}; [{}, {}, {}, {}] is stored as {want}",
-                g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]
-            ),
-        });
-    }
-    if let Some(b) = b {
-        let bs = be.shape(b);
-        if bs != Shape::new(1, g.out_channels) {
-            return Err(TensorError::ShapeMismatch {
-                op,
-                detail: format!("the bias is {bs}, expected [1×{}]", g.out_channels),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Checks a transposed convolution's operands; returns the convolution it
-/// is the transpose of.
-fn conv_transpose_shapes<B: Backend>(
-    be: &B,
-    op: &'static str,
-    x: &B::Tensor,
-    w: &B::Tensor,
-    b: Option<&B::Tensor>,
-    g: &ConvTranspose2dGeometry,
-) -> Result<Conv2dGeometry> {
-    g.validate(op)?;
-    let (xs, ws) = (be.shape(x), be.shape(w));
-    if xs.cols != g.input_len() {
-        return Err(TensorError::ShapeMismatch {
-            op,
-            detail: format!(
-                "inputs {xs} have {} values each; {} channels of {}×{} need {}",
-                xs.cols,
-                g.in_channels,
-                g.input[0],
-                g.input[1],
-                g.input_len()
-            ),
-        });
-    }
-    let want = Shape::new(g.in_channels, g.out_channels * g.kernel[0] * g.kernel[1]);
-    if ws != want {
-        return Err(TensorError::ShapeMismatch {
-            op,
-            detail: format!(
-                "the weight is {ws}; [{}, {}, {}, {}] is stored as {want}",
-                g.in_channels, g.out_channels, g.kernel[0], g.kernel[1]
-            ),
-        });
-    }
-    if let Some(b) = b {
-        let bs = be.shape(b);
-        if bs != Shape::new(1, g.out_channels) {
-            return Err(TensorError::ShapeMismatch {
-                op,
-                detail: format!("the bias is {bs}, expected [1×{}]", g.out_channels),
-            });
-        }
-    }
-    Ok(g.forward_conv())
 }

@@ -1,7 +1,7 @@
 //! Shape checks shared by every backend, so that both reject the same inputs
 //! with the same errors before any kernel runs.
 
-use crate::{Conv2dGeometry, Result, Shape, TensorError, Transpose};
+use crate::{Conv2dGeometry, ConvTranspose2dGeometry, Result, Shape, TensorError, Transpose};
 
 pub(crate) fn nonempty(op: &'static str, s: Shape) -> Result<()> {
     if s.is_empty() {
@@ -107,24 +107,102 @@ pub(crate) fn reshape(from: Shape, to: Shape) -> Result<()> {
     Ok(())
 }
 
-/// A batch of images for the convolution `g`.
-pub(crate) fn images(op: &'static str, x: Shape, g: &Conv2dGeometry) -> Result<()> {
+/// A batch of `channels × input` images: `x` must have their values per row.
+fn image_rows(
+    op: &'static str,
+    x: Shape,
+    what: &str,
+    channels: usize,
+    input: [usize; 2],
+) -> Result<()> {
     nonempty(op, x)?;
-    g.validate(op)?;
-    if x.cols != g.input_len() {
+    let need = channels * input[0] * input[1];
+    if x.cols != need {
         return Err(TensorError::ShapeMismatch {
             op,
             detail: format!(
-                "images {x} have {} values each; {} channels of {}×{} need {}",
-                x.cols,
-                g.in_channels,
-                g.input[0],
-                g.input[1],
-                g.input_len()
+                "{what} {x} have {} values each; {channels} channels of {}×{} need {need}",
+                x.cols, input[0], input[1]
             ),
         });
     }
     Ok(())
+}
+
+/// A batch of images for the convolution `g`.
+pub(crate) fn images(op: &'static str, x: Shape, g: &Conv2dGeometry) -> Result<()> {
+    g.validate(op)?;
+    image_rows(op, x, "images", g.in_channels, g.input)
+}
+
+/// A (transposed) convolution's weight `dims` (PyTorch's order), stored as
+/// `dims[0] × dims[1]·dims[2]·dims[3]`, and its optional `1 × channels` bias.
+fn weight_and_bias(
+    op: &'static str,
+    w: Shape,
+    dims: [usize; 4],
+    bias: Option<Shape>,
+    channels: usize,
+) -> Result<()> {
+    let want = Shape::new(dims[0], dims[1] * dims[2] * dims[3]);
+    if w != want {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!("the weight is {w}; {dims:?} is stored as {want}"),
+        });
+    }
+    if let Some(b) = bias
+        && b != Shape::new(1, channels)
+    {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!("the bias is {b}, expected [1×{channels}]"),
+        });
+    }
+    Ok(())
+}
+
+/// A convolution's operands; returns the output height and width.
+pub(crate) fn conv(
+    op: &'static str,
+    x: Shape,
+    w: Shape,
+    bias: Option<Shape>,
+    g: &Conv2dGeometry,
+) -> Result<[usize; 2]> {
+    let out = g.validate(op)?;
+    image_rows(op, x, "images", g.in_channels, g.input)?;
+    let [kh, kw] = g.kernel;
+    weight_and_bias(
+        op,
+        w,
+        [g.out_channels, g.in_channels, kh, kw],
+        bias,
+        g.out_channels,
+    )?;
+    Ok(out)
+}
+
+/// A transposed convolution's operands; returns the convolution it is the
+/// transpose of.
+pub(crate) fn conv_transpose(
+    op: &'static str,
+    x: Shape,
+    w: Shape,
+    bias: Option<Shape>,
+    g: &ConvTranspose2dGeometry,
+) -> Result<Conv2dGeometry> {
+    g.validate(op)?;
+    image_rows(op, x, "inputs", g.in_channels, g.input)?;
+    let [kh, kw] = g.kernel;
+    weight_and_bias(
+        op,
+        w,
+        [g.in_channels, g.out_channels, kh, kw],
+        bias,
+        g.out_channels,
+    )?;
+    Ok(g.forward_conv())
 }
 
 /// Patches for the convolution `g`; returns the batch size.
