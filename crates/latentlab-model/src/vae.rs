@@ -520,36 +520,4 @@ impl<B: Backend> Vae<B> {
             .collect();
         Ok((stats, Some(grads)))
     }
-
-    /// The loss gradients of one batch without an update, as host vectors in
-    /// parameter order (for gradient checks).
-    #[doc(hidden)]
-    pub fn gradients_for_test(
-        &self,
-        x: &B::Tensor,
-        beta: f32,
-        free_bits: Option<f32>,
-        capacity: Option<(f32, f32)>,
-        seed: u64,
-        step: u64,
-    ) -> Result<(f64, Vec<Vec<f32>>)> {
-        let hp = StepParams {
-            beta,
-            free_bits,
-            capacity,
-            clip_grad_norm: None,
-            seed,
-            step,
-            lr: 0.0,
-            weight_decay: 0.0,
-        };
-        let (stats, grads) = self.gradients(x, &hp)?;
-        let grads = grads.ok_or_else(|| ModelError::Data("the loss is not finite".into()))?;
-        let be = &self.backend;
-        let grads = grads
-            .iter()
-            .map(|g| Ok(be.download(g)?))
-            .collect::<Result<_>>()?;
-        Ok((stats.loss, grads))
-    }
 }

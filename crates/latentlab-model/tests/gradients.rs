@@ -2,7 +2,7 @@
 //! model's f32 gradients against central differences of an independent f64
 //! re-implementation of the loss, with the same weights and the same ε.
 
-use latentlab_model::{Likelihood, ModelConfig, ModelKind, Vae, streams};
+use latentlab_model::{Likelihood, ModelConfig, ModelKind, StepParams, Vae, streams};
 use latentlab_tensor::{Activation, Backend, Cpu, Shape};
 
 #[derive(Clone, Copy)]
@@ -173,9 +173,23 @@ fn check(s: Setup) -> Vec<f64> {
         .map(|i| ((i * 7 % 11) as f32) / 10.0)
         .collect();
     let x_t = cpu.upload(&xs, Shape::new(batch, 6)).unwrap();
-    let (loss, grads) = model
-        .gradients_for_test(&x_t, s.beta, s.free_bits, s.capacity, SEED, STEP)
-        .unwrap();
+    let hp = StepParams {
+        beta: s.beta,
+        free_bits: s.free_bits,
+        capacity: s.capacity,
+        clip_grad_norm: None,
+        seed: SEED,
+        step: STEP,
+        lr: 0.0,
+        weight_decay: 0.0,
+    };
+    let (stats, grads) = model.gradients(&x_t, &hp).unwrap();
+    let loss = stats.loss;
+    let grads: Vec<Vec<f32>> = grads
+        .expect("a finite loss")
+        .iter()
+        .map(|g| cpu.download(g).unwrap())
+        .collect();
     let eps_flat = cpu
         .download(
             &cpu.randn(Shape::new(batch, 3), streams::train_noise_key(SEED), STEP)
