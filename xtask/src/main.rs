@@ -14,6 +14,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use serde_json::{Value, json};
 
+mod conv;
 mod quality;
 
 /// Images per step of the training-step bench (`benches/lib.rs`'s
@@ -73,13 +74,14 @@ except Exception:
 print(json.dumps({"numpy": np.__version__, "blas": blas, "sgemm": out}))
 "#;
 
-const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--threads T] [--quality-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]";
+const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--threads T] [--quality-seeds K] [--conv-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]\n       cargo xtask conv [--seeds K] [--epochs E] [--images N] [--rounds R] [--threads T] [--json]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench(&args[1..]),
         Some("quality") => quality_cmd(&args[1..]),
+        Some("conv") => conv_cmd(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -102,16 +104,18 @@ fn bench(args: &[String]) -> Result<(), String> {
     let mut json_out = false;
     let mut quick = false;
     let mut quality_args = quality::QualityArgs::default();
+    let mut conv_args = conv::ConvArgs::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json_out = true,
             "--quick" => quick = true,
             "--quality-seeds" => quality_args.seeds = number(it.next(), a)?,
+            "--conv-seeds" => conv_args.seeds = number(it.next(), a)?,
             "--threads" => quality_args.threads = number(it.next(), a)?,
             other => {
                 return Err(format!(
-                    "unknown flag {other:?}; expected --json, --quick, --threads T or --quality-seeds K\n{USAGE}"
+                    "unknown flag {other:?}; expected --json, --quick, --threads T, --quality-seeds K or --conv-seeds K\n{USAGE}"
                 ));
             }
         }
@@ -197,8 +201,11 @@ fn bench(args: &[String]) -> Result<(), String> {
     let maps = latent_maps(&root, &target)?;
     let bin = build_cli(&root, &target)?;
     let quality = quality::run(&root, &bin, &target.join("xtask-quality"), &quality_args)?;
+    conv_args.threads = quality_args.threads;
+    let conv = conv::run(&root, &bin, &target.join("xtask-conv"), &conv_args)?;
     let doc = json!({
         "quality": quality,
+        "conv": conv,
         "latent_maps": maps,
         "matmul": rows,
         "train_step": steps,
@@ -210,6 +217,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     });
     let mut md = markdown(&doc);
     md.push_str(&quality_section(&doc["quality"], "cargo xtask bench"));
+    md.push_str(&conv_section(&doc["conv"], "cargo xtask bench"));
     write_atomic(&root.join("docs/benchmarks.md"), &md)?;
     if json_out {
         println!(
@@ -544,21 +552,89 @@ fn quality_cmd(args: &[String]) -> Result<(), String> {
         command.push_str(" --no-peer");
     }
     let section = quality_section(&q, &command);
-    let path = root.join("docs/benchmarks.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let new = match (old.find(QUALITY_BEGIN), old.find(QUALITY_END)) {
-        (Some(b), Some(e)) if b < e => {
-            let before = old[..b].trim_end_matches('\n');
-            let after = &old[e + QUALITY_END.len()..];
-            format!("{before}\n{section}{}", after.trim_start_matches('\n'))
-        }
-        _ => format!("{}{section}", old),
-    };
-    write_atomic(&path, &new)?;
+    splice(
+        &root.join("docs/benchmarks.md"),
+        QUALITY_BEGIN,
+        QUALITY_END,
+        &section,
+    )?;
     if json_out {
         println!(
             "{}",
             serde_json::to_string_pretty(&q).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{section}");
+    }
+    Ok(())
+}
+
+/// Replaces the section between `begin` and `end` in the file at `path`
+/// (appending it when the markers are missing), atomically.
+fn splice(path: &Path, begin: &str, end: &str, section: &str) -> Result<(), String> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match (old.find(begin), old.find(end)) {
+        (Some(b), Some(e)) if b < e => {
+            let before = old[..b].trim_end_matches('\n');
+            let after = &old[e + end.len()..];
+            format!("{before}\n{section}{}", after.trim_start_matches('\n'))
+        }
+        _ => format!("{old}{section}"),
+    };
+    write_atomic(path, &new)
+}
+
+const CONV_BEGIN: &str = "<!-- conv: written by cargo xtask bench or cargo xtask conv -->";
+const CONV_END: &str = "<!-- /conv -->";
+
+fn conv_section(c: &Value, command: &str) -> String {
+    format!("\n{CONV_BEGIN}\n{}{CONV_END}\n", conv::markdown(c, command))
+}
+
+/// `cargo xtask conv`: the conv64 benchmark alone, spliced into its section
+/// of `docs/benchmarks.md`.
+fn conv_cmd(args: &[String]) -> Result<(), String> {
+    let mut a = conv::ConvArgs::default();
+    let mut json_out = false;
+    let mut it = args.iter();
+    while let Some(f) = it.next() {
+        match f.as_str() {
+            "--seeds" => a.seeds = number(it.next(), f)?,
+            "--epochs" => a.epochs = number(it.next(), f)?,
+            "--images" => a.images = number(it.next(), f)?,
+            "--rounds" => a.rounds = number(it.next(), f)?,
+            "--threads" => a.threads = number(it.next(), f)?,
+            "--json" => json_out = true,
+            other => return Err(format!("unknown flag {other:?}\n{USAGE}")),
+        }
+    }
+    if a.seeds == 1 || a.epochs == 0 || a.threads == 0 || a.rounds == 0 || a.images < 200 {
+        return Err(
+            "--seeds needs 0 (speed only) or at least 2, --images at least 200, --epochs, --rounds and --threads at least 1"
+                .into(),
+        );
+    }
+    let _ = THREADS.set(a.threads);
+    let root = root();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bin = build_cli(&root, &target)?;
+    let c = conv::run(&root, &bin, &target.join("xtask-conv"), &a)?;
+    let command = format!(
+        "cargo xtask conv --seeds {} --epochs {} --images {} --rounds {} --threads {}",
+        a.seeds, a.epochs, a.images, a.rounds, a.threads
+    );
+    let section = conv_section(&c, &command);
+    splice(
+        &root.join("docs/benchmarks.md"),
+        CONV_BEGIN,
+        CONV_END,
+        &section,
+    )?;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&c).map_err(|e| e.to_string())?
         );
     } else {
         print!("{section}");

@@ -39,7 +39,7 @@ impl Default for QualityArgs {
 }
 
 /// Mean, standard error, Spearman's ρ against the seed and its p-value.
-fn summary(seeds: &[u64], values: &[f64]) -> Value {
+pub(crate) fn summary(seeds: &[u64], values: &[f64]) -> Value {
     let n = values.len();
     if n == 0 {
         return Value::Null;

@@ -279,6 +279,23 @@ pub(crate) fn gpu_words(g: &Conv2dGeometry, batch: usize) -> [u32; 16] {
     ]
 }
 
+/// Where the kernel row of output column `ox` reads in an input row of
+/// width `w`: the first tap's column, and whether all `kw` taps fall inside
+/// the row one after another (then the taps are one slice).
+#[inline]
+fn taps_of(g: &Conv2dGeometry, ox: usize, w: usize) -> (isize, bool) {
+    let ix0 = (ox * g.stride[1]) as isize - g.padding[1] as isize;
+    let contiguous = g.dilation[1] == 1 && ix0 >= 0 && ix0 as usize + g.kernel[1] <= w;
+    (ix0, contiguous)
+}
+
+/// The input row `iy` of a plane of height `h`, if inside.
+#[inline]
+fn input_row(g: &Conv2dGeometry, oy: usize, ky: usize, h: usize) -> Option<usize> {
+    let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.padding[0] as isize;
+    (iy >= 0 && (iy as usize) < h).then_some(iy as usize)
+}
+
 /// Fills `out` (`positions × patch_len`, row-major) with the patches of one
 /// image `x` (`C·H·W`).
 pub(crate) fn im2col_image(g: &Conv2dGeometry, x: &[f32], out: &mut [f32]) {
@@ -288,22 +305,27 @@ pub(crate) fn im2col_image(g: &Conv2dGeometry, x: &[f32], out: &mut [f32]) {
     let k = g.patch_len();
     for oy in 0..oh {
         for ox in 0..ow {
+            let (ix0, contiguous) = taps_of(g, ox, w);
             let row = &mut out[(oy * ow + ox) * k..][..k];
-            let mut j = 0;
-            for c in 0..g.in_channels {
+            for (c, taps) in row.chunks_exact_mut(kh * kw).enumerate() {
                 let plane = &x[c * h * w..][..h * w];
-                for ky in 0..kh {
-                    let iy =
-                        (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.padding[0] as isize;
-                    for kx in 0..kw {
-                        let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize
-                            - g.padding[1] as isize;
-                        row[j] = if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
-                            plane[iy as usize * w + ix as usize]
+                for (ky, dst) in taps.chunks_exact_mut(kw).enumerate() {
+                    let Some(iy) = input_row(g, oy, ky, h) else {
+                        dst.fill(0.0);
+                        continue;
+                    };
+                    let src = &plane[iy * w..][..w];
+                    if contiguous {
+                        dst.copy_from_slice(&src[ix0 as usize..][..kw]);
+                        continue;
+                    }
+                    for (kx, d) in dst.iter_mut().enumerate() {
+                        let ix = ix0 + (kx * g.dilation[1]) as isize;
+                        *d = if ix >= 0 && (ix as usize) < w {
+                            src[ix as usize]
                         } else {
                             0.0
                         };
-                        j += 1;
                     }
                 }
             }
@@ -312,9 +334,8 @@ pub(crate) fn im2col_image(g: &Conv2dGeometry, x: &[f32], out: &mut [f32]) {
 }
 
 /// The adjoint of [`im2col_image`]: sums one image's patch values
-/// (`positions × patch_len`) back onto its pixels (`C·H·W`). Each pixel
-/// gathers its taps in a fixed order, so the result does not depend on
-/// threads.
+/// (`positions × patch_len`) back onto its pixels (`C·H·W`). Positions are
+/// visited in a fixed order, so the result does not depend on threads.
 pub(crate) fn col2im_image(g: &Conv2dGeometry, cols: &[f32], out: &mut [f32]) {
     let [h, w] = g.input;
     let [oh, ow] = g.output_size().expect("validated");
@@ -323,19 +344,26 @@ pub(crate) fn col2im_image(g: &Conv2dGeometry, cols: &[f32], out: &mut [f32]) {
     out.fill(0.0);
     for oy in 0..oh {
         for ox in 0..ow {
+            let (ix0, contiguous) = taps_of(g, ox, w);
             let row = &cols[(oy * ow + ox) * k..][..k];
-            let mut j = 0;
-            for c in 0..g.in_channels {
-                for ky in 0..kh {
-                    let iy =
-                        (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.padding[0] as isize;
-                    for kx in 0..kw {
-                        let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize
-                            - g.padding[1] as isize;
-                        if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
-                            out[c * h * w + iy as usize * w + ix as usize] += row[j];
+            for (c, taps) in row.chunks_exact(kh * kw).enumerate() {
+                let plane = &mut out[c * h * w..][..h * w];
+                for (ky, src) in taps.chunks_exact(kw).enumerate() {
+                    let Some(iy) = input_row(g, oy, ky, h) else {
+                        continue;
+                    };
+                    let dst = &mut plane[iy * w..][..w];
+                    if contiguous {
+                        for (d, v) in dst[ix0 as usize..][..kw].iter_mut().zip(src) {
+                            *d += v;
                         }
-                        j += 1;
+                        continue;
+                    }
+                    for (kx, v) in src.iter().enumerate() {
+                        let ix = ix0 + (kx * g.dilation[1]) as isize;
+                        if ix >= 0 && (ix as usize) < w {
+                            dst[ix as usize] += v;
+                        }
                     }
                 }
             }

@@ -3,14 +3,17 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use crate::backend::{Activation, AdamStep, Backend, Transpose};
-use crate::conv::{self, Conv2dGeometry};
+use crate::backend::{Activation, AdamStep, Backend, ConvGrads, Transpose};
+use crate::conv::{self, Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::{Result, Shape, TensorError, checks, philox, simd};
 
 /// Below this many elements an elementwise op stays on the calling thread.
 const PAR_MIN_ELEMS: usize = 1 << 15;
 /// Below this many multiply-adds a matrix product stays on the calling thread.
 const PAR_MIN_FLOPS: usize = 1 << 18;
+/// Images whose weight gradients one task of a convolution's backward pass
+/// sums (a fixed number, so the summation order never depends on threads).
+const CONV_GROUP: usize = 4;
 
 /// The CPU backend. Parallelism is explicit: [`Cpu::sequential`] runs every op
 /// on the calling thread; [`Cpu::new`] uses rayon's pool for large ops. Both
@@ -70,6 +73,60 @@ impl Cpu {
         }
     }
 
+    /// The backward pass of a convolution over `n` images in fixed groups
+    /// of [`CONV_GROUP`]: `f(image, partial, ∂x)` adds image `image`'s
+    /// weight gradient into its group's `partial` (`w_len` values, zero at
+    /// the start) and, when `need_x`, writes its input gradient (`x_len`
+    /// values). Groups run on the pool when the backend is parallel; their
+    /// partials are then summed in group order. Returns `(∂w, ∂x)`.
+    fn per_group(
+        &self,
+        n: usize,
+        w_len: usize,
+        x_len: usize,
+        need_x: bool,
+        f: impl Fn(usize, &mut [f32], Option<&mut [f32]>) + Sync + Send,
+    ) -> (Vec<f32>, Option<Vec<f32>>) {
+        let groups = n.div_ceil(CONV_GROUP);
+        let mut partials = vec![0.0f32; groups * w_len];
+        let mut gx = vec![0.0f32; if need_x { n * x_len } else { 0 }];
+        let group = |gi: usize, part: &mut [f32], mut gx: Option<&mut [f32]>| {
+            let first = gi * CONV_GROUP;
+            for i in first..(first + CONV_GROUP).min(n) {
+                let gx_i = gx
+                    .as_deref_mut()
+                    .map(|v| &mut v[(i - first) * x_len..][..x_len]);
+                f(i, part, gx_i);
+            }
+        };
+        use rayon::prelude::*;
+        match (need_x, self.parallel && groups > 1) {
+            (true, true) => partials
+                .par_chunks_mut(w_len)
+                .zip(gx.par_chunks_mut(CONV_GROUP * x_len))
+                .enumerate()
+                .for_each(|(gi, (p, x))| group(gi, p, Some(x))),
+            (true, false) => partials
+                .chunks_mut(w_len)
+                .zip(gx.chunks_mut(CONV_GROUP * x_len))
+                .enumerate()
+                .for_each(|(gi, (p, x))| group(gi, p, Some(x))),
+            (false, true) => partials
+                .par_chunks_mut(w_len)
+                .enumerate()
+                .for_each(|(gi, p)| group(gi, p, None)),
+            (false, false) => partials
+                .chunks_mut(w_len)
+                .enumerate()
+                .for_each(|(gi, p)| group(gi, p, None)),
+        }
+        let mut gw = partials[..w_len].to_vec();
+        for p in partials.chunks(w_len).skip(1) {
+            gw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+        (gw, need_x.then_some(gx))
+    }
+
     fn map1(&self, x: &Array2<f32>, f: impl Fn(f32) -> f32 + Sync + Send) -> Array2<f32> {
         let mut out = standard(x);
         simd::map_inplace(self.parallel, slice_mut(&mut out), f);
@@ -86,6 +143,13 @@ impl Cpu {
         let y = y.as_standard_layout();
         simd::zip_inplace(self.parallel, slice_mut(&mut out), slice(&y), f);
         out
+    }
+}
+
+/// Fills each of the planes of `l` values in `y` with its channel's bias.
+fn fill_planes(y: &mut [f32], l: usize, bias: &[f32]) {
+    for (p, &b) in y.chunks_mut(l).zip(bias) {
+        p.fill(b);
     }
 }
 
@@ -120,8 +184,60 @@ fn gemm(
     bias: Option<&[f32]>,
     parallel: bool,
 ) -> Array2<f32> {
+    let (m, n) = (a.nrows(), b.ncols());
+    let c = match bias {
+        Some(bias) => {
+            debug_assert_eq!(bias.len(), n);
+            let mut c = bias.repeat(m);
+            gemm_into(a, b, &mut c, true, parallel);
+            c
+        }
+        None => {
+            let mut c: Vec<f32> = Vec::with_capacity(m * n);
+            // SAFETY: without accumulation gemm writes every one of the m×n
+            // elements without reading any, so the capacity may start
+            // uninitialised; it is initialised when `set_len` runs.
+            unsafe {
+                gemm_raw(a, b, c.as_mut_ptr(), false, parallel);
+                c.set_len(m * n);
+            }
+            c
+        }
+    };
+    Array2::from_shape_vec((m, n), c).expect("m×n values")
+}
+
+/// `c ← a · b` (or `c ← c + a · b` when `accumulate`) into the row-major
+/// `m × n` slice `c`; `a` and `b` may have any strides.
+#[allow(unsafe_code)]
+fn gemm_into(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    c: &mut [f32],
+    accumulate: bool,
+    parallel: bool,
+) {
+    assert_eq!(c.len(), a.nrows() * b.ncols(), "output size");
+    // SAFETY: `c` is an exclusive, initialised slice of m×n values.
+    unsafe { gemm_raw(a, b, c.as_mut_ptr(), accumulate, parallel) }
+}
+
+/// The one call into `gemm`.
+///
+/// # Safety
+/// `c` must point to `a.nrows() × b.ncols()` writable values, row-major,
+/// aliasing neither operand, initialised when `accumulate`.
+#[allow(unsafe_code)]
+unsafe fn gemm_raw(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    c: *mut f32,
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, k) = a.dim();
     let n = b.ncols();
+    assert_eq!(b.nrows(), k, "inner dimensions");
     let [a_rs, a_cs] = [a.strides()[0], a.strides()[1]];
     let [b_rs, b_cs] = [b.strides()[0], b.strides()[1]];
     let par = if parallel && m * n * k >= PAR_MIN_FLOPS {
@@ -129,50 +245,32 @@ fn gemm(
     } else {
         gemm::Parallelism::None
     };
-    let mut c: Vec<f32> = match bias {
-        Some(bias) => {
-            debug_assert_eq!(bias.len(), n);
-            let mut c = Vec::with_capacity(m * n);
-            for _ in 0..m {
-                c.extend_from_slice(bias);
-            }
-            c
-        }
-        None => Vec::with_capacity(m * n),
-    };
-    let read_dst = bias.is_some();
-    let c_ptr = c.as_mut_ptr();
     // SAFETY: `a` (m×k) and `b` (k×n) are live views whose elements are all
-    // reachable through their pointers and strides; `c` owns room for m×n
-    // contiguous values and aliases neither. With `read_dst = false` gemm
-    // writes `c = a·b` into every element without reading any, so the
-    // capacity may be uninitialised; with `read_dst = true` every element was
-    // initialised to the bias above and gemm writes `c = 1·c + a·b`.
+    // reachable through their pointers and strides; the caller vouches for
+    // `c`. gemm writes `c = a·b`, or `c = 1·c + a·b` when `accumulate`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c_ptr,
+            c,
             1,
             n as isize,
-            read_dst,
+            accumulate,
             a.as_ptr(),
             a_cs,
             a_rs,
             b.as_ptr(),
             b_cs,
             b_rs,
-            if read_dst { 1.0f32 } else { 0.0f32 },
+            if accumulate { 1.0f32 } else { 0.0f32 },
             1.0f32,
             false,
             false,
             false,
             par,
         );
-        c.set_len(m * n);
     }
-    Array2::from_shape_vec((m, n), c).expect("m×n values")
 }
 
 #[inline]
@@ -343,6 +441,190 @@ impl Backend for Cpu {
             }
         });
         Ok(Array2::from_shape_vec(x.raw_dim(), out).expect("same shape"))
+    }
+
+    // Convolutions image by image: each image's patches stay small (in
+    // cache, no large short-lived buffers), its products run on one thread
+    // and the images share the pool; weight gradients are summed over fixed
+    // groups of images in order, so results do not depend on threads.
+
+    fn conv2d(
+        &self,
+        x: &Array2<f32>,
+        w: &Array2<f32>,
+        b: Option<&Array2<f32>>,
+        g: &Conv2dGeometry,
+    ) -> Result<Array2<f32>> {
+        checks::conv("conv2d", shape_of(x), shape_of(w), b.map(shape_of), g)?;
+        let (n, l, k) = (x.nrows(), g.positions(), g.patch_len());
+        let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
+        let bias = b.map(|b| b.iter().copied().collect::<Vec<f32>>());
+        let mut out = vec![0.0f32; n * g.output_len()];
+        self.per_image(
+            slice(&x),
+            g.input_len(),
+            &mut out,
+            g.output_len(),
+            |img, y| {
+                let mut cols = vec![0.0f32; l * k];
+                conv::im2col_image(g, img, &mut cols);
+                let cols = ArrayView2::from_shape((l, k), &cols).expect("l×k");
+                if let Some(bias) = &bias {
+                    fill_planes(y, l, bias);
+                }
+                // y (out × l) = w (out × k) · colsᵀ.
+                gemm_into(w.view(), cols.t(), y, bias.is_some(), false);
+            },
+        );
+        Ok(Array2::from_shape_vec((n, g.output_len()), out).expect("n×output"))
+    }
+
+    fn conv2d_backward(
+        &self,
+        x: &Array2<f32>,
+        w: &Array2<f32>,
+        has_bias: bool,
+        grad_y: &Array2<f32>,
+        g: &Conv2dGeometry,
+        need_x: bool,
+    ) -> Result<ConvGrads<Array2<f32>>> {
+        let op = "conv2d_backward";
+        checks::conv(op, shape_of(x), shape_of(w), None, g)?;
+        checks::same(op, shape_of(grad_y), Shape::new(x.nrows(), g.output_len()))?;
+        let (l, k, o) = (g.positions(), g.patch_len(), g.out_channels);
+        let (x, w, gy) = (
+            x.as_standard_layout(),
+            w.as_standard_layout(),
+            grad_y.as_standard_layout(),
+        );
+        let (x, gy) = (slice(&x), slice(&gy));
+        let gw = self.per_group(
+            x.len() / g.input_len(),
+            o * k,
+            g.input_len(),
+            need_x,
+            |i, part, gx| {
+                let mut cols = vec![0.0f32; l * k];
+                conv::im2col_image(g, &x[i * g.input_len()..][..g.input_len()], &mut cols);
+                let cols = ArrayView2::from_shape((l, k), &cols).expect("l×k");
+                let gy_i = ArrayView2::from_shape((o, l), &gy[i * o * l..][..o * l]).expect("o×l");
+                // ∂w += ∂y (out × l) · cols (l × k).
+                gemm_into(gy_i, cols, part, true, false);
+                if let Some(gx) = gx {
+                    // ∂cols (l × k) = ∂yᵀ · w, then back onto the pixels.
+                    let mut gcols = vec![0.0f32; l * k];
+                    gemm_into(gy_i.t(), w.view(), &mut gcols, false, false);
+                    conv::col2im_image(g, &gcols, gx);
+                }
+            },
+        );
+        let (gw, gx) = gw;
+        Ok(ConvGrads {
+            x: gx.map(|v| {
+                Array2::from_shape_vec((x.len() / g.input_len(), g.input_len()), v)
+                    .expect("n×input")
+            }),
+            w: Array2::from_shape_vec((o, k), gw).expect("o×k"),
+            b: if has_bias {
+                Some(self.sum_channels(grad_y, o)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn conv_transpose2d(
+        &self,
+        x: &Array2<f32>,
+        w: &Array2<f32>,
+        b: Option<&Array2<f32>>,
+        g: &ConvTranspose2dGeometry,
+    ) -> Result<Array2<f32>> {
+        let conv = checks::conv_transpose(
+            "conv_transpose2d",
+            shape_of(x),
+            shape_of(w),
+            b.map(shape_of),
+            g,
+        )?;
+        let (n, lin, ck) = (x.nrows(), g.input[0] * g.input[1], conv.patch_len());
+        let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
+        let bias = b.map(|b| b.iter().copied().collect::<Vec<f32>>());
+        let plane = conv.input[0] * conv.input[1];
+        let mut out = vec![0.0f32; n * g.output_len()];
+        self.per_image(
+            slice(&x),
+            g.input_len(),
+            &mut out,
+            g.output_len(),
+            |img, y| {
+                let x_i = ArrayView2::from_shape((g.in_channels, lin), img).expect("in×l");
+                // cols (l × out·kh·kw) = x_iᵀ · w, summed onto the output.
+                let mut cols = vec![0.0f32; lin * ck];
+                gemm_into(x_i.t(), w.view(), &mut cols, false, false);
+                conv::col2im_image(&conv, &cols, y);
+                if let Some(bias) = &bias {
+                    for (p, &bv) in y.chunks_mut(plane).zip(bias) {
+                        p.iter_mut().for_each(|v| *v += bv);
+                    }
+                }
+            },
+        );
+        Ok(Array2::from_shape_vec((n, g.output_len()), out).expect("n×output"))
+    }
+
+    fn conv_transpose2d_backward(
+        &self,
+        x: &Array2<f32>,
+        w: &Array2<f32>,
+        has_bias: bool,
+        grad_y: &Array2<f32>,
+        g: &ConvTranspose2dGeometry,
+        need_x: bool,
+    ) -> Result<ConvGrads<Array2<f32>>> {
+        let op = "conv_transpose2d_backward";
+        let conv = checks::conv_transpose(op, shape_of(x), shape_of(w), None, g)?;
+        checks::same(op, shape_of(grad_y), Shape::new(x.nrows(), g.output_len()))?;
+        let (lin, ck, cin) = (g.input[0] * g.input[1], conv.patch_len(), g.in_channels);
+        let (x, w, gy) = (
+            x.as_standard_layout(),
+            w.as_standard_layout(),
+            grad_y.as_standard_layout(),
+        );
+        let (x, gy) = (slice(&x), slice(&gy));
+        let out_len = g.output_len();
+        let (gw, gx) = self.per_group(
+            x.len() / g.input_len(),
+            cin * ck,
+            g.input_len(),
+            need_x,
+            |i, part, gx| {
+                let mut gcols = vec![0.0f32; lin * ck];
+                conv::im2col_image(&conv, &gy[i * out_len..][..out_len], &mut gcols);
+                let gcols = ArrayView2::from_shape((lin, ck), &gcols).expect("l×k");
+                let x_i =
+                    ArrayView2::from_shape((cin, lin), &x[i * g.input_len()..][..g.input_len()])
+                        .expect("in×l");
+                // ∂w += x_i (in × l) · ∂cols (l × out·kh·kw).
+                gemm_into(x_i, gcols, part, true, false);
+                if let Some(gx) = gx {
+                    // ∂x_i (in × l) = w · ∂colsᵀ.
+                    gemm_into(w.view(), gcols.t(), gx, false, false);
+                }
+            },
+        );
+        Ok(ConvGrads {
+            x: gx.map(|v| {
+                Array2::from_shape_vec((x.len() / g.input_len(), g.input_len()), v)
+                    .expect("n×input")
+            }),
+            w: Array2::from_shape_vec((cin, ck), gw).expect("in×k"),
+            b: if has_bias {
+                Some(self.sum_channels(grad_y, g.out_channels)?)
+            } else {
+                None
+            },
+        })
     }
 
     fn add_channel_bias(&self, x: &Array2<f32>, bias: &Array2<f32>) -> Result<Array2<f32>> {

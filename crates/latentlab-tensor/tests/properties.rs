@@ -1,7 +1,9 @@
 //! Property tests of invariants that hold for any input.
 
 use latentlab_tensor::conformance::data;
-use latentlab_tensor::{Activation, Backend, Cpu, Shape, Transpose};
+use latentlab_tensor::{
+    Activation, Backend, Conv2dGeometry, ConvTranspose2dGeometry, Cpu, Shape, Transpose,
+};
 use proptest::prelude::*;
 
 fn t(cpu: &Cpu, r: usize, c: usize, seed: u64, lo: f32, hi: f32) -> ndarray::Array2<f32> {
@@ -37,6 +39,44 @@ proptest! {
         prop_assert_eq!(par.sum_cols(&big).unwrap(), seq.sum_cols(&big).unwrap());
         prop_assert_eq!(par.activation(Activation::Softplus, &big).unwrap(), seq.activation(Activation::Softplus, &big).unwrap());
         prop_assert_eq!(par.randn(Shape::new(300, 200), seed, 3).unwrap(), seq.randn(Shape::new(300, 200), seed, 3).unwrap());
+    }
+
+    /// Convolutions, which the CPU runs image by image and sums weight
+    /// gradients over fixed groups of images, give bit-identical results on
+    /// the pool and on one thread, for any batch size.
+    #[test]
+    fn conv_parallel_equals_sequential(n in 1usize..11, seed in any::<u64>()) {
+        let (par, seq) = (Cpu::new(), Cpu::sequential());
+        let g = Conv2dGeometry::square(3, [32, 32], 8, 4, 2, 1);
+        let x = t(&par, n, g.input_len(), seed, 0.0, 1.0);
+        let w = t(&par, 8, g.patch_len(), seed ^ 1, -0.3, 0.3);
+        let b = t(&par, 1, 8, seed ^ 2, -0.3, 0.3);
+        let gy = t(&par, n, g.output_len(), seed ^ 3, -1.0, 1.0);
+        prop_assert_eq!(par.conv2d(&x, &w, Some(&b), &g).unwrap(), seq.conv2d(&x, &w, Some(&b), &g).unwrap());
+        let (p, q) = (
+            par.conv2d_backward(&x, &w, true, &gy, &g, true).unwrap(),
+            seq.conv2d_backward(&x, &w, true, &gy, &g, true).unwrap(),
+        );
+        prop_assert_eq!((p.x, p.w, p.b), (q.x, q.w, q.b));
+        let tg = ConvTranspose2dGeometry {
+            in_channels: 8,
+            input: [16, 16],
+            out_channels: 3,
+            kernel: [4, 4],
+            stride: [2, 2],
+            padding: [1, 1],
+            output_padding: [0, 0],
+            dilation: [1, 1],
+        };
+        let tw = t(&par, 8, 3 * 16, seed ^ 4, -0.3, 0.3);
+        let tb = t(&par, 1, 3, seed ^ 5, -0.3, 0.3);
+        let ty = par.conv_transpose2d(&gy, &tw, Some(&tb), &tg).unwrap();
+        prop_assert_eq!(&ty, &seq.conv_transpose2d(&gy, &tw, Some(&tb), &tg).unwrap());
+        let (p, q) = (
+            par.conv_transpose2d_backward(&gy, &tw, true, &x, &tg, true).unwrap(),
+            seq.conv_transpose2d_backward(&gy, &tw, true, &x, &tg, true).unwrap(),
+        );
+        prop_assert_eq!((p.x, p.w, p.b), (q.x, q.w, q.b));
     }
 
     /// KL ≥ 0, with equality exactly at the prior.
