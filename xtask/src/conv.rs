@@ -123,7 +123,10 @@ pub fn run(root: &Path, bin: &Path, work: &Path, a: &ConvArgs) -> Result<Value, 
         let theirs = match peer(root, &["speed".into(), work_s.clone(), "0".into()]) {
             Ok(out) => out.lines().find_map(|l| {
                 let after = l.split(": ").nth(1)?;
-                torch_version = l.split_whitespace().nth(1).map(str::to_string);
+                torch_version = l
+                    .split_whitespace()
+                    .nth(1)
+                    .map(|v| v.trim_end_matches(':').to_string());
                 after.split(' ').next()?.parse::<f64>().ok()
             }),
             Err(why) => {

@@ -146,6 +146,31 @@ impl Cpu {
     }
 }
 
+thread_local! {
+    /// Two scratch buffers per thread for a convolution's patches, reused
+    /// across images and steps.
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> =
+        const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` with this thread's two scratch buffers, `a` and `b` values long.
+/// Their contents are stale: `f` writes every value before reading it
+/// (im2col, or a product without accumulation), and does not call into the
+/// pool (which could run another image's `f` on this thread).
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let [x, y] = &mut *s;
+        if x.len() < a {
+            x.resize(a, 0.0);
+        }
+        if y.len() < b {
+            y.resize(b, 0.0);
+        }
+        f(&mut x[..a], &mut y[..b])
+    })
+}
+
 /// Fills each of the planes of `l` values in `y` with its channel's bias.
 fn fill_planes(y: &mut [f32], l: usize, bias: &[f32]) {
     for (p, &b) in y.chunks_mut(l).zip(bias) {
@@ -466,14 +491,15 @@ impl Backend for Cpu {
             &mut out,
             g.output_len(),
             |img, y| {
-                let mut cols = vec![0.0f32; l * k];
-                conv::im2col_image(g, img, &mut cols);
-                let cols = ArrayView2::from_shape((l, k), &cols).expect("l×k");
-                if let Some(bias) = &bias {
-                    fill_planes(y, l, bias);
-                }
-                // y (out × l) = w (out × k) · colsᵀ.
-                gemm_into(w.view(), cols.t(), y, bias.is_some(), false);
+                with_scratch(l * k, 0, |cols, _| {
+                    conv::im2col_image(g, img, cols);
+                    let cols = ArrayView2::from_shape((l, k), &*cols).expect("l×k");
+                    if let Some(bias) = &bias {
+                        fill_planes(y, l, bias);
+                    }
+                    // y (out × l) = w (out × k) · colsᵀ.
+                    gemm_into(w.view(), cols.t(), y, bias.is_some(), false);
+                });
             },
         );
         Ok(Array2::from_shape_vec((n, g.output_len()), out).expect("n×output"))
@@ -504,18 +530,20 @@ impl Backend for Cpu {
             g.input_len(),
             need_x,
             |i, part, gx| {
-                let mut cols = vec![0.0f32; l * k];
-                conv::im2col_image(g, &x[i * g.input_len()..][..g.input_len()], &mut cols);
-                let cols = ArrayView2::from_shape((l, k), &cols).expect("l×k");
-                let gy_i = ArrayView2::from_shape((o, l), &gy[i * o * l..][..o * l]).expect("o×l");
-                // ∂w += ∂y (out × l) · cols (l × k).
-                gemm_into(gy_i, cols, part, true, false);
-                if let Some(gx) = gx {
-                    // ∂cols (l × k) = ∂yᵀ · w, then back onto the pixels.
-                    let mut gcols = vec![0.0f32; l * k];
-                    gemm_into(gy_i.t(), w.view(), &mut gcols, false, false);
-                    conv::col2im_image(g, &gcols, gx);
-                }
+                let gcols_len = if gx.is_some() { l * k } else { 0 };
+                with_scratch(l * k, gcols_len, |cols, gcols| {
+                    conv::im2col_image(g, &x[i * g.input_len()..][..g.input_len()], cols);
+                    let cols = ArrayView2::from_shape((l, k), &*cols).expect("l×k");
+                    let gy_i =
+                        ArrayView2::from_shape((o, l), &gy[i * o * l..][..o * l]).expect("o×l");
+                    // ∂w += ∂y (out × l) · cols (l × k).
+                    gemm_into(gy_i, cols, part, true, false);
+                    if let Some(gx) = gx {
+                        // ∂cols (l × k) = ∂yᵀ · w, then back onto the pixels.
+                        gemm_into(gy_i.t(), w.view(), gcols, false, false);
+                        conv::col2im_image(g, gcols, gx);
+                    }
+                });
             },
         );
         let (gw, gx) = gw;
@@ -560,9 +588,10 @@ impl Backend for Cpu {
             |img, y| {
                 let x_i = ArrayView2::from_shape((g.in_channels, lin), img).expect("in×l");
                 // cols (l × out·kh·kw) = x_iᵀ · w, summed onto the output.
-                let mut cols = vec![0.0f32; lin * ck];
-                gemm_into(x_i.t(), w.view(), &mut cols, false, false);
-                conv::col2im_image(&conv, &cols, y);
+                with_scratch(lin * ck, 0, |cols, _| {
+                    gemm_into(x_i.t(), w.view(), cols, false, false);
+                    conv::col2im_image(&conv, cols, y);
+                });
                 if let Some(bias) = &bias {
                     for (p, &bv) in y.chunks_mut(plane).zip(bias) {
                         p.iter_mut().for_each(|v| *v += bv);
@@ -599,18 +628,21 @@ impl Backend for Cpu {
             g.input_len(),
             need_x,
             |i, part, gx| {
-                let mut gcols = vec![0.0f32; lin * ck];
-                conv::im2col_image(&conv, &gy[i * out_len..][..out_len], &mut gcols);
-                let gcols = ArrayView2::from_shape((lin, ck), &gcols).expect("l×k");
-                let x_i =
-                    ArrayView2::from_shape((cin, lin), &x[i * g.input_len()..][..g.input_len()])
-                        .expect("in×l");
-                // ∂w += x_i (in × l) · ∂cols (l × out·kh·kw).
-                gemm_into(x_i, gcols, part, true, false);
-                if let Some(gx) = gx {
-                    // ∂x_i (in × l) = w · ∂colsᵀ.
-                    gemm_into(w.view(), gcols.t(), gx, false, false);
-                }
+                with_scratch(lin * ck, 0, |gcols, _| {
+                    conv::im2col_image(&conv, &gy[i * out_len..][..out_len], gcols);
+                    let gcols = ArrayView2::from_shape((lin, ck), &*gcols).expect("l×k");
+                    let x_i = ArrayView2::from_shape(
+                        (cin, lin),
+                        &x[i * g.input_len()..][..g.input_len()],
+                    )
+                    .expect("in×l");
+                    // ∂w += x_i (in × l) · ∂cols (l × out·kh·kw).
+                    gemm_into(x_i, gcols, part, true, false);
+                    if let Some(gx) = gx {
+                        // ∂x_i (in × l) = w · ∂colsᵀ.
+                        gemm_into(w.view(), gcols.t(), gx, false, false);
+                    }
+                });
             },
         );
         Ok(ConvGrads {
