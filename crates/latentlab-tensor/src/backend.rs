@@ -106,6 +106,50 @@ impl fmt::Display for Activation {
     }
 }
 
+/// Elementwise maps without parameters, for the objectives that work with
+/// log-densities and importance weights (β-TCVAE, MMD, IWAE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unary {
+    /// `exp(x)`.
+    Exp,
+    /// The natural logarithm (`−inf` at 0, NaN below).
+    Log,
+}
+
+impl Unary {
+    /// The code the shaders see.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Unary::Exp => 0,
+            Unary::Log => 1,
+        }
+    }
+
+    /// Every map (for tests and benches).
+    pub fn all() -> [Unary; 2] {
+        [Unary::Exp, Unary::Log]
+    }
+}
+
+impl fmt::Display for Unary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+        })
+    }
+}
+
+/// How [`Backend::batch_norm_backward`] treats the statistics it is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NormStats {
+    /// They are the batch's own (training mode): the gradient flows through
+    /// the mean and variance too.
+    Batch,
+    /// They are constants (evaluation mode, running averages).
+    Fixed,
+}
+
 /// One Adam update's hyper-parameters. `step` counts from 1 and drives the
 /// bias correction `1 − βᵗ`. Weight decay is decoupled (AdamW); 0 gives Adam.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -218,6 +262,17 @@ pub struct ConvGrads<T> {
     pub w: T,
     /// ∂L/∂b (`1 × out_channels`), when the layer has a bias.
     pub b: Option<T>,
+}
+
+/// Gradients of a batch normalisation.
+#[derive(Clone, Debug)]
+pub struct BatchNormGrads<T> {
+    /// ∂L/∂x, the shape of `x`.
+    pub x: T,
+    /// ∂L/∂γ (`1 × channels`): `Σ ∂L/∂y ⊙ x̂` per channel.
+    pub gamma: T,
+    /// ∂L/∂β (`1 × channels`): `Σ ∂L/∂y` per channel.
+    pub beta: T,
 }
 
 /// A compute backend: owns a device and runs ops on its tensors.
@@ -399,6 +454,75 @@ pub trait Backend: Clone + fmt::Debug + Send + Sync + 'static {
     /// `x + bias` per channel: each row of `x` (`rows × C·L`) holds `C`
     /// planes of `L` values, and `bias` (`1 × C`) adds `bias[c]` to plane `c`.
     fn add_channel_bias(&self, x: &Self::Tensor, bias: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `op(x)` elementwise.
+    fn unary(&self, op: Unary, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// The gradient through `y = op(x)` given `x`, `y` and `∂L/∂y`: `∂L/∂y ⊙ y`
+    /// for exp, `∂L/∂y / x` for log.
+    fn unary_backward(
+        &self,
+        op: Unary,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        grad_y: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
+
+    /// `log Σⱼ exp(x[i, j])` of every row (`rows × 1`), computed stably (the
+    /// row's maximum is taken out first). A row of `−inf` gives `−inf`, a row
+    /// holding `+inf` gives `+inf`, as PyTorch's `logsumexp` does.
+    fn logsumexp_rows(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// The gradient through [`Backend::logsumexp_rows`]: given `x`, its
+    /// `lse` (`rows × 1`) and `∂L/∂lse` (`rows × 1`), returns
+    /// `∂L/∂x[i, j] = ∂L/∂lse[i] · exp(x[i, j] − lse[i])` (a softmax per row).
+    fn logsumexp_backward(
+        &self,
+        x: &Self::Tensor,
+        lse: &Self::Tensor,
+        grad: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
+
+    /// The per-channel mean and biased variance of a batch of `C`-plane
+    /// rows (`rows × C·L`), over the rows and each plane's `L` values: two
+    /// `1 × C` tensors, as batch normalisation computes them in training.
+    fn channel_moments(
+        &self,
+        x: &Self::Tensor,
+        channels: usize,
+    ) -> Result<(Self::Tensor, Self::Tensor)>;
+
+    /// Batch normalisation with given statistics: `y = (x − mean[c]) /
+    /// √(var[c] + eps) · γ[c] + β[c]` on plane `c` of every row, the channel
+    /// count being the statistics' width. `γ` and `β` (`1 × C`) are 1 and 0
+    /// when absent (`affine=False`).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm(
+        &self,
+        x: &Self::Tensor,
+        mean: &Self::Tensor,
+        var: &Self::Tensor,
+        gamma: Option<&Self::Tensor>,
+        beta: Option<&Self::Tensor>,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
+
+    /// The backward pass of [`Backend::batch_norm`] given `∂L/∂y`. With
+    /// [`NormStats::Batch`] the statistics must be `x`'s own biased moments
+    /// and the gradient runs through them (PyTorch's training mode:
+    /// `∂x = γ/σ · (∂y − mean(∂y) − x̂ · mean(∂y ⊙ x̂))` per channel); with
+    /// [`NormStats::Fixed`] they are constants (`∂x = γ/σ · ∂y`).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward(
+        &self,
+        x: &Self::Tensor,
+        mean: &Self::Tensor,
+        var: &Self::Tensor,
+        gamma: Option<&Self::Tensor>,
+        grad_y: &Self::Tensor,
+        eps: f32,
+        stats: NormStats,
+    ) -> Result<BatchNormGrads<Self::Tensor>>;
 
     // ---- composite ops ---------------------------------------------------
 

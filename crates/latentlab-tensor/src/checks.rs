@@ -247,3 +247,62 @@ pub(crate) fn channel_bias(op: &'static str, x: Shape, bias: Shape) -> Result<us
     }
     Ok(x.cols / bias.cols)
 }
+
+/// Rows of `channels` equal planes; returns the plane size.
+pub(crate) fn planes(op: &'static str, x: Shape, channels: usize) -> Result<usize> {
+    nonempty(op, x)?;
+    if channels == 0 || !x.cols.is_multiple_of(channels) {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!("rows of {x} do not hold {channels} equal channel planes"),
+        });
+    }
+    Ok(x.cols / channels)
+}
+
+/// A batch normalisation's operands: per-channel statistics (`1 × C`, the
+/// channel count), the optional affine parameters of the same shape, and a
+/// finite positive `eps`. Returns the plane size.
+pub(crate) fn batch_norm(
+    op: &'static str,
+    x: Shape,
+    mean: Shape,
+    var: Shape,
+    affine: [Option<Shape>; 2],
+    eps: f32,
+) -> Result<usize> {
+    nonempty(op, mean)?;
+    let want = Shape::new(1, mean.cols);
+    for (what, s) in [("mean", Some(mean)), ("variance", Some(var))]
+        .into_iter()
+        .chain([("γ", affine[0]), ("β", affine[1])])
+    {
+        if let Some(s) = s
+            && s != want
+        {
+            return Err(TensorError::ShapeMismatch {
+                op,
+                detail: format!("the {what} is {s}, expected {want} (one value per channel)"),
+            });
+        }
+    }
+    if !(eps.is_finite() && eps > 0.0) {
+        return Err(TensorError::InvalidArgument {
+            op,
+            detail: format!("eps = {eps} must be finite and > 0"),
+        });
+    }
+    planes(op, x, mean.cols)
+}
+
+/// `x`, a per-row `rows × 1` value and a matching `rows × 1` gradient.
+pub(crate) fn per_row(op: &'static str, x: Shape, v: Shape, what: &str) -> Result<()> {
+    nonempty(op, x)?;
+    if v != Shape::new(x.rows, 1) {
+        return Err(TensorError::ShapeMismatch {
+            op,
+            detail: format!("{what} is {v}, expected [{}×1] for x {x}", x.rows),
+        });
+    }
+    Ok(())
+}

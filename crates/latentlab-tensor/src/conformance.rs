@@ -15,8 +15,8 @@
 use std::sync::OnceLock;
 
 use crate::{
-    Activation, AdamStep, Backend, Conv2dGeometry, ConvTranspose2dGeometry, Shape, TensorError,
-    Transpose, Wgpu,
+    Activation, AdamStep, Backend, Conv2dGeometry, ConvTranspose2dGeometry, NormStats, Shape,
+    TensorError, Transpose, Unary, Wgpu,
 };
 
 /// A comparison tolerance: `|got − want| ≤ abs + rel · |want|`.
@@ -48,6 +48,8 @@ impl Tolerance {
             let g = f64::from(g);
             let ok = if w.is_nan() {
                 g.is_nan()
+            } else if w.is_infinite() {
+                g == w
             } else {
                 (g - w).abs() <= self.abs + self.rel * w.abs()
             };
@@ -207,13 +209,19 @@ pub mod reference {
         }
     }
 
+    fn softplus(x: f64) -> f64 {
+        x.max(0.0) + (-x.abs()).exp().ln_1p()
+    }
+
     /// BCE with logits per element and its gradient.
     pub fn bce(l: &[f32], t: &[f32]) -> (Vec<f64>, Vec<f64>) {
         let (l, t) = (up(l), up(t));
         let loss = l
             .iter()
             .zip(&t)
-            .map(|(&l, &t)| -(t * sigmoid(l).ln() + (1.0 - t) * (1.0 - sigmoid(l)).ln()))
+            // log σ(l) = −softplus(−l) and log(1 − σ(l)) = −softplus(l),
+            // finite in f64 where 1 − σ(l) itself rounds to 0.
+            .map(|(&l, &t)| t * softplus(-l) + (1.0 - t) * softplus(l))
             .collect();
         let grad = l.iter().zip(&t).map(|(&l, &t)| sigmoid(l) - t).collect();
         (loss, grad)
@@ -321,6 +329,144 @@ pub mod reference {
                 }
             }
         }
+    }
+
+    /// `exp` or `log` in `f64`.
+    pub fn unary(op: crate::Unary, x: f64) -> f64 {
+        match op {
+            crate::Unary::Exp => x.exp(),
+            crate::Unary::Log => x.ln(),
+        }
+    }
+
+    /// The derivative of [`unary`] at `x`.
+    pub fn unary_derivative(op: crate::Unary, x: f64) -> f64 {
+        match op {
+            crate::Unary::Exp => x.exp(),
+            crate::Unary::Log => 1.0 / x,
+        }
+    }
+
+    /// `log Σ exp` of every row, by the definition (in `f64`, whose range
+    /// covers every `f32` input the suite uses without taking a maximum out),
+    /// with PyTorch's answers for rows of `−inf`, `+inf` and NaN.
+    pub fn logsumexp_rows(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
+        (0..rows)
+            .map(|r| {
+                let row = &x[r * cols..(r + 1) * cols];
+                if row.iter().any(|v| v.is_nan()) {
+                    f64::NAN
+                } else if row.contains(&f32::INFINITY) {
+                    f64::INFINITY
+                } else {
+                    row.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln()
+                }
+            })
+            .collect()
+    }
+
+    /// The gradient of `Σᵢ g[i] · lse(x[i, ·])`: `g[i] · softmax(x[i, ·])`.
+    pub fn logsumexp_backward(x: &[f32], rows: usize, cols: usize, g: &[f32]) -> Vec<f64> {
+        let lse = logsumexp_rows(x, rows, cols);
+        (0..rows * cols)
+            .map(|i| f64::from(g[i / cols]) * (f64::from(x[i]) - lse[i / cols]).exp())
+            .collect()
+    }
+
+    /// Per-channel mean and biased variance of `n` rows of `c` planes of `l`.
+    pub fn channel_moments(x: &[f64], n: usize, c: usize, l: usize) -> (Vec<f64>, Vec<f64>) {
+        let count = (n * l) as f64;
+        let plane = |ch: usize| (0..n).flat_map(move |r| (0..l).map(move |k| (r * c + ch) * l + k));
+        let mean: Vec<f64> = (0..c)
+            .map(|ch| plane(ch).map(|i| x[i]).sum::<f64>() / count)
+            .collect();
+        let var = (0..c)
+            .map(|ch| plane(ch).map(|i| (x[i] - mean[ch]).powi(2)).sum::<f64>() / count)
+            .collect();
+        (mean, var)
+    }
+
+    /// Batch normalisation with the given statistics and affine parameters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm(
+        x: &[f64],
+        c: usize,
+        l: usize,
+        mean: &[f64],
+        var: &[f64],
+        gamma: &[f64],
+        beta: &[f64],
+        eps: f64,
+    ) -> Vec<f64> {
+        x.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let ch = (i / l) % c;
+                (v - mean[ch]) / (var[ch] + eps).sqrt() * gamma[ch] + beta[ch]
+            })
+            .collect()
+    }
+
+    /// Training-mode batch normalisation: the statistics are the batch's own.
+    pub fn batch_norm_train(
+        x: &[f64],
+        n: usize,
+        c: usize,
+        l: usize,
+        gamma: &[f64],
+        beta: &[f64],
+        eps: f64,
+    ) -> Vec<f64> {
+        let (mean, var) = channel_moments(x, n, c, l);
+        batch_norm(x, c, l, &mean, &var, gamma, beta, eps)
+    }
+
+    /// The gradients `(∂x, ∂γ, ∂β)` of `Σ gy ⊙ y`: through the batch's own
+    /// statistics when `batch` (training mode), else with them held fixed.
+    /// Written from the chain rule through `μ` and `σ²` term by term, not
+    /// from the backends' closed form.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_backward(
+        x: &[f64],
+        n: usize,
+        c: usize,
+        l: usize,
+        mean: &[f64],
+        var: &[f64],
+        gamma: &[f64],
+        gy: &[f64],
+        eps: f64,
+        batch: bool,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let count = (n * l) as f64;
+        let ch = |i: usize| (i / l) % c;
+        let sd: Vec<f64> = var.iter().map(|v| (v + eps).sqrt()).collect();
+        let xhat = |i: usize| (x[i] - mean[ch(i)]) / sd[ch(i)];
+        let (mut dg, mut db) = (vec![0.0; c], vec![0.0; c]);
+        // ∂L/∂x̂, then ∂L/∂σ² and ∂L/∂μ per channel.
+        let (mut dvar, mut dmean) = (vec![0.0; c], vec![0.0; c]);
+        for i in 0..x.len() {
+            let k = ch(i);
+            dg[k] += gy[i] * xhat(i);
+            db[k] += gy[i];
+            let dxhat = gy[i] * gamma[k];
+            dvar[k] += dxhat * (x[i] - mean[k]) * -0.5 * sd[k].powi(-3);
+            dmean[k] += -dxhat / sd[k];
+        }
+        let dx = (0..x.len())
+            .map(|i| {
+                let k = ch(i);
+                let direct = gy[i] * gamma[k] / sd[k];
+                if batch {
+                    // dμ/dx = 1/count; dσ²/dx = 2(x − μ)/count (the term
+                    // through μ in σ² sums to zero).
+                    direct + dvar[k] * 2.0 * (x[i] - mean[k]) / count + dmean[k] / count
+                } else {
+                    direct
+                }
+            })
+            .collect();
+        (dx, dg, db)
     }
 
     /// `nn.Conv2d` on a batch of `n` images: `y[n, o, oy, ox]`.
@@ -567,6 +713,100 @@ pub mod reference {
                 grads,
                 &gy,
             );
+        }
+
+        /// Central differences of a scalar function of one vector.
+        fn fd(f: &dyn Fn(&[f64]) -> f64, x: &[f64], i: usize) -> f64 {
+            let h = 1e-6;
+            let (mut up, mut dn) = (x.to_vec(), x.to_vec());
+            up[i] += h;
+            dn[i] -= h;
+            (f(&up) - f(&dn)) / (2.0 * h)
+        }
+
+        fn close(what: &str, fd: f64, an: f64) {
+            assert!(
+                (fd - an).abs() < 1e-6 * (1.0 + an.abs()),
+                "{what}: fd {fd} vs {an}"
+            );
+        }
+
+        /// exp, log and logsumexp against central differences.
+        #[test]
+        fn unary_and_logsumexp_gradients_match_finite_differences() {
+            for op in crate::Unary::all() {
+                for &x in &[0.05, 0.7, 1.0, 3.5] {
+                    let f = |v: &[f64]| unary(op, v[0]);
+                    close(
+                        &format!("{op} at {x}"),
+                        fd(&f, &[x], 0),
+                        unary_derivative(op, x),
+                    );
+                }
+            }
+            let (rows, cols) = (3, 5);
+            let x: Vec<f32> = (0..rows * cols)
+                .map(|i| ((i as f32) * 0.77).sin() * 3.0)
+                .collect();
+            let g = [0.3f32, -1.2, 2.0];
+            let loss = |v: &[f64]| -> f64 {
+                let v: Vec<f32> = v.iter().map(|&a| a as f32).collect();
+                logsumexp_rows(&v, rows, cols)
+                    .iter()
+                    .zip(&g)
+                    .map(|(l, &g)| l * f64::from(g))
+                    .sum()
+            };
+            // f32 inputs: step on the f32 grid, so a wider step and bound.
+            let an = logsumexp_backward(&x, rows, cols, &g);
+            for i in 0..x.len() {
+                let h = 1e-2;
+                let mut up: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+                let mut dn = up.clone();
+                up[i] += h;
+                dn[i] -= h;
+                let fd = (loss(&up) - loss(&dn)) / (2.0 * h);
+                assert!(
+                    (fd - an[i]).abs() < 1e-4 * (1.0 + an[i].abs()),
+                    "lse {i}: {fd} vs {}",
+                    an[i]
+                );
+            }
+        }
+
+        /// Batch normalisation's gradients, in training mode (through the
+        /// batch statistics) and with fixed statistics, against central
+        /// differences of the forward pass.
+        #[test]
+        fn batch_norm_gradients_match_finite_differences() {
+            let (n, c, l, eps) = (3, 2, 4, 1e-5);
+            let wave = |len: usize, s: f64| -> Vec<f64> {
+                (0..len).map(|i| (i as f64 * s + 0.3).sin() * 2.0).collect()
+            };
+            let x = wave(n * c * l, 0.71);
+            let gamma = vec![1.3, -0.6];
+            let beta = vec![0.2, 0.9];
+            let gy = wave(n * c * l, 0.37);
+            let dot = |y: Vec<f64>| -> f64 { y.iter().zip(&gy).map(|(a, b)| a * b).sum() };
+            let (mean, var) = channel_moments(&x, n, c, l);
+            let (dx, dg, db) =
+                batch_norm_backward(&x, n, c, l, &mean, &var, &gamma, &gy, eps, true);
+            for (i, &an) in dx.iter().enumerate() {
+                let f = |v: &[f64]| dot(batch_norm_train(v, n, c, l, &gamma, &beta, eps));
+                close(&format!("train ∂x[{i}]"), fd(&f, &x, i), an);
+            }
+            for k in 0..c {
+                let f = |v: &[f64]| dot(batch_norm_train(&x, n, c, l, v, &beta, eps));
+                close(&format!("∂γ[{k}]"), fd(&f, &gamma, k), dg[k]);
+                let f = |v: &[f64]| dot(batch_norm_train(&x, n, c, l, &gamma, v, eps));
+                close(&format!("∂β[{k}]"), fd(&f, &beta, k), db[k]);
+            }
+            let (rm, rv) = (vec![0.1, -0.4], vec![0.8, 2.5]);
+            let (dx, _, _) = batch_norm_backward(&x, n, c, l, &rm, &rv, &gamma, &gy, eps, false);
+            for (i, &an) in dx.iter().enumerate() {
+                let f = |v: &[f64]| dot(batch_norm(v, c, l, &rm, &rv, &gamma, &beta, eps));
+                close(&format!("eval ∂x[{i}]"), fd(&f, &x, i), an);
+            }
         }
 
         #[test]
@@ -1341,6 +1581,221 @@ pub fn conv_errors<B: Backend>(b: &B) {
     assert!(m.contains("batch_transpose"), "{m}");
 }
 
+/// exp and log forward and backward, including log at 0 (−inf) and below
+/// (NaN) and exp of large arguments.
+pub fn unary_ops<B: Backend>(b: &B) {
+    for op in Unary::all() {
+        let (lo, hi) = match op {
+            Unary::Exp => (-20.0, 20.0),
+            Unary::Log => (1e-4, 50.0),
+        };
+        let mut x = data(901, 37 * 29, lo, hi);
+        let edges: &[f32] = match op {
+            Unary::Exp => &[-100.0, 0.0, 88.0, 100.0, f32::NEG_INFINITY],
+            Unary::Log => &[0.0, -1.0, 1.0, 1e-30, f32::INFINITY],
+        };
+        x[..edges.len()].copy_from_slice(edges);
+        let xt = up(b, &x, 37, 29);
+        let y = b.unary(op, &xt).expect("unary");
+        let want: Vec<f64> = x
+            .iter()
+            .map(|&v| reference::unary(op, f64::from(v)))
+            .collect();
+        // f32's exp overflows at 88.7; the reference's f64 does not.
+        let want_f32: Vec<f64> = want
+            .iter()
+            .map(|&w| {
+                if w > f64::from(f32::MAX) {
+                    f64::INFINITY
+                } else {
+                    w
+                }
+            })
+            .collect();
+        let tol = Tolerance::new(2e-6, 1e-6);
+        tol.assert(&format!("{} {op}", b.name()), &down(b, &y), &want_f32);
+        let gy = data(902, x.len(), -1.0, 1.0);
+        let g = b
+            .unary_backward(op, &xt, &y, &up(b, &gy, 37, 29))
+            .expect("unary_backward");
+        let want: Vec<f64> = x
+            .iter()
+            .zip(&gy)
+            .zip(&want_f32)
+            .map(|((&v, &g), &yv)| match op {
+                Unary::Exp => f64::from(g) * yv,
+                Unary::Log => f64::from(g) * reference::unary_derivative(op, f64::from(v)),
+            })
+            .skip(edges.len())
+            .collect();
+        tol.assert(
+            &format!("{} {op} backward", b.name()),
+            &down(b, &g)[edges.len()..],
+            &want,
+        );
+    }
+}
+
+/// The row-wise logsumexp and its gradient: wide and narrow rows, values
+/// whose exponentials overflow f32 (the maximum must be taken out), and rows
+/// of −inf, +inf and NaN.
+pub fn logsumexp<B: Backend>(b: &B) {
+    for (rows, cols, seed) in [(5, 1, 911), (7, 13, 912), (3, 300, 913), (2, 1000, 914)] {
+        let mut x = data(seed, rows * cols, -30.0, 30.0);
+        // Row 0 shifted far up: exp would overflow without the maximum.
+        x[..cols].iter_mut().for_each(|v| *v += 150.0);
+        let xt = up(b, &x, rows, cols);
+        let lse = b.logsumexp_rows(&xt).expect("logsumexp_rows");
+        assert_eq!(b.shape(&lse), Shape::new(rows, 1));
+        // The reference in f64 without a maximum: exact for |x| < 700.
+        let want = reference::logsumexp_rows(&x, rows, cols);
+        let tol = Tolerance::new(1e-6, 1e-5);
+        tol.assert(
+            &format!("{} logsumexp {rows}×{cols}", b.name()),
+            &down(b, &lse),
+            &want,
+        );
+        let g = data(seed + 100, rows, -2.0, 2.0);
+        let gx = b
+            .logsumexp_backward(&xt, &lse, &up(b, &g, rows, 1))
+            .expect("logsumexp_backward");
+        Tolerance::new(1e-4, 1e-6).assert(
+            &format!("{} logsumexp backward {rows}×{cols}", b.name()),
+            &down(b, &gx),
+            &reference::logsumexp_backward(&x, rows, cols, &g),
+        );
+    }
+    let inf = f32::INFINITY;
+    let x = [
+        -inf,
+        -inf,
+        -inf,
+        1.0,
+        inf,
+        -inf,
+        2.0,
+        f32::NAN,
+        0.5,
+        -inf,
+        3.0,
+        -inf,
+    ];
+    let got = down(b, &b.logsumexp_rows(&up(b, &x, 4, 3)).expect("lse"));
+    let want = [f64::NEG_INFINITY, f64::INFINITY, f64::NAN, 3.0];
+    Tolerance::new(1e-6, 1e-6).assert(&format!("{} logsumexp edges", b.name()), &got, &want);
+}
+
+/// Batch normalisation: per-channel moments, the normalisation with and
+/// without γ and β, and both backward modes, on 2-D (planes of many values,
+/// some longer than a workgroup) and 1-D (planes of one) layouts.
+pub fn batch_norm<B: Backend>(b: &B) {
+    let eps = 1e-5f32;
+    for (n, c, l, seed) in [
+        (4, 3, 50, 921),
+        (64, 16, 1, 922),
+        (2, 5, 1000, 923),
+        (1, 2, 3, 924),
+    ] {
+        let what = |s: &str| format!("{} batch_norm {n}×{c}×{l} {s}", b.name());
+        // An offset per channel, so that a wrong mean shows.
+        let x: Vec<f32> = data(seed, n * c * l, -1.0, 1.0)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1.0 + ((i / l) % c) as f32) + 3.0 * ((i / l) % c) as f32)
+            .collect();
+        let xt = up(b, &x, n, c * l);
+        let (mean, var) = b.channel_moments(&xt, c).expect("channel_moments");
+        let x64 = up64(&x);
+        let (rm, rv) = reference::channel_moments(&x64, n, c, l);
+        let tol = Tolerance::new(1e-5, 1e-5);
+        tol.assert(&what("mean"), &down(b, &mean), &rm);
+        tol.assert(&what("variance"), &down(b, &var), &rv);
+        let gamma = data(seed + 1, c, 0.5, 1.5);
+        let beta = data(seed + 2, c, -1.0, 1.0);
+        let (gt, bt) = (up(b, &gamma, 1, c), up(b, &beta, 1, c));
+        for affine in [true, false] {
+            let (g64, b64) = if affine {
+                (up64(&gamma), up64(&beta))
+            } else {
+                (vec![1.0; c], vec![0.0; c])
+            };
+            let (ga, ba) = if affine {
+                (Some(&gt), Some(&bt))
+            } else {
+                (None, None)
+            };
+            let y = b
+                .batch_norm(&xt, &mean, &var, ga, ba, eps)
+                .expect("batch_norm");
+            let want = reference::batch_norm(&x64, c, l, &rm, &rv, &g64, &b64, f64::from(eps));
+            Tolerance::new(1e-4, 1e-4).assert(
+                &what(&format!("affine {affine}")),
+                &down(b, &y),
+                &want,
+            );
+            let gy = data(seed + 3, x.len(), -1.0, 1.0);
+            let gyt = up(b, &gy, n, c * l);
+            for stats in [NormStats::Batch, NormStats::Fixed] {
+                let r = b
+                    .batch_norm_backward(&xt, &mean, &var, ga, &gyt, eps, stats)
+                    .expect("batch_norm_backward");
+                let (dx, dg, db) = reference::batch_norm_backward(
+                    &x64,
+                    n,
+                    c,
+                    l,
+                    &rm,
+                    &rv,
+                    &g64,
+                    &up64(&gy),
+                    f64::from(eps),
+                    stats == NormStats::Batch,
+                );
+                let tol = Tolerance::new(2e-4, 2e-4);
+                let s = format!("affine {affine} {stats:?}");
+                tol.assert(&what(&format!("∂x {s}")), &down(b, &r.x), &dx);
+                tol.assert(&what(&format!("∂γ {s}")), &down(b, &r.gamma), &dg);
+                tol.assert(&what(&format!("∂β {s}")), &down(b, &r.beta), &db);
+            }
+        }
+    }
+}
+
+/// Batch normalisation and logsumexp operands that do not fit are errors
+/// naming the op.
+pub fn norm_errors<B: Backend>(b: &B) {
+    let x = up(b, &[0.5; 24], 2, 12);
+    let s3 = up(b, &[1.0; 3], 1, 3);
+    let s5 = up(b, &[1.0; 5], 1, 5);
+    let msg = |r: crate::Result<B::Tensor>| match r {
+        Ok(_) => panic!("{}: should have failed", b.name()),
+        Err(e) => e.to_string(),
+    };
+    let m = msg(b.channel_moments(&x, 5).map(|r| r.0));
+    assert!(
+        m.contains("channel_moments") && m.contains("5 equal channel planes"),
+        "{m}"
+    );
+    let m = msg(b.batch_norm(&x, &s3, &s5, None, None, 1e-5));
+    assert!(m.contains("batch_norm") && m.contains("variance"), "{m}");
+    let m = msg(b.batch_norm(&x, &s3, &s3, Some(&s5), None, 1e-5));
+    assert!(m.contains("γ"), "{m}");
+    let m = msg(b.batch_norm(&x, &s5, &s5, None, None, 1e-5));
+    assert!(m.contains("5 equal channel planes"), "{m}");
+    let m = msg(b.batch_norm(&x, &s3, &s3, None, None, 0.0));
+    assert!(m.contains("eps"), "{m}");
+    let m = msg(b
+        .batch_norm_backward(&x, &s3, &s3, None, &s3, 1e-5, NormStats::Batch)
+        .map(|r| r.x));
+    assert!(m.contains("batch_norm_backward"), "{m}");
+    let lse = up(b, &[0.0; 3], 3, 1);
+    let m = msg(b.logsumexp_backward(&x, &lse, &lse));
+    assert!(
+        m.contains("logsumexp_backward") && m.contains("[2×1]"),
+        "{m}"
+    );
+}
+
 /// Wrong shapes, empty tensors and bad arguments are typed errors naming the op.
 pub fn errors<B: Backend>(b: &B) {
     let a = up(b, &[1.0; 6], 2, 3);
@@ -1411,7 +1866,8 @@ macro_rules! conformance_tests {
             matmul_all_transposes, matmul_edge_shapes, matmul_large_k, add_row_and_sums,
             activations_forward, activations_backward, bce_with_logits, gaussian_nll, kl_normal,
             randn_matches_reference, reparameterize, adam, axpy_scale_mul, linear_layer,
-            round_trip_and_clone, errors, conv2d, conv_transpose2d, conv_layout_ops, conv_errors);
+            round_trip_and_clone, errors, conv2d, conv_transpose2d, conv_layout_ops, conv_errors,
+            unary_ops, logsumexp, batch_norm, norm_errors);
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
         $(

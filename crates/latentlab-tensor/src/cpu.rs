@@ -3,7 +3,9 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use crate::backend::{Activation, AdamStep, Backend, ConvGrads, Transpose};
+use crate::backend::{
+    Activation, AdamStep, Backend, BatchNormGrads, ConvGrads, NormStats, Transpose, Unary,
+};
 use crate::conv::{self, Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::{Result, Shape, TensorError, checks, philox, simd};
 
@@ -194,6 +196,47 @@ fn slice_mut(x: &mut Array2<f32>) -> &mut [f32] {
         *x = standard(x);
     }
     x.as_slice_mut().expect("standard layout")
+}
+
+/// Runs `f(row_index, row)` over the `cols`-long rows of `data`, on rayon's
+/// pool when `parallel`.
+fn for_rows(parallel: bool, data: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if parallel {
+        use rayon::prelude::*;
+        data.par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
+    } else {
+        data.chunks_mut(cols).enumerate().for_each(|(i, r)| f(i, r));
+    }
+}
+
+/// `Σ f(row, plane)` over the rows of `x` (`cols` wide) and plane `c` of
+/// `l` values, in `f64`, rows in order.
+fn plane_sum(x: &[f32], cols: usize, c: usize, l: usize, f: impl Fn(usize, &[f32]) -> f64) -> f64 {
+    x.chunks(cols)
+        .enumerate()
+        .map(|(n, row)| f(n, &row[c * l..(c + 1) * l]))
+        .sum()
+}
+
+/// Per-channel values computed independently (on rayon's pool when `parallel`).
+fn per_channel(
+    parallel: bool,
+    channels: usize,
+    f: impl Fn(usize) -> f64 + Sync + Send,
+) -> Vec<f64> {
+    if parallel {
+        use rayon::prelude::*;
+        (0..channels).into_par_iter().map(f).collect()
+    } else {
+        (0..channels).map(f).collect()
+    }
+}
+
+fn row_vec(v: impl IntoIterator<Item = f32>) -> Array2<f32> {
+    let v: Vec<f32> = v.into_iter().collect();
+    Array2::from_shape_vec((1, v.len()), v).expect("1×n")
 }
 
 fn shape_of(t: &Array2<f32>) -> Shape {
@@ -954,8 +997,238 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn unary(&self, op: Unary, x: &Array2<f32>) -> Result<Array2<f32>> {
+        Ok(match op {
+            Unary::Exp => self.map1(x, f32::exp),
+            Unary::Log => self.map1(x, f32::ln),
+        })
+    }
+
+    fn unary_backward(
+        &self,
+        op: Unary,
+        x: &Array2<f32>,
+        y: &Array2<f32>,
+        grad_y: &Array2<f32>,
+    ) -> Result<Array2<f32>> {
+        checks::same("unary_backward", shape_of(x), shape_of(y))?;
+        checks::same("unary_backward", shape_of(x), shape_of(grad_y))?;
+        Ok(match op {
+            Unary::Exp => self.map2(grad_y, y, |g, y| g * y),
+            Unary::Log => self.map2(grad_y, x, |g, x| g / x),
+        })
+    }
+
+    fn logsumexp_rows(&self, x: &Array2<f32>) -> Result<Array2<f32>> {
+        checks::nonempty("logsumexp_rows", shape_of(x))?;
+        let x = x.as_standard_layout();
+        let (xs, cols) = (slice(&x), x.ncols());
+        let mut out = vec![0.0f32; x.nrows()];
+        for_rows(self.par(xs.len()), &mut out, 1, |i, o| {
+            o[0] = logsumexp(&xs[i * cols..(i + 1) * cols]);
+        });
+        Ok(Array2::from_shape_vec((x.nrows(), 1), out).expect("rows×1"))
+    }
+
+    fn logsumexp_backward(
+        &self,
+        x: &Array2<f32>,
+        lse: &Array2<f32>,
+        grad: &Array2<f32>,
+    ) -> Result<Array2<f32>> {
+        let op = "logsumexp_backward";
+        checks::per_row(op, shape_of(x), shape_of(lse), "lse")?;
+        checks::per_row(op, shape_of(x), shape_of(grad), "∂L/∂lse")?;
+        let mut out = standard(x);
+        let cols = out.ncols();
+        let (lse, grad) = (lse.as_standard_layout(), grad.as_standard_layout());
+        let (lse, grad) = (slice(&lse), slice(&grad));
+        let par = self.par(out.len());
+        for_rows(par, slice_mut(&mut out), cols, |i, row| {
+            let (m, g) = (lse[i], grad[i]);
+            row.iter_mut().for_each(|v| *v = g * (*v - m).exp());
+        });
+        Ok(out)
+    }
+
+    fn channel_moments(
+        &self,
+        x: &Array2<f32>,
+        channels: usize,
+    ) -> Result<(Array2<f32>, Array2<f32>)> {
+        let l = checks::planes("channel_moments", shape_of(x), channels)?;
+        let x = x.as_standard_layout();
+        let (xs, cols) = (slice(&x), x.ncols());
+        let count = (x.nrows() * l) as f64;
+        let par = self.par(xs.len());
+        // Two passes in f64 (as PyTorch's CPU kernel accumulates in double).
+        let mean = per_channel(par, channels, |c| {
+            plane_sum(xs, cols, c, l, |_, p| p.iter().map(|&v| f64::from(v)).sum()) / count
+        });
+        let var = per_channel(par, channels, |c| {
+            let m = mean[c];
+            plane_sum(xs, cols, c, l, |_, p| {
+                p.iter().map(|&v| (f64::from(v) - m).powi(2)).sum()
+            }) / count
+        });
+        Ok((
+            row_vec(mean.iter().map(|&v| v as f32)),
+            row_vec(var.iter().map(|&v| v as f32)),
+        ))
+    }
+
+    fn batch_norm(
+        &self,
+        x: &Array2<f32>,
+        mean: &Array2<f32>,
+        var: &Array2<f32>,
+        gamma: Option<&Array2<f32>>,
+        beta: Option<&Array2<f32>>,
+        eps: f32,
+    ) -> Result<Array2<f32>> {
+        let l = checks::batch_norm(
+            "batch_norm",
+            shape_of(x),
+            shape_of(mean),
+            shape_of(var),
+            [gamma.map(shape_of), beta.map(shape_of)],
+            eps,
+        )?;
+        let (scale, shift) = norm_affine(mean, var, gamma, beta, eps);
+        let mut out = standard(x);
+        let cols = out.ncols();
+        let par = self.par(out.len());
+        for_rows(par, slice_mut(&mut out), cols, |_, row| {
+            for ((p, &a), &b) in row.chunks_mut(l).zip(&scale).zip(&shift) {
+                p.iter_mut().for_each(|v| *v = *v * a + b);
+            }
+        });
+        Ok(out)
+    }
+
+    fn batch_norm_backward(
+        &self,
+        x: &Array2<f32>,
+        mean: &Array2<f32>,
+        var: &Array2<f32>,
+        gamma: Option<&Array2<f32>>,
+        grad_y: &Array2<f32>,
+        eps: f32,
+        stats: NormStats,
+    ) -> Result<BatchNormGrads<Array2<f32>>> {
+        let op = "batch_norm_backward";
+        let l = checks::batch_norm(
+            op,
+            shape_of(x),
+            shape_of(mean),
+            shape_of(var),
+            [gamma.map(shape_of), None],
+            eps,
+        )?;
+        checks::same(op, shape_of(x), shape_of(grad_y))?;
+        let channels = mean.ncols();
+        let (x, gy) = (x.as_standard_layout(), grad_y.as_standard_layout());
+        let (xs, gs, cols) = (slice(&x), slice(&gy), x.ncols());
+        let m: Vec<f64> = mean.iter().map(|&v| f64::from(v)).collect();
+        let inv: Vec<f64> = var
+            .iter()
+            .map(|&v| 1.0 / (f64::from(v) + f64::from(eps)).sqrt())
+            .collect();
+        let g: Vec<f64> = match gamma {
+            Some(g) => g.iter().map(|&v| f64::from(v)).collect(),
+            None => vec![1.0; channels],
+        };
+        let par = self.par(xs.len());
+        let dbeta = per_channel(par, channels, |c| {
+            plane_sum(gs, cols, c, l, |_, p| p.iter().map(|&v| f64::from(v)).sum())
+        });
+        let dgamma = per_channel(par, channels, |c| {
+            plane_sum(gs, cols, c, l, |n, p| {
+                let xp = &xs[n * cols + c * l..n * cols + (c + 1) * l];
+                p.iter()
+                    .zip(xp)
+                    .map(|(&d, &v)| f64::from(d) * (f64::from(v) - m[c]) * inv[c])
+                    .sum()
+            })
+        });
+        let count = (x.nrows() * l) as f64;
+        // ∂x = a·∂y + b·x + k per channel.
+        let coef: Vec<[f32; 3]> = (0..channels)
+            .map(|c| {
+                let a = g[c] * inv[c];
+                match stats {
+                    NormStats::Fixed => [a as f32, 0.0, 0.0],
+                    NormStats::Batch => {
+                        let (mb, mg) = (dbeta[c] / count, dgamma[c] / count);
+                        let b = -a * mg * inv[c];
+                        let k = -a * mb - b * m[c];
+                        [a as f32, b as f32, k as f32]
+                    }
+                }
+            })
+            .collect();
+        let mut dx = vec![0.0f32; xs.len()];
+        for_rows(par, &mut dx, cols, |n, row| {
+            let (xr, gr) = (&xs[n * cols..(n + 1) * cols], &gs[n * cols..(n + 1) * cols]);
+            for (c, [a, b, k]) in coef.iter().enumerate() {
+                let span = c * l..(c + 1) * l;
+                for ((o, &d), &v) in row[span.clone()]
+                    .iter_mut()
+                    .zip(&gr[span.clone()])
+                    .zip(&xr[span])
+                {
+                    *o = a * d + b * v + k;
+                }
+            }
+        });
+        Ok(BatchNormGrads {
+            x: Array2::from_shape_vec(x.raw_dim(), dx).expect("x's shape"),
+            gamma: row_vec(dgamma.iter().map(|&v| v as f32)),
+            beta: row_vec(dbeta.iter().map(|&v| v as f32)),
+        })
+    }
+
     fn mul(&self, a: &Array2<f32>, b: &Array2<f32>) -> Result<Array2<f32>> {
         checks::same("mul", shape_of(a), shape_of(b))?;
         Ok(self.map2(a, b, |x, y| x * y))
     }
+}
+
+/// `log Σ exp(v)`, the maximum taken out first: `−inf` when every value is
+/// `−inf`, `+inf` when one is `+inf`, NaN when one is NaN.
+fn logsumexp(row: &[f32]) -> f32 {
+    if row.iter().any(|v| v.is_nan()) {
+        return f32::NAN;
+    }
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if m.is_infinite() {
+        return m;
+    }
+    let s: f64 = row.iter().map(|&v| f64::from(v - m).exp()).sum();
+    m + s.ln() as f32
+}
+
+/// Batch normalisation as `x · scale[c] + shift[c]`.
+fn norm_affine(
+    mean: &Array2<f32>,
+    var: &Array2<f32>,
+    gamma: Option<&Array2<f32>>,
+    beta: Option<&Array2<f32>>,
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let c = mean.ncols();
+    let g: Vec<f32> = gamma.map_or(vec![1.0; c], |g| g.iter().copied().collect());
+    let b: Vec<f32> = beta.map_or(vec![0.0; c], |b| b.iter().copied().collect());
+    let scale: Vec<f32> = var
+        .iter()
+        .zip(&g)
+        .map(|(&v, &g)| g / (v + eps).sqrt())
+        .collect();
+    let shift = mean
+        .iter()
+        .zip(&scale)
+        .zip(&b)
+        .map(|((&m, &a), &b)| b - m * a)
+        .collect();
+    (scale, shift)
 }

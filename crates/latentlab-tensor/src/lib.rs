@@ -40,7 +40,8 @@ mod shape;
 mod simd;
 
 pub use backend::{
-    Activation, AdamStep, Backend, ConvGrads, GaussianNllOutput, KlOutput, LinearGrads, Transpose,
+    Activation, AdamStep, Backend, BatchNormGrads, ConvGrads, GaussianNllOutput, KlOutput,
+    LinearGrads, NormStats, Transpose, Unary,
 };
 pub use conv::{Conv2dGeometry, ConvTranspose2dGeometry};
 pub use cpu::Cpu;

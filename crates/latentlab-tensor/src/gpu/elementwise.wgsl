@@ -106,3 +106,21 @@ fn add_row(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (i >= p.len) { return; }
     out[i] = x[i] + y[i % p.cols];
 }
+
+// exp (kind 0) or log (kind 1).
+@compute @workgroup_size(256, 1, 1)
+fn unary_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, nwg, li);
+    if (i >= p.len) { return; }
+    if (p.kind == 0u) { out[i] = exp(x[i]); } else { out[i] = log(x[i]); }
+}
+
+// ∂L/∂x from x, y = op(x) and ∂L/∂y: g·y for exp, g / x for log.
+@compute @workgroup_size(256, 1, 1)
+fn unary_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) li: u32) {
+    let i = index(wg, nwg, li);
+    if (i >= p.len) { return; }
+    if (p.kind == 0u) { out[i] = g[i] * y[i]; } else { out[i] = g[i] / x[i]; }
+}

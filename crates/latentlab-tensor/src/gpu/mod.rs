@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
-use crate::backend::{Activation, AdamStep, Backend, Transpose};
+use crate::backend::{Activation, AdamStep, Backend, BatchNormGrads, NormStats, Transpose, Unary};
 use crate::conv::{self, Conv2dGeometry};
 use crate::{Result, Shape, TensorError, checks};
 
@@ -36,6 +36,7 @@ enum Shader {
     Random,
     Adam,
     Conv,
+    Norm,
 }
 
 impl Shader {
@@ -48,6 +49,7 @@ impl Shader {
             Shader::Random => include_str!("random.wgsl"),
             Shader::Adam => include_str!("adam.wgsl"),
             Shader::Conv => include_str!("conv.wgsl"),
+            Shader::Norm => include_str!("norm.wgsl"),
         }
     }
 }
@@ -321,6 +323,21 @@ struct EwParams {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    rows: u32,
+    channels: u32,
+    plane: u32,
+    flags: u32,
+    eps: f32,
+    _p: [f32; 3],
+}
+
+const HAS_GAMMA: u32 = 1;
+const HAS_BETA: u32 = 2;
+const BATCH_STATS: u32 = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
 struct ReduceParams {
     rows: u32,
     cols: u32,
@@ -534,6 +551,32 @@ impl Wgpu {
             groups,
         );
         Ok(outs)
+    }
+
+    /// Runs a `norm.wgsl` entry: `buffers` are its storage bindings, `groups`
+    /// how many workgroups (one per channel or row for reductions).
+    fn norm_kernel(
+        &self,
+        entry: &'static str,
+        params: NormParams,
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: usize,
+    ) -> Result<()> {
+        let groups = self.inner.grid(entry, groups)?;
+        self.inner.dispatch(
+            Shader::Norm,
+            entry,
+            bytemuck::bytes_of(&params),
+            buffers,
+            groups,
+        );
+        Ok(())
+    }
+
+    /// The flags and γ/β bindings of a batch normalisation (a missing γ or β
+    /// binds `x` in its place, unread).
+    fn affine_flags(gamma: Option<&WgpuTensor>, beta: Option<&WgpuTensor>) -> u32 {
+        (u32::from(gamma.is_some()) * HAS_GAMMA) | (u32::from(beta.is_some()) * HAS_BETA)
     }
 
     /// Runs a `conv.wgsl` entry over `len` outputs of shape `out_shape`.
@@ -947,6 +990,181 @@ impl Backend for Wgpu {
         self.same_device("scale", &[x])?;
         checks::finite_scalar("scale", "alpha", alpha)?;
         self.ew("scale", x, None, None, 0, alpha)
+    }
+
+    fn unary(&self, op: Unary, x: &WgpuTensor) -> Result<WgpuTensor> {
+        self.same_device("unary", &[x])?;
+        self.ew("unary_forward", x, None, None, op.code(), 0.0)
+    }
+
+    fn unary_backward(
+        &self,
+        op: Unary,
+        x: &WgpuTensor,
+        y: &WgpuTensor,
+        grad_y: &WgpuTensor,
+    ) -> Result<WgpuTensor> {
+        self.same_device("unary_backward", &[x, y, grad_y])?;
+        checks::same("unary_backward", x.shape, y.shape)?;
+        checks::same("unary_backward", x.shape, grad_y.shape)?;
+        self.ew("unary_backward", x, Some(y), Some(grad_y), op.code(), 0.0)
+    }
+
+    fn logsumexp_rows(&self, x: &WgpuTensor) -> Result<WgpuTensor> {
+        let op = "logsumexp_rows";
+        self.same_device(op, &[x])?;
+        checks::nonempty(op, x.shape)?;
+        let out = self.alloc(op, Shape::new(x.shape.rows, 1))?;
+        let params = NormParams {
+            rows: x.shape.rows as u32,
+            channels: 1,
+            plane: x.shape.cols as u32,
+            flags: 0,
+            eps: 0.0,
+            _p: [0.0; 3],
+        };
+        self.norm_kernel(op, params, &[(1, &x.buf), (4, &out.buf)], x.shape.rows)?;
+        Ok(out)
+    }
+
+    fn logsumexp_backward(
+        &self,
+        x: &WgpuTensor,
+        lse: &WgpuTensor,
+        grad: &WgpuTensor,
+    ) -> Result<WgpuTensor> {
+        let op = "logsumexp_backward";
+        self.same_device(op, &[x, lse, grad])?;
+        checks::per_row(op, x.shape, lse.shape, "lse")?;
+        checks::per_row(op, x.shape, grad.shape, "∂L/∂lse")?;
+        let out = self.alloc(op, x.shape)?;
+        let params = NormParams {
+            rows: x.shape.rows as u32,
+            channels: 1,
+            plane: x.shape.cols as u32,
+            flags: 0,
+            eps: 0.0,
+            _p: [0.0; 3],
+        };
+        let bufs = [(1, &x.buf), (2, &lse.buf), (8, &grad.buf), (4, &out.buf)];
+        self.norm_kernel(op, params, &bufs, x.shape.len().div_ceil(WG))?;
+        Ok(out)
+    }
+
+    fn channel_moments(&self, x: &WgpuTensor, channels: usize) -> Result<(WgpuTensor, WgpuTensor)> {
+        let op = "channel_moments";
+        self.same_device(op, &[x])?;
+        let plane = checks::planes(op, x.shape, channels)?;
+        let mean = self.alloc(op, Shape::new(1, channels))?;
+        let var = self.alloc(op, Shape::new(1, channels))?;
+        let params = NormParams {
+            rows: x.shape.rows as u32,
+            channels: channels as u32,
+            plane: plane as u32,
+            flags: 0,
+            eps: 0.0,
+            _p: [0.0; 3],
+        };
+        let bufs = [(1, &x.buf), (4, &mean.buf), (5, &var.buf)];
+        self.norm_kernel(op, params, &bufs, channels)?;
+        Ok((mean, var))
+    }
+
+    fn batch_norm(
+        &self,
+        x: &WgpuTensor,
+        mean: &WgpuTensor,
+        var: &WgpuTensor,
+        gamma: Option<&WgpuTensor>,
+        beta: Option<&WgpuTensor>,
+        eps: f32,
+    ) -> Result<WgpuTensor> {
+        let op = "batch_norm";
+        self.same_device(op, &[x, mean, var])?;
+        self.same_device(op, &gamma.into_iter().chain(beta).collect::<Vec<_>>())?;
+        let plane = checks::batch_norm(
+            op,
+            x.shape,
+            mean.shape,
+            var.shape,
+            [gamma.map(|t| t.shape), beta.map(|t| t.shape)],
+            eps,
+        )?;
+        let out = self.alloc(op, x.shape)?;
+        let params = NormParams {
+            rows: x.shape.rows as u32,
+            channels: mean.shape.cols as u32,
+            plane: plane as u32,
+            flags: Self::affine_flags(gamma, beta),
+            eps,
+            _p: [0.0; 3],
+        };
+        let bufs = [
+            (1, &x.buf),
+            (2, &mean.buf),
+            (3, &var.buf),
+            (6, &gamma.unwrap_or(mean).buf),
+            (7, &beta.unwrap_or(mean).buf),
+            (4, &out.buf),
+        ];
+        self.norm_kernel(op, params, &bufs, x.shape.len().div_ceil(WG))?;
+        Ok(out)
+    }
+
+    fn batch_norm_backward(
+        &self,
+        x: &WgpuTensor,
+        mean: &WgpuTensor,
+        var: &WgpuTensor,
+        gamma: Option<&WgpuTensor>,
+        grad_y: &WgpuTensor,
+        eps: f32,
+        stats: NormStats,
+    ) -> Result<BatchNormGrads<WgpuTensor>> {
+        let op = "batch_norm_backward";
+        self.same_device(op, &[x, mean, var, grad_y])?;
+        self.same_device(op, &gamma.into_iter().collect::<Vec<_>>())?;
+        let plane = checks::batch_norm(
+            op,
+            x.shape,
+            mean.shape,
+            var.shape,
+            [gamma.map(|t| t.shape), None],
+            eps,
+        )?;
+        checks::same(op, x.shape, grad_y.shape)?;
+        let channels = mean.shape.cols;
+        let dx = self.alloc(op, x.shape)?;
+        let dgamma = self.alloc(op, Shape::new(1, channels))?;
+        let dbeta = self.alloc(op, Shape::new(1, channels))?;
+        let batch = match stats {
+            NormStats::Batch => BATCH_STATS,
+            NormStats::Fixed => 0,
+        };
+        let params = NormParams {
+            rows: x.shape.rows as u32,
+            channels: channels as u32,
+            plane: plane as u32,
+            flags: Self::affine_flags(gamma, None) | batch,
+            eps,
+            _p: [0.0; 3],
+        };
+        let bufs = [
+            (1, &x.buf),
+            (2, &mean.buf),
+            (3, &var.buf),
+            (6, &gamma.unwrap_or(mean).buf),
+            (8, &grad_y.buf),
+            (4, &dx.buf),
+            (5, &dgamma.buf),
+            (9, &dbeta.buf),
+        ];
+        self.norm_kernel(op, params, &bufs, channels)?;
+        Ok(BatchNormGrads {
+            x: dx,
+            gamma: dgamma,
+            beta: dbeta,
+        })
     }
 
     fn mul(&self, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
