@@ -184,3 +184,121 @@ fn architectures_that_do_not_fit_are_clear_errors() {
     ]);
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A PyTorch state_dict with batch normalisation, under another naming
+/// scheme, read by the commands through `--checkpoint-arch` and `--rename`.
+#[test]
+fn pytorch_files_load_with_their_stacks_and_renamed_tensors() {
+    let dir = scratch("conv-torch-bn");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../latentlab-model/tests/data/torch-bn");
+    let bytes = std::fs::read(fixture.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let renamed: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (format!("module.{n}"), t))
+        .collect();
+    let model = dir.join("ddp.safetensors");
+    std::fs::write(&model, safetensors::serialize(renamed, None).unwrap()).unwrap();
+    let arch = fixture.join("arch.json");
+    let (model, arch) = (model.to_str().unwrap(), arch.to_str().unwrap());
+    let out = dir.join("codes.safetensors");
+    let run = latentlab(&[
+        "encode",
+        "--checkpoint",
+        model,
+        "--rename",
+        "module.=",
+        "--checkpoint-arch",
+        arch,
+        "--data",
+        "mnist-10k",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        run.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let codes = tensors(&out);
+    let mu = codes.iter().find(|t| t.0 == "mu").expect("mu");
+    assert_eq!(mu.1, vec![2000, 4], "the test split's codes, latent 4");
+    assert_clean_errors(&[
+        (
+            vec![
+                "encode",
+                "--checkpoint",
+                model,
+                "--checkpoint-arch",
+                arch,
+                "--data",
+                "mnist-10k",
+                "--out",
+                "x",
+            ],
+            "fc_mu.weight",
+        ),
+        (
+            vec![
+                "encode",
+                "--checkpoint",
+                model,
+                "--rename",
+                "module.=",
+                "--data",
+                "mnist-10k",
+                "--out",
+                "x",
+            ],
+            "--checkpoint-arch",
+        ),
+        (
+            vec![
+                "encode",
+                "--checkpoint",
+                model,
+                "--rename",
+                "nothing",
+                "--data",
+                "mnist-10k",
+                "--out",
+                "x",
+            ],
+            "FROM=TO",
+        ),
+        (
+            vec![
+                "encode",
+                "--checkpoint",
+                model,
+                "--rename",
+                "modul.=",
+                "--data",
+                "mnist-10k",
+                "--out",
+                "x",
+            ],
+            "no tensor name starts with modul.",
+        ),
+        (
+            vec![
+                "encode",
+                "--checkpoint",
+                model,
+                "--checkpoint-arch",
+                "conv64",
+                "--data",
+                "mnist-10k",
+                "--out",
+                "x",
+            ],
+            "expected a JSON file of stacks",
+        ),
+    ]);
+    std::fs::remove_dir_all(dir).ok();
+}

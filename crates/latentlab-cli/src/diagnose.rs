@@ -9,7 +9,7 @@ use latentlab::diagnostics::disentangle::{
 use latentlab::diagnostics::{
     Accumulator, Diagnosis, Latents, Options, diagnose, diagnose_streamed,
 };
-use latentlab::model::{LoadOptions, Vae, checkpoint};
+use latentlab::model::{Vae, checkpoint};
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 use ndarray::Array2;
 
@@ -64,7 +64,7 @@ fn latents_from_checkpoint<B: Backend>(
     ckpt: &Path,
 ) -> Result<Latents> {
     let model: Vae<B> =
-        checkpoint::load(backend, ckpt, &LoadOptions::default()).context("--checkpoint")?;
+        checkpoint::load(backend, ckpt, &crate::load::load_options()).context("--checkpoint")?;
     let s = load_data(&a.data, 0)?;
     if s.train.dim() != model.config().input_dim {
         return Err(CliError::from(format!(
@@ -254,7 +254,7 @@ fn disentangle_on<B: Backend>(backend: B, a: &DisentanglementArgs) -> Result<dis
 where
     Vae<B>: Sync,
 {
-    let model: Vae<B> = checkpoint::load(backend, &a.checkpoint, &LoadOptions::default())
+    let model: Vae<B> = checkpoint::load(backend, &a.checkpoint, &crate::load::load_options())
         .context("--checkpoint")?;
     let settings = Settings {
         seed: a.seed,

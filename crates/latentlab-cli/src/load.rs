@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::error::{CliError, Context, Result};
 use latentlab::data::npy::{self, NpyData};
 use latentlab::data::{self, Split};
-use latentlab::model::{LoadOptions, Vae, checkpoint};
+use latentlab::model::{LoadOptions, Rename, Vae, checkpoint};
 use latentlab::tensor::Backend;
 use ndarray::Array2;
 
@@ -81,8 +81,41 @@ pub fn split_rows(s: &Split, split: &str) -> Result<(ndarray::Array2<f32>, Optio
     Ok((images, labels))
 }
 
+static LOAD_OPTIONS: std::sync::OnceLock<LoadOptions> = std::sync::OnceLock::new();
+
+/// Sets how every checkpoint read goes (once, from `main`): the `--rename`
+/// rules and the `--checkpoint-arch` stacks.
+pub fn set_load_options(renames: Vec<Rename>, arch: Option<&Path>) -> Result<()> {
+    let stacks = match arch {
+        None => None,
+        Some(p) => match crate::arch::parse_arch(&p.display().to_string())
+            .map_err(|e| format!("--checkpoint-arch: {e}"))?
+        {
+            crate::arch::Arch::File(_, stacks) => Some(stacks),
+            _ => {
+                return Err(CliError::from(format!(
+                    "--checkpoint-arch {}: expected a JSON file of stacks",
+                    p.display()
+                )));
+            }
+        },
+    };
+    let _ = LOAD_OPTIONS.set(LoadOptions {
+        renames,
+        stacks,
+        ..LoadOptions::default()
+    });
+    Ok(())
+}
+
+/// How the commands read a checkpoint: PyTorch's defaults for a file
+/// without a config, with the `--rename` rules and `--checkpoint-arch`.
+pub fn load_options() -> LoadOptions {
+    LOAD_OPTIONS.get().cloned().unwrap_or_default()
+}
+
 pub fn load_model<B: Backend>(backend: B, path: &Path) -> Result<Vae<B>> {
-    checkpoint::load(backend, path, &LoadOptions::default()).context("--checkpoint")
+    checkpoint::load(backend, path, &load_options()).context("--checkpoint")
 }
 
 pub fn load_test(spec: &str, model_dim: usize) -> Result<Split> {

@@ -60,6 +60,7 @@ macro_rules! on_device {
     }};
 }
 
+mod arch;
 mod diagnose;
 mod embed;
 mod error;
@@ -80,6 +81,17 @@ mod train;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Read checkpoint tensor names through a prefix rule FROM=TO (repeatable;
+    /// the first rule that matches a name applies), for state_dicts saved under
+    /// another naming scheme: `module.=` strips DataParallel's prefix,
+    /// `enc.=encoder.` maps a module's children onto latentlab's names.
+    #[arg(long = "rename", global = true, value_name = "FROM=TO")]
+    renames: Vec<latentlab::model::Rename>,
+    /// The stacks of a checkpoint without a latentlab config (a PyTorch
+    /// state_dict) whose layers names and shapes do not reveal: a JSON file
+    /// in --arch's layer specification ({"encoder": [...], "decoder": [...]}).
+    #[arg(long, global = true, value_name = "FILE.json")]
+    checkpoint_arch: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -196,6 +208,10 @@ enum GeometryCommand {
 fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
+    if let Err(e) = load::set_load_options(cli.renames, cli.checkpoint_arch.as_deref()) {
+        eprintln!("latentlab: {e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Info { device, json } => info::run(device, json),
         Command::Geometry { command } => match command {

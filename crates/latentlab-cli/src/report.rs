@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use latentlab::model::{Checkpoint, LatentModel, LoadOptions, Progress, Vae, state_path};
+use latentlab::model::{Checkpoint, LatentModel, Progress, Vae, state_path};
 use latentlab::report::{About, Settings};
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 use serde_json::json;
@@ -72,7 +72,7 @@ where
     let split = load_test(&a.data, model.input_dim())?;
     let cfg = model.config();
     // The run's history, when its .resume file lies beside the checkpoint.
-    let history = Checkpoint::read(state_path(&a.checkpoint), &LoadOptions::default())
+    let history = Checkpoint::read(state_path(&a.checkpoint), &crate::load::load_options())
         .ok()
         .and_then(|ck| ck.progress)
         .and_then(|p| serde_json::from_str::<Progress>(&p).ok())

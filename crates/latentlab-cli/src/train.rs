@@ -7,113 +7,15 @@ use std::time::Instant;
 use latentlab::data;
 use latentlab::diagnostics::CollapseWatch;
 use latentlab::model::{
-    Capacity, Control, Event, FaultPoint, KlSchedule, LatentModel, Likelihood, LoadOptions,
-    ModelConfig, ModelKind, SavePolicy, Stacks, TrainConfig, Trainer, Vae, checkpoint, state_path,
+    Capacity, Control, Event, FaultPoint, KlSchedule, LatentModel, Likelihood, ModelConfig,
+    ModelKind, SavePolicy, TrainConfig, Trainer, Vae, checkpoint, state_path,
 };
 use latentlab::tensor::{Activation, Backend, Device, DeviceChoice};
 use serde::Serialize;
 
+use crate::arch::{Arch, Hidden, parse_arch, parse_hidden};
 use crate::error::{CliError, Context, Result};
 use crate::load::{load_data, read_matrix, split_rows};
-
-/// Hidden widths, parsed from one flag value (`512,256`). A newtype, so
-/// clap takes the list as one value rather than as repeated flags.
-#[derive(Clone, Debug)]
-pub struct Hidden(pub Vec<usize>);
-
-/// Parses `512,256` (an empty string gives no hidden layer).
-pub fn parse_hidden(text: &str) -> Result<Hidden, String> {
-    parse_widths(text).map(Hidden)
-}
-
-fn parse_widths(text: &str) -> Result<Vec<usize>, String> {
-    if text.trim().is_empty() || text == "none" {
-        return Ok(Vec::new());
-    }
-    text.split(',')
-        .map(|t| {
-            t.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|&h| (1..=65_536).contains(&h))
-                .ok_or_else(|| format!("`{t}` is not a layer width (1 to 65536)"))
-        })
-        .collect()
-}
-
-/// The architecture `--arch` names.
-#[derive(Clone, Debug)]
-pub enum Arch {
-    /// An MLP with these hidden widths (`None`: `--hidden`'s).
-    Mlp(Option<Vec<usize>>),
-    /// The convolutional VAE for 64×64 images (Burgess et al. 2018).
-    Conv64,
-    /// The convolutional VAE for 28×28 images.
-    Conv28,
-    /// A user's stacks, read from a JSON file.
-    File(PathBuf, Stacks),
-}
-
-/// Largest `--arch` file read.
-const MAX_ARCH_FILE: u64 = 1 << 20;
-
-/// Parses `mlp`, `mlp:512,256`, `conv64`, `conv28` or a JSON file of
-/// `{"encoder": [layers…], "decoder": [layers…]}`.
-pub fn parse_arch(text: &str) -> Result<Arch, String> {
-    match text {
-        "mlp" => return Ok(Arch::Mlp(None)),
-        "conv64" => return Ok(Arch::Conv64),
-        "conv28" => return Ok(Arch::Conv28),
-        _ => {}
-    }
-    if let Some(w) = text.strip_prefix("mlp:") {
-        return parse_widths(w).map(|w| Arch::Mlp(Some(w)));
-    }
-    let path = Path::new(text);
-    if !path.is_file() {
-        return Err(format!(
-            "`{text}` is neither mlp, mlp:WIDTHS, conv64, conv28 nor a JSON file of stacks"
-        ));
-    }
-    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    if len > MAX_ARCH_FILE {
-        return Err(format!(
-            "{text}: {len} bytes is too large for an architecture"
-        ));
-    }
-    let json = std::fs::read_to_string(path).map_err(|e| format!("{text}: {e}"))?;
-    let stacks: Stacks = serde_json::from_str(&json).map_err(|e| {
-        format!(
-            "{text}: not a layer specification ({{\"encoder\": [...], \"decoder\": [...]}}): {e}"
-        )
-    })?;
-    Ok(Arch::File(path.into(), stacks))
-}
-
-impl Arch {
-    /// The stacks for images of `channels` channels (`None`: the MLP of the
-    /// config's `hidden`).
-    fn stacks(&self, channels: usize) -> Option<Stacks> {
-        match self {
-            Arch::Mlp(_) => None,
-            Arch::Conv64 => Some(Stacks::conv64(channels)),
-            Arch::Conv28 => Some(Stacks::conv28(channels)),
-            Arch::File(_, s) => Some(s.clone()),
-        }
-    }
-}
-
-impl std::fmt::Display for Arch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Arch::Mlp(None) => write!(f, "mlp"),
-            Arch::Mlp(Some(w)) => write!(f, "mlp:{w:?}"),
-            Arch::Conv64 => write!(f, "conv64"),
-            Arch::Conv28 => write!(f, "conv28"),
-            Arch::File(p, _) => write!(f, "{}", p.display()),
-        }
-    }
-}
 
 /// Parses an activation name.
 pub fn parse_activation(text: &str) -> Result<Activation, String> {
@@ -529,7 +431,7 @@ fn encode_on<B: Backend>(
     json: bool,
 ) -> Result<()> {
     let model: Vae<B> =
-        checkpoint::load(backend, ckpt, &LoadOptions::default()).context("--checkpoint")?;
+        checkpoint::load(backend, ckpt, &crate::load::load_options()).context("--checkpoint")?;
     let s = load_data(data, 0)?;
     if s.train.dim() != model.input_dim() {
         return Err(CliError::from(format!(
@@ -616,8 +518,9 @@ pub fn decode(args: &DecodeArgs) -> Result<()> {
 const DECODE_CHUNK: usize = 1024;
 
 fn decode_on<B: Backend>(backend: B, a: &DecodeArgs) -> Result<()> {
-    let model: Vae<B> = checkpoint::load(backend.clone(), &a.checkpoint, &LoadOptions::default())
-        .context("--checkpoint")?;
+    let model: Vae<B> =
+        checkpoint::load(backend.clone(), &a.checkpoint, &crate::load::load_options())
+            .context("--checkpoint")?;
     let z = read_matrix(&a.latents, "--latents")?;
     let cfg = model.config();
     if z.ncols() != cfg.latent {

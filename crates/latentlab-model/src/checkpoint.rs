@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use latentlab_tensor::{Activation, Backend, Shape};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::config::{Likelihood, ModelConfig, ModelKind};
+use crate::config::{Likelihood, ModelConfig, ModelKind, Stacks};
 use crate::error::{Result, ckpt_err};
-use crate::layers::{LayerSpec, Pair, Param};
+use crate::layers::{LayerSpec, Pair, Param, Role};
 use crate::vae::{AdamState, Vae};
 
 /// Metadata key of the model config.
@@ -28,8 +28,9 @@ pub const TRAIN_KEY: &str = "latentlab.train";
 /// Largest checkpoint read (8 GiB).
 const MAX_FILE: u64 = 8 << 30;
 
-/// Assumptions for files without a latentlab config (PyTorch's).
-#[derive(Clone, Copy, Debug)]
+/// Assumptions for files without a latentlab config (PyTorch's), and the
+/// renaming rules that map another naming scheme onto latentlab's.
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// The hidden activation.
     pub activation: Activation,
@@ -37,6 +38,13 @@ pub struct LoadOptions {
     pub likelihood: Likelihood,
     /// Image height and width, when known.
     pub image_shape: Option<(usize, usize)>,
+    /// Prefix rules applied to the file's tensor names, in order (the first
+    /// that matches a name rewrites it).
+    pub renames: Vec<Rename>,
+    /// The stacks of a file without a config, when they are not the MLP or
+    /// the conv64-like stack that names and shapes reveal (batch
+    /// normalisation, other kernels, strides or activations).
+    pub stacks: Option<Stacks>,
 }
 
 impl Default for LoadOptions {
@@ -45,7 +53,89 @@ impl Default for LoadOptions {
             activation: Activation::Relu,
             likelihood: Likelihood::Bernoulli,
             image_shape: None,
+            renames: Vec::new(),
+            stacks: None,
         }
+    }
+}
+
+/// A prefix rule `FROM=TO`: a tensor name that starts with `FROM` is read
+/// as `TO` followed by the rest (`module.=` strips DataParallel's prefix,
+/// `enc.net.=encoder.` maps a module's children onto the encoder).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rename {
+    /// The prefix in the file.
+    pub from: String,
+    /// What it becomes.
+    pub to: String,
+}
+
+impl std::str::FromStr for Rename {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.split_once('=') {
+            Some((from, to)) if !from.is_empty() => Ok(Self {
+                from: from.into(),
+                to: to.into(),
+            }),
+            _ => Err(format!(
+                "`{s}` is not a rule FROM=TO with a non-empty FROM (e.g. module.= or enc.=encoder.)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Rename {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.from, self.to)
+    }
+}
+
+/// A file's tensors under latentlab's names (after the renaming rules).
+struct Tensors<'a> {
+    st: SafeTensors<'a>,
+    /// latentlab's name → the file's.
+    names: std::collections::BTreeMap<String, String>,
+}
+
+impl<'a> Tensors<'a> {
+    fn new(path: &Path, st: SafeTensors<'a>, renames: &[Rename]) -> Result<Self> {
+        let mut names = std::collections::BTreeMap::new();
+        let mut used = vec![false; renames.len()];
+        for file in st.names() {
+            let ours = match renames.iter().position(|r| file.starts_with(&r.from)) {
+                Some(i) => {
+                    used[i] = true;
+                    format!("{}{}", renames[i].to, &file[renames[i].from.len()..])
+                }
+                None => file.to_string(),
+            };
+            if let Some(other) = names.insert(ours.clone(), file.to_string()) {
+                return Err(ckpt_err(
+                    path,
+                    format!("tensors {other} and {file} would both be read as {ours}"),
+                ));
+            }
+        }
+        if let Some(i) = used.iter().position(|u| !u) {
+            return Err(ckpt_err(
+                path,
+                format!(
+                    "--rename {}: no tensor name starts with {}",
+                    renames[i], renames[i].from
+                ),
+            ));
+        }
+        Ok(Self { st, names })
+    }
+
+    fn tensor(&self, name: &str) -> Option<TensorView<'a>> {
+        self.st.tensor(self.names.get(name)?).ok()
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.names.keys().map(String::as_str).collect()
     }
 }
 
@@ -60,8 +150,8 @@ fn serialize(
 ) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
-        .map(|(n, s, b)| {
-            TensorView::new(Dtype::F32, s.clone(), b)
+        .map(|(n, s, d, b)| {
+            TensorView::new(*d, s.clone(), b)
                 .map(|v| (n.clone(), v))
                 .map_err(|e| ckpt_err(path, e.to_string()))
         })
@@ -73,8 +163,20 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     latentlab_data::fs::write_atomic(path, bytes).map_err(|e| ckpt_err(path, e.to_string()))
 }
 
-/// A tensor ready to serialise: name, file shape, little-endian bytes.
-type NamedBytes = (String, Vec<usize>, Vec<u8>);
+/// A tensor ready to serialise: name, file shape, type, little-endian bytes.
+type NamedBytes = (String, Vec<usize>, Dtype, Vec<u8>);
+
+/// A parameter's values as the file stores them: `F32`, except the batch
+/// count, an `I64` scalar as PyTorch keeps `num_batches_tracked`.
+fn param_bytes(p: &Param, v: &[f32]) -> (Dtype, Vec<u8>) {
+    match p.role {
+        Role::Count => (
+            Dtype::I64,
+            v.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect(),
+        ),
+        Role::Trainable | Role::Buffer => (Dtype::F32, to_bytes(v)),
+    }
+}
 
 /// Host copies of one value per parameter, in checkpoint order.
 pub type HostTensors = Vec<Vec<f32>>;
@@ -86,7 +188,10 @@ fn model_tensors<B: Backend>(model: &Vae<B>) -> Result<Vec<NamedBytes>> {
         .parameters()
         .into_iter()
         .zip(model.params())
-        .map(|(p, t)| Ok((p.name, p.dims, to_bytes(&be.download(t)?))))
+        .map(|(p, t)| {
+            let (dtype, bytes) = param_bytes(&p, &be.download(t)?);
+            Ok((p.name, p.dims, dtype, bytes))
+        })
         .collect()
 }
 
@@ -118,11 +223,13 @@ pub fn save_state<B: Backend>(
     let mut tensors = model_tensors(model)?;
     let params = model.config().parameters();
     let be = model.backend();
+    // Moments of the trainable parameters (buffers have none).
     for (prefix, moments) in [("adam.m.", &adam.m), ("adam.v.", &adam.v)] {
-        for (p, t) in params.iter().zip(moments) {
+        for (p, t) in params.iter().zip(moments).filter(|(p, _)| p.trainable()) {
             tensors.push((
                 format!("{prefix}{}", p.name),
                 p.dims.clone(),
+                Dtype::F32,
                 to_bytes(&be.download(t)?),
             ));
         }
@@ -181,6 +288,7 @@ impl Checkpoint {
             .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let st = Tensors::new(path, st, &opts.renames)?;
         let meta = metadata.metadata().clone().unwrap_or_default();
         let (config, has_config) = match meta.get(CONFIG_KEY) {
             Some(json) => {
@@ -196,15 +304,11 @@ impl Checkpoint {
         let read = |name: &str, p: &Param| -> Result<Vec<f32>> {
             let t = st
                 .tensor(name)
-                .map_err(|_| bad(format!("tensor {name} is missing")))?;
-            if t.dtype() != Dtype::F32 {
-                return Err(bad(format!(
-                    "tensor {name} is {:?}; latentlab reads F32",
-                    t.dtype()
-                )));
-            }
+                .ok_or_else(|| bad(format!("tensor {name} is missing")))?;
             // PyTorch's shape, or the device matrix's (biases as `[1, n]`).
-            let ok = t.shape() == p.dims || t.shape() == [p.shape.rows, p.shape.cols];
+            let ok = t.shape() == p.dims
+                || t.shape() == [p.shape.rows, p.shape.cols]
+                || (p.dims.is_empty() && t.shape() == [1]);
             if !ok {
                 return Err(bad(format!(
                     "tensor {name} has shape {:?}, the architecture needs {:?}",
@@ -212,11 +316,27 @@ impl Checkpoint {
                     p.dims
                 )));
             }
-            let v: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let v: Vec<f32> = match (t.dtype(), p.role) {
+                (Dtype::F32, _) => t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                // A batch count is exact in f32 up to 2²⁴ batches.
+                (Dtype::I64, Role::Count) => t
+                    .data()
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                    .collect(),
+                (d, Role::Count) => {
+                    return Err(bad(format!(
+                        "tensor {name} is {d:?}; latentlab reads a batch count as I64 or F32"
+                    )));
+                }
+                (d, _) => {
+                    return Err(bad(format!("tensor {name} is {d:?}; latentlab reads F32")));
+                }
+            };
             if let Some(i) = v.iter().position(|x| !x.is_finite()) {
                 return Err(bad(format!(
                     "tensor {name} holds a non-finite value at {i}"
@@ -231,15 +351,17 @@ impl Checkpoint {
             .collect::<Result<Vec<_>>>()?;
         let progress = meta.get(TRAIN_KEY).cloned();
         let adam = if progress.is_some() {
-            let m = shapes
-                .iter()
-                .map(|p| read(&format!("adam.m.{}", p.name), p))
-                .collect::<Result<Vec<_>>>()?;
-            let v = shapes
-                .iter()
-                .map(|p| read(&format!("adam.v.{}", p.name), p))
-                .collect::<Result<Vec<_>>>()?;
-            Some((m, v))
+            // Buffers have no moments; theirs stay zero.
+            let moments = |prefix: &str| {
+                shapes
+                    .iter()
+                    .map(|p| match p.trainable() {
+                        true => read(&format!("{prefix}{}", p.name), p),
+                        false => Ok(vec![0.0; p.shape.len()]),
+                    })
+                    .collect::<Result<Vec<_>>>()
+            };
+            Some((moments("adam.m.")?, moments("adam.v.")?))
         } else {
             None
         };
@@ -285,9 +407,9 @@ pub fn load<B: Backend>(backend: B, path: impl AsRef<Path>, opts: &LoadOptions) 
 }
 
 /// Infers the architecture of a PyTorch `state_dict` from names and shapes.
-fn infer(path: &Path, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<ModelConfig> {
+fn infer(path: &Path, st: &Tensors<'_>, opts: &LoadOptions) -> Result<ModelConfig> {
     let bad = |d: String| ckpt_err(path, d);
-    let shape = |name: &str| st.tensor(name).ok().map(|t| t.shape().to_vec());
+    let shape = |name: &str| st.tensor(name).map(|t| t.shape().to_vec());
     let matrix = |name: &str| -> Result<[usize; 2]> {
         match shape(name).as_deref() {
             Some([r, c]) => Ok([*r, *c]),
@@ -307,6 +429,9 @@ fn infer(path: &Path, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<ModelC
             }
         ))
     })?;
+    if let Some(stacks) = &opts.stacks {
+        return config_from_stacks(path, st, opts, stacks, mu);
+    }
     let four_d = st.names().into_iter().any(|n| {
         (n.starts_with("encoder.") || n.starts_with("decoder."))
             && n.ends_with(".weight")
@@ -371,17 +496,97 @@ fn infer(path: &Path, st: &SafeTensors<'_>, opts: &LoadOptions) -> Result<ModelC
     Ok(config)
 }
 
+/// The config of a file without one whose stacks the user gave: the input's
+/// channels from the first convolution's weight, its size from
+/// `--image-size` or, failing that, the square side at which the encoder's
+/// output fits `fc_mu`; the kind, likelihood and latent size from the file.
+fn config_from_stacks(
+    path: &Path,
+    st: &Tensors<'_>,
+    opts: &LoadOptions,
+    stacks: &Stacks,
+    mu: [usize; 2],
+) -> Result<ModelConfig> {
+    let bad = |d: String| ckpt_err(path, d);
+    let (kind, likelihood) = kind_and_likelihood(st, opts);
+    let first = stacks
+        .encoder
+        .iter()
+        .position(|l| !matches!(l, LayerSpec::Activation(_)))
+        .ok_or_else(|| bad("the given encoder has no layer with parameters".into()))?;
+    let weight = |i: usize| {
+        let name = format!("encoder.{i}.weight");
+        st.tensor(&name).map(|t| t.shape().to_vec()).ok_or_else(|| {
+            bad(format!(
+                "the given stacks need {name}, which the file lacks"
+            ))
+        })
+    };
+    let config = |input_dim, channels, image_shape| ModelConfig {
+        kind,
+        input_dim,
+        hidden: Vec::new(),
+        latent: mu[0],
+        activation: opts.activation,
+        likelihood,
+        image_shape,
+        channels,
+        stacks: Some(stacks.clone()),
+    };
+    let built = match stacks.encoder[first] {
+        LayerSpec::Linear { .. } => {
+            let w = weight(first)?;
+            config(w[1], 1, None)
+        }
+        LayerSpec::Conv2d { .. } => {
+            let w = weight(first)?;
+            let c = w[1];
+            let fits = |h: usize, w: usize| {
+                let cfg = config(c * h * w, c, Some((h, w)));
+                cfg.validate().is_ok().then_some(cfg)
+            };
+            match opts.image_shape {
+                Some((h, w)) => fits(h, w).ok_or_else(|| {
+                    bad(format!(
+                        "the given stacks do not fit {c}×{h}×{w} images and fc_mu's {} inputs",
+                        mu[1]
+                    ))
+                })?,
+                None => (1..=1024).find_map(|s| fits(s, s)).ok_or_else(|| {
+                    bad(format!(
+                        "no square image of {c} channels up to 1024×1024 gives the encoder's output fc_mu's {} inputs; give the image size",
+                        mu[1]
+                    ))
+                })?,
+            }
+        }
+        other => {
+            return Err(bad(format!(
+                "the given encoder starts with {}; a Linear or Conv2d first says what the input is",
+                other.kind()
+            )));
+        }
+    };
+    built
+        .validate()
+        .map_err(|e| bad(format!("the given stacks: {e}")))?;
+    unexplained(path, st, &built, || {
+        "is not a parameter of the given stacks".into()
+    })?;
+    Ok(built)
+}
+
 /// The weight layers of `prefix` (`encoder`, `decoder`) in index order:
 /// `(index, weight shape, has bias)`.
-fn weight_layers(st: &SafeTensors<'_>, prefix: &str) -> Vec<(usize, Vec<usize>, bool)> {
+fn weight_layers(st: &Tensors<'_>, prefix: &str) -> Vec<(usize, Vec<usize>, bool)> {
     let mut out: Vec<(usize, Vec<usize>, bool)> = st
         .names()
         .into_iter()
         .filter_map(|n| {
             let rest = n.strip_prefix(prefix)?.strip_prefix('.')?;
             let i: usize = rest.strip_suffix(".weight")?.parse().ok()?;
-            let shape = st.tensor(n).ok()?.shape().to_vec();
-            let bias = st.tensor(&format!("{prefix}.{i}.bias")).is_ok();
+            let shape = st.tensor(n)?.shape().to_vec();
+            let bias = st.tensor(&format!("{prefix}.{i}.bias")).is_some();
             Some((i, shape, bias))
         })
         .collect();
@@ -398,7 +603,7 @@ fn weight_layers(st: &SafeTensors<'_>, prefix: &str) -> Vec<(usize, Vec<usize>, 
 /// inferred stacks must reproduce the file's names exactly.
 fn infer_stacks(
     path: &Path,
-    st: &SafeTensors<'_>,
+    st: &Tensors<'_>,
     opts: &LoadOptions,
     mu: [usize; 2],
 ) -> Result<ModelConfig> {
@@ -408,7 +613,7 @@ fn infer_stacks(
         match shape {
             [_, _, 4, 4] => Ok((Pair::Both(4), Pair::Both(2), Pair::Both(1))),
             [_, _, kh, kw] => Err(bad(format!(
-                "{name} is a {kh}×{kw} convolution; only 4×4 kernels (stride 2, padding 1) are inferred from a file without a config: describe the stack with --arch FILE.json"
+                "{name} is a {kh}×{kw} convolution; only 4×4 kernels (stride 2, padding 1) are inferred from a file without a config: describe the stacks with --checkpoint-arch FILE.json"
             ))),
             s => Err(bad(format!("{name} has shape {s:?}"))),
         }
@@ -521,22 +726,22 @@ fn infer_stacks(
     };
     config
         .validate()
-        .map_err(|e| bad(format!("inferred architecture: {e}")))?;
+        .map_err(|e| bad(format!("inferred architecture: {e}; describe the stacks with --checkpoint-arch FILE.json when names and shapes do not reveal them")))?;
     unexplained(path, st, &config, || {
-        "does not fit the inferred convolutional stack (every weight layer followed by the activation); describe the stack with --arch FILE.json".into()
+        "does not fit the inferred convolutional stack (every weight layer followed by the activation); describe the stacks with --checkpoint-arch FILE.json".into()
     })?;
     Ok(config)
 }
 
 /// VAE or autoencoder (is there an `fc_logvar`?) and the likelihood (a
 /// `decoder_logvar` means a learned Gaussian variance) of a `state_dict`.
-fn kind_and_likelihood(st: &SafeTensors<'_>, opts: &LoadOptions) -> (ModelKind, Likelihood) {
-    let kind = if st.tensor("fc_logvar.weight").is_ok() {
+fn kind_and_likelihood(st: &Tensors<'_>, opts: &LoadOptions) -> (ModelKind, Likelihood) {
+    let kind = if st.tensor("fc_logvar.weight").is_some() {
         ModelKind::Vae
     } else {
         ModelKind::Autoencoder
     };
-    let likelihood = if st.tensor("decoder_logvar").is_ok() {
+    let likelihood = if st.tensor("decoder_logvar").is_some() {
         Likelihood::Gaussian {
             logvar: 0.0,
             learned: true,
@@ -551,7 +756,7 @@ fn kind_and_likelihood(st: &SafeTensors<'_>, opts: &LoadOptions) -> (ModelKind, 
 /// `config` has no parameter for; `why` says what it does not fit.
 fn unexplained(
     path: &Path,
-    st: &SafeTensors<'_>,
+    st: &Tensors<'_>,
     config: &ModelConfig,
     why: impl Fn() -> String,
 ) -> Result<()> {

@@ -4,7 +4,7 @@ use latentlab_tensor::Activation;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config_err};
-use crate::layers::{Dims, Layer, LayerSpec, Param, Stack};
+use crate::layers::{Dims, Init, Layer, LayerSpec, Param, Role, Stack};
 
 /// A VAE, or a deterministic autoencoder of the same shape to compare with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,13 +277,17 @@ impl ModelConfig {
                 ),
             ));
         }
-        if let Likelihood::Gaussian { learned: true, .. } = self.likelihood {
-            params.push(Param {
-                name: "decoder_logvar".into(),
-                dims: vec![self.input_dim],
-                shape: latentlab_tensor::Shape::new(1, self.input_dim),
-                fan_in: 1,
-            });
+        if let Likelihood::Gaussian {
+            learned: true,
+            logvar,
+        } = self.likelihood
+        {
+            params.push(Param::with(
+                "decoder_logvar".into(),
+                vec![self.input_dim],
+                Init::Constant(logvar),
+                Role::Trainable,
+            ));
         }
         Ok(Network {
             encoder,
@@ -371,11 +375,13 @@ impl ModelConfig {
             .collect()
     }
 
-    /// Number of trainable scalars.
+    /// Number of trainable scalars (buffers such as batch normalisation's
+    /// running statistics are not counted).
     pub fn parameter_count(&self) -> usize {
-        self.parameter_shapes()
+        self.parameters()
             .iter()
-            .map(|(_, [r, c])| r * c)
+            .filter(|p| p.trainable())
+            .map(|p| p.shape.len())
             .sum()
     }
 }

@@ -42,15 +42,15 @@ pub mod streams;
 pub mod train;
 pub mod vae;
 
-pub use checkpoint::{Checkpoint, LoadOptions};
+pub use checkpoint::{Checkpoint, LoadOptions, Rename};
 pub use config::{
     Capacity, KlSchedule, Likelihood, ModelConfig, ModelKind, Network, Stacks, TrainConfig,
 };
 pub use error::{ModelError, Result};
 pub use eval::{IwEstimate, Metrics, evaluate, importance_weighted_nll};
 pub use latent::{IdentityModel, LatentModel, Posterior};
-pub use layers::{Dims, Layer, LayerSpec, Pair, Param, Stack};
+pub use layers::{Dims, Init, Layer, LayerSpec, Mode, Pair, Param, Role, Stack, StackCache};
 pub use train::{
     Control, EpochReport, Event, FaultPoint, Progress, SavePolicy, Trainer, state_path,
 };
-pub use vae::{AdamState, StepParams, StepStats, Vae};
+pub use vae::{AdamState, StepGrads, StepParams, StepStats, Vae};

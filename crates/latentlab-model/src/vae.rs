@@ -9,6 +9,7 @@ use latentlab_tensor::{AdamStep, Backend, Shape, Transpose};
 
 use crate::config::{Likelihood, ModelConfig, Network};
 use crate::error::{ModelError, Result, config_err};
+use crate::layers::{Init, Mode};
 use crate::streams;
 
 /// A VAE or autoencoder whose parameters live on `B`'s device.
@@ -74,6 +75,18 @@ pub struct StepParams {
     pub weight_decay: f32,
 }
 
+/// What one step's backward pass gives, before its update.
+#[derive(Clone, Debug)]
+pub struct StepGrads<T> {
+    /// The gradient of every trainable parameter, in checkpoint order
+    /// (`None` for buffers).
+    pub grads: Vec<Option<T>>,
+    /// The buffers' new values the step's training-mode forward pass
+    /// computed (batch normalisation's running statistics), by parameter
+    /// index; [`Vae::train_step`] writes them with the update.
+    pub buffers: Vec<(usize, T)>,
+}
+
 /// What a step measured, before its update.
 #[derive(Clone, Debug)]
 pub struct StepStats {
@@ -94,24 +107,19 @@ impl<B: Backend> Vae<B> {
         let mut host = Vec::new();
         for (k, p) in config.parameters().iter().enumerate() {
             let len = p.shape.len();
-            if p.name == "decoder_logvar" {
-                let lv = match config.likelihood {
-                    Likelihood::Gaussian { logvar, .. } => logvar,
-                    Likelihood::Bernoulli => 0.0,
-                };
-                host.push(vec![lv; len]);
-                continue;
-            }
-            let bound = 1.0 / (p.fan_in as f64).sqrt();
-            let mut g = streams::init(seed, k);
-            host.push(
-                (0..len)
-                    .map(|_| {
-                        let u = (g.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-                        ((2.0 * u - 1.0) * bound) as f32
-                    })
-                    .collect(),
-            );
+            host.push(match p.init {
+                Init::Constant(v) => vec![v; len],
+                Init::Uniform { fan_in } => {
+                    let bound = 1.0 / (fan_in as f64).sqrt();
+                    let mut g = streams::init(seed, k);
+                    (0..len)
+                        .map(|_| {
+                            let u = (g.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                            ((2.0 * u - 1.0) * bound) as f32
+                        })
+                        .collect()
+                }
+            });
         }
         Self::from_host(backend, config, host)
     }
@@ -279,16 +287,23 @@ impl<B: Backend> Vae<B> {
         adam: &mut AdamState<B>,
     ) -> Result<StepStats> {
         let (stats, grads) = self.gradients(x, hp)?;
-        let Some(mut grads) = grads else {
+        let Some(StepGrads { mut grads, buffers }) = grads else {
             return Ok(stats);
         };
         let be = self.backend.clone();
         if let Some(max) = hp.clip_grad_norm {
-            let mut total = be.sum_squares(&grads[0])?;
-            for g in &grads[1..] {
-                be.axpy(1.0, &be.sum_squares(g)?, &mut total)?;
+            let mut total: Option<B::Tensor> = None;
+            for g in grads.iter().flatten() {
+                let s = be.sum_squares(g)?;
+                match &mut total {
+                    Some(t) => be.axpy(1.0, &s, t)?,
+                    None => total = Some(s),
+                }
             }
-            let norm = f64::from(be.scalar(&total)?).sqrt();
+            let norm = match &total {
+                Some(t) => f64::from(be.scalar(t)?).sqrt(),
+                None => 0.0,
+            };
             if !norm.is_finite() {
                 return Ok(StepStats {
                     loss: f64::NAN,
@@ -297,8 +312,8 @@ impl<B: Backend> Vae<B> {
             }
             if norm > f64::from(max) {
                 let s = (f64::from(max) / norm) as f32;
-                for g in &mut grads {
-                    *g = be.scale(s, g)?;
+                for g in grads.iter_mut().flatten() {
+                    be.scale_inplace(s, g)?;
                 }
             }
         }
@@ -307,26 +322,33 @@ impl<B: Backend> Vae<B> {
             ..AdamStep::new(hp.lr, hp.step)
         };
         for (i, g) in grads.iter().enumerate() {
-            be.adam_step(
-                &mut self.params[i],
-                g,
-                &mut adam.m[i],
-                &mut adam.v[i],
-                &step,
-            )?;
+            if let Some(g) = g {
+                be.adam_step(
+                    &mut self.params[i],
+                    g,
+                    &mut adam.m[i],
+                    &mut adam.v[i],
+                    &step,
+                )?;
+            }
+        }
+        for (i, t) in buffers {
+            self.params[i] = t;
         }
         Ok(stats)
     }
 
     /// The step's loss and the gradient of the optimised objective (per
-    /// image) with respect to every parameter, in checkpoint order, without
-    /// an update. The gradients are `None` when the loss is not finite
+    /// image) with respect to every trainable parameter, in checkpoint
+    /// order, with the buffers' new values, without an update. The forward
+    /// pass runs in training mode (batch normalisation on the batch's own
+    /// statistics). The gradients are `None` when the loss is not finite
     /// (`stats.loss` is then NaN).
     pub fn gradients(
         &self,
         x: &B::Tensor,
         hp: &StepParams,
-    ) -> Result<(StepStats, Option<Vec<B::Tensor>>)> {
+    ) -> Result<(StepStats, Option<StepGrads<B::Tensor>>)> {
         self.gradients_at(x, hp, None)
     }
 
@@ -339,7 +361,7 @@ impl<B: Backend> Vae<B> {
         x: &B::Tensor,
         eps: &B::Tensor,
         hp: &StepParams,
-    ) -> Result<(StepStats, Option<Vec<B::Tensor>>)> {
+    ) -> Result<(StepStats, Option<StepGrads<B::Tensor>>)> {
         self.gradients_at(x, hp, Some(eps))
     }
 
@@ -348,7 +370,7 @@ impl<B: Backend> Vae<B> {
         x: &B::Tensor,
         hp: &StepParams,
         eps: Option<&B::Tensor>,
-    ) -> Result<(StepStats, Option<Vec<B::Tensor>>)> {
+    ) -> Result<(StepStats, Option<StepGrads<B::Tensor>>)> {
         self.check_input(x)?;
         let be = &self.backend;
         let (net, params) = (&self.net, &self.params[..]);
@@ -357,7 +379,7 @@ impl<B: Backend> Vae<B> {
         let is_vae = net.logvar.is_some();
 
         // Forward.
-        let enc_cache = net.encoder.forward_cached(be, params, x)?;
+        let mut enc_cache = net.encoder.forward_cached(be, params, x, Mode::Train)?;
         let h = net.encoder.cached_output(&enc_cache, x);
         let mu = net.mu.forward(be, params, h)?;
         let lv = match &net.logvar {
@@ -387,7 +409,7 @@ impl<B: Backend> Vae<B> {
             }
             (None, _) => mu.clone(),
         };
-        let dec_cache = net.decoder.forward_cached(be, params, &z)?;
+        let mut dec_cache = net.decoder.forward_cached(be, params, &z, Mode::Train)?;
         let out = net.decoder.cached_output(&dec_cache, &z);
         let (rec_el, grad_out, grad_dec_lv) = match self.decoder_logvar() {
             None => {
@@ -514,10 +536,15 @@ impl<B: Backend> Vae<B> {
         };
         net.encoder
             .backward(be, params, x, &enc_cache, gh, &mut grads, false)?;
-        let grads: Vec<B::Tensor> = grads
-            .into_iter()
-            .map(|g| g.expect("every parameter has a gradient"))
-            .collect();
-        Ok((stats, Some(grads)))
+        assert!(
+            net.params
+                .iter()
+                .zip(&grads)
+                .all(|(p, g)| p.trainable() == g.is_some()),
+            "every trainable parameter, and no buffer, has a gradient"
+        );
+        let mut buffers = enc_cache.take_updates();
+        buffers.append(&mut dec_cache.take_updates());
+        Ok((stats, Some(StepGrads { grads, buffers })))
     }
 }

@@ -187,8 +187,12 @@ fn check(s: Setup) -> Vec<f64> {
     let loss = stats.loss;
     let grads: Vec<Vec<f32>> = grads
         .expect("a finite loss")
+        .grads
         .iter()
-        .map(|g| cpu.download(g).unwrap())
+        .map(|g| {
+            cpu.download(g.as_ref().expect("an MLP has no buffer"))
+                .unwrap()
+        })
         .collect();
     let eps_flat = cpu
         .download(

@@ -105,7 +105,8 @@ fn check<B: Backend>(backend: B, tol: f32) {
     let torch = SafeTensors::deserialize(&bytes).unwrap();
     let grads = grads.expect("a finite loss");
     let mut worst = (0.0f64, String::new());
-    for (p, g) in model.config().parameters().iter().zip(&grads) {
+    for (p, g) in model.config().parameters().iter().zip(&grads.grads) {
+        let g = g.as_ref().expect("conv64 has no buffer");
         let t = torch
             .tensor(&p.name)
             .unwrap_or_else(|_| panic!("{} in the fixture", p.name));
@@ -183,5 +184,77 @@ fn conv_checkpoints_keep_pytorch_names_and_shapes() {
         back.config.stacks.as_ref().unwrap().encoder[0],
         LayerSpec::Conv2d { out: 32, .. }
     ));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The conv64 fixture under another naming scheme (DataParallel's `module.`
+/// and other child names), written to `dir`.
+fn renamed_copy(dir: &std::path::Path) -> std::path::PathBuf {
+    let bytes = std::fs::read(fixture("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let rename = |n: &str| {
+        let n = n
+            .replacen("encoder.", "enc.net.", 1)
+            .replacen("decoder.", "dec.net.", 1);
+        format!("module.{n}")
+    };
+    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (rename(&n), t))
+        .collect();
+    let out = dir.join("renamed.safetensors");
+    std::fs::write(&out, safetensors::serialize(tensors, None).unwrap()).unwrap();
+    out
+}
+
+#[test]
+fn renamed_state_dicts_load_through_prefix_rules() {
+    use latentlab_model::Rename;
+    let dir = std::env::temp_dir().join(format!("latentlab-rename-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = renamed_copy(&dir);
+    let rules = |r: &[&str]| LoadOptions {
+        renames: r.iter().map(|s| s.parse::<Rename>().unwrap()).collect(),
+        ..LoadOptions::default()
+    };
+    let e = Checkpoint::read(&path, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fc_mu.weight") && e.contains("module."), "{e}");
+    // The first rule that matches applies: the catch-all comes last.
+    let ck = Checkpoint::read(
+        &path,
+        &rules(&[
+            "module.enc.net.=encoder.",
+            "module.dec.net.=decoder.",
+            "module.=",
+        ]),
+    )
+    .expect("the renamed file loads");
+    let original = Checkpoint::read(fixture("model.safetensors"), &LoadOptions::default()).unwrap();
+    assert_eq!(ck.config, original.config);
+    assert_eq!(
+        ck.params, original.params,
+        "the same tensors under our names"
+    );
+    // A rule that matches nothing is a mistake worth naming.
+    let e = Checkpoint::read(&path, &rules(&["module.=", "modul.enc.=encoder."]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--rename modul.enc.=encoder.") && e.contains("no tensor"),
+        "{e}"
+    );
+    // Two tensors mapped onto one name.
+    let e = Checkpoint::read(
+        &path,
+        &rules(&["module.enc.net.=x.", "module.dec.net.=x.", "module.="]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("would both be read as x."), "{e}");
+    assert!("=encoder.".parse::<Rename>().is_err());
+    assert!("encoder".parse::<Rename>().is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
