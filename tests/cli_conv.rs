@@ -302,3 +302,136 @@ fn pytorch_files_load_with_their_stacks_and_renamed_tensors() {
     ]);
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// `--data x.npy`: a user's colour images train a conv model, which encodes
+/// them; what `latentlab decode` writes reads back as data; bad arrays are
+/// clear errors.
+#[test]
+fn npy_images_train_and_decoded_arrays_read_back_as_data() {
+    let dir = scratch("conv-npy");
+    let x = dir.join("images.npy");
+    // 40 RGB 8×8 images: a bright square whose corner moves.
+    let (n, side) = (40usize, 8usize);
+    let mut px = vec![0u8; n * 3 * side * side];
+    for i in 0..n {
+        let (oy, ox) = (i % 5, (i / 5) % 5);
+        for c in 0..3 {
+            for y in oy..oy + 3 {
+                for xx in ox..ox + 3 {
+                    px[((i * 3 + c) * side + y) * side + xx] = (80 + 60 * c) as u8;
+                }
+            }
+        }
+    }
+    latentlab::data::npy::write_u8(&x, &[n, 3, side, side], &px).unwrap();
+    let arch = dir.join("small.json");
+    std::fs::write(
+        &arch,
+        r#"{"encoder": [{"layer": "conv2d", "out": 4, "kernel": 4, "stride": 2, "padding": 1},
+                        {"layer": "batch_norm2d"}, {"layer": "activation", "kind": "relu"},
+                        {"layer": "flatten"}],
+            "decoder": [{"layer": "linear", "out": 64}, {"layer": "activation", "kind": "relu"},
+                        {"layer": "unflatten", "channels": 4, "height": 4, "width": 4},
+                        {"layer": "conv_transpose2d", "out": 3, "kernel": 4, "stride": 2, "padding": 1}]}"#,
+    )
+    .unwrap();
+    let model = dir.join("m.safetensors");
+    let (xs, archs, models) = (
+        x.to_str().unwrap(),
+        arch.to_str().unwrap(),
+        model.to_str().unwrap(),
+    );
+    let run = latentlab(&[
+        "train", "--data", xs, "--arch", archs, "--latent", "2", "--epochs", "2", "--batch", "12",
+        "--device", "cpu", "--out", models, "--json",
+    ]);
+    assert!(
+        run.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let z = dir.join("z.npy");
+    latentlab::data::npy::write_f32(
+        &z,
+        &[5, 2],
+        &[0.0, 0.5, -1.0, 1.0, 0.3, 0.2, 2.0, -2.0, 0.0, 0.0],
+    )
+    .unwrap();
+    let decoded = dir.join("decoded.npy");
+    let run = latentlab(&[
+        "decode",
+        "--checkpoint",
+        models,
+        "--latents",
+        z.to_str().unwrap(),
+        "--out",
+        decoded.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        run.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let codes = dir.join("codes.safetensors");
+    let run = latentlab(&[
+        "encode",
+        "--checkpoint",
+        models,
+        "--data",
+        decoded.to_str().unwrap(),
+        "--split",
+        "all",
+        "--device",
+        "cpu",
+        "--out",
+        codes.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mu = tensors(&codes).into_iter().find(|t| t.0 == "mu").unwrap();
+    assert_eq!(
+        mu.1,
+        vec![5, 2],
+        "the five decoded images, read back as data"
+    );
+    let bad = dir.join("bad.npy");
+    latentlab::data::npy::write_f32(&bad, &[2, 4], &[0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+        .unwrap();
+    let grey = dir.join("grey.npy");
+    latentlab::data::npy::write_u8(&grey, &[4, 1, 8, 8], &[0; 256]).unwrap();
+    let missing = dir.join("missing.npy");
+    assert_clean_errors(&[
+        (
+            vec!["train", "--data", bad.to_str().unwrap(), "--epochs", "1"],
+            "element 1 is 2",
+        ),
+        (
+            vec![
+                "train",
+                "--data",
+                missing.to_str().unwrap(),
+                "--epochs",
+                "1",
+            ],
+            "missing.npy",
+        ),
+        (
+            vec![
+                "encode",
+                "--checkpoint",
+                models,
+                "--data",
+                grey.to_str().unwrap(),
+                "--out",
+                "x",
+            ],
+            "images have 64 values each but the checkpoint's model expects 192",
+        ),
+    ]);
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -10,7 +10,8 @@ use latentlab::model::{LoadOptions, Rename, Vae, checkpoint};
 use latentlab::tensor::Backend;
 use ndarray::Array2;
 
-/// Which data to use: `mnist-10k`, `dsprites[:N]` or a folder of IDX files.
+/// Which data to use: `mnist-10k`, `[color-]dsprites[:N]`, a `.npy` file of
+/// images (`N×C×H×W`, `N×H×W` or `N×D`) or a folder of IDX files.
 pub fn load_data(spec: &str, seed: u64) -> Result<Split> {
     if spec == "mnist-10k" || spec == "mnist" {
         return Ok(data::mnist_10k());
@@ -49,9 +50,12 @@ pub fn load_data(spec: &str, seed: u64) -> Result<Split> {
         });
     }
     let path = Path::new(spec);
+    if spec.ends_with(".npy") {
+        return data::load_npy(path).context("--data");
+    }
     if !path.exists() {
         return Err(CliError::from(format!(
-            "--data {spec}: no such folder (expected mnist-10k, dsprites[:N] or a folder of IDX files)"
+            "--data {spec}: no such folder (expected mnist-10k, dsprites[:N], color-dsprites[:N], a .npy file of images or a folder of IDX files)"
         )));
     }
     data::load_idx_dir(path).context("--data")

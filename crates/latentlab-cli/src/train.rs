@@ -88,7 +88,7 @@ pub fn parse_capacity(text: &str) -> Result<Capacity, String> {
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
-    /// mnist-10k (embedded), dsprites or dsprites:N (procedural, N images), color-dsprites or color-dsprites:N (the sprite in a random colour) or a folder of IDX files.
+    /// mnist-10k (embedded), dsprites or dsprites:N (procedural, N images), color-dsprites or color-dsprites:N (the sprite in a random colour), a .npy file of images (N×C×H×W, N×H×W or N×D; uint8, or floats in [0, 1]) or a folder of IDX files.
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
     /// Passes over the training data (default 20; with --resume, the saved run's).

@@ -68,6 +68,9 @@ pub enum DataError {
     /// An IDX file is unreadable or invalid.
     #[error(transparent)]
     Idx(#[from] IdxError),
+    /// A `.npy` file is unreadable or invalid.
+    #[error(transparent)]
+    Npy(#[from] crate::npy::NpyError),
     /// The files do not form a dataset.
     #[error("{path}: {detail}")]
     Invalid {
@@ -83,6 +86,139 @@ fn invalid(path: &Path, detail: impl Into<String>) -> DataError {
         path: path.into(),
         detail: detail.into(),
     }
+}
+
+/// Largest `.npy` image file read: 2³² values of up to 8 bytes, plus header.
+const MAX_NPY_ELEMENTS: u64 = 1 << 32;
+
+/// Which stream shuffles a `.npy` data set into its train and test parts
+/// (fixed, so every command sees the same split of one file).
+const NPY_SPLIT_SEED: u64 = 0;
+
+/// Images from one `.npy` file, split into train and test.
+///
+/// The array is `N×C×H×W` (1 or 3 channels), `N×H×W` (grey) or `N×D` (flat
+/// features, shown as a square when `D` is one, else as a `1×D` strip).
+/// `uint8` values are scaled by 1/255; `float32` and `float64` values must
+/// be finite and lie in `[0, 1]`. A fixed, seeded shuffle puts a tenth of
+/// the images (at least one) in the test part. The file's size is checked
+/// before it is read, so a hostile header cannot make the reader allocate
+/// more than 2³² values.
+pub fn load_npy(path: impl AsRef<Path>) -> Result<Split, DataError> {
+    let path = path.as_ref();
+    let meta = std::fs::metadata(path).map_err(|e| invalid(path, e.to_string()))?;
+    if meta.is_dir() {
+        return Err(invalid(path, "is a folder, not a .npy file"));
+    }
+    if meta.len() > MAX_NPY_ELEMENTS * 8 + (2 << 20) {
+        return Err(invalid(
+            path,
+            format!(
+                "{} bytes is too large for a data set (limit 2³² values)",
+                meta.len()
+            ),
+        ));
+    }
+    let arr = crate::npy::read(path)?;
+    images_from_npy(path, &arr)
+}
+
+/// The split [`load_npy`] makes of a parsed array (`path` names it in
+/// messages).
+pub fn images_from_npy(path: &Path, arr: &crate::npy::NpyArray) -> Result<Split, DataError> {
+    use crate::npy::NpyData;
+    let shape = arr.shape();
+    let (n, channels, h, w) = match *shape {
+        [n, c, h, w] => (n, c, h, w),
+        [n, h, w] => (n, 1, h, w),
+        [n, d] => {
+            let s = (d as f64).sqrt().round() as usize;
+            if s * s == d {
+                (n, 1, s, s)
+            } else {
+                (n, 1, 1, d)
+            }
+        }
+        _ => {
+            return Err(invalid(
+                path,
+                format!(
+                    "images must be N×C×H×W, N×H×W or N×D (flat), but the array has shape {shape:?}"
+                ),
+            ));
+        }
+    };
+    if !matches!(channels, 1 | 3) {
+        return Err(invalid(
+            path,
+            format!(
+                "{channels} channels per image: latentlab reads grey (1) or RGB (3) images; flatten other data to N×D"
+            ),
+        ));
+    }
+    if n < 2 || h == 0 || w == 0 {
+        return Err(invalid(
+            path,
+            format!(
+                "shape {shape:?}: need at least two non-empty images (one to train on, one to test)"
+            ),
+        ));
+    }
+    let dim = channels * h * w;
+    let out_of_range = |i: usize, v: f64| {
+        invalid(
+            path,
+            format!(
+                "{} values must be finite and lie in [0, 1] (scale them, or save uint8); element {i} is {v}",
+                arr.dtype()
+            ),
+        )
+    };
+    let values: Vec<f32> = match arr.data() {
+        NpyData::U8(v) => v.iter().map(|&b| f32::from(b) / 255.0).collect(),
+        NpyData::F32(v) => {
+            if let Some(i) = v.iter().position(|x| !(0.0..=1.0).contains(x)) {
+                return Err(out_of_range(i, f64::from(v[i])));
+            }
+            v.clone()
+        }
+        NpyData::F64(v) => {
+            if let Some(i) = v.iter().position(|x| !(0.0..=1.0).contains(x)) {
+                return Err(out_of_range(i, v[i]));
+            }
+            v.iter().map(|&x| x as f32).collect()
+        }
+        NpyData::I64(_) => {
+            return Err(invalid(
+                path,
+                "int64 images are not read: save uint8 (0–255) or float32/float64 in [0, 1]",
+            ));
+        }
+    };
+    let test_n = (n / 10).max(1);
+    let order = crate::rng::subset(n, n, NPY_SPLIT_SEED, 0);
+    let (test_idx, train_idx) = order.split_at(test_n);
+    let part = |idx: &[usize]| {
+        let mut rows = Vec::with_capacity(idx.len() * dim);
+        for &i in idx {
+            rows.extend_from_slice(&values[i * dim..(i + 1) * dim]);
+        }
+        Dataset {
+            images: Array2::from_shape_vec((idx.len(), dim), rows).expect("rows of dim"),
+            labels: None,
+            factor_classes: None,
+            image_shape: (h, w),
+            channels,
+        }
+    };
+    let name = path
+        .file_stem()
+        .map_or_else(|| "npy".into(), |s| s.to_string_lossy().into_owned());
+    Ok(Split {
+        name,
+        train: part(train_idx),
+        test: part(test_idx),
+    })
 }
 
 /// Turns an image file and a label file into a dataset, checking that they
@@ -313,6 +449,95 @@ mod tests {
                 .to_string()
                 .contains("no such folder")
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn npy_images_of_every_layout_split_a_tenth_for_testing() {
+        let dir = std::env::temp_dir().join(format!("latentlab-npy-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.npy");
+        // 20 RGB images of 2×3, value = image index (as u8).
+        let (n, c, h, w) = (20, 3, 2, 3);
+        let bytes: Vec<u8> = (0..n * c * h * w)
+            .map(|i| (i / (c * h * w)) as u8)
+            .collect();
+        crate::npy::write_u8(&p, &[n, c, h, w], &bytes).unwrap();
+        let s = load_npy(&p).unwrap();
+        assert_eq!((s.train.len(), s.test.len()), (18, 2));
+        assert_eq!(s.train.chw(), [3, 2, 3]);
+        assert_eq!(s.name, "x");
+        // Every image once, each intact, scaled by 1/255.
+        let mut seen: Vec<u8> = s
+            .train
+            .images
+            .rows()
+            .into_iter()
+            .chain(s.test.images.rows())
+            .map(|r| {
+                let v = (r[0] * 255.0).round() as u8;
+                assert!(
+                    r.iter().all(|&x| (x * 255.0).round() as u8 == v),
+                    "an intact image"
+                );
+                v
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, (0..20).collect::<Vec<u8>>());
+        // The split is the same on every read.
+        assert_eq!(load_npy(&p).unwrap().test.images, s.test.images);
+        // N×H×W is grey, N×D square is an image, N×D otherwise a strip.
+        crate::npy::write_f32(&p, &[4, 5, 6], &[0.5; 120]).unwrap();
+        assert_eq!(load_npy(&p).unwrap().train.chw(), [1, 5, 6]);
+        crate::npy::write_f64(&p, &[4, 16], &[0.25; 64]).unwrap();
+        let sq = load_npy(&p).unwrap();
+        assert_eq!((sq.train.chw(), sq.test.images[[0, 3]]), ([1, 4, 4], 0.25));
+        crate::npy::write_f32(&p, &[3, 7], &[1.0; 21]).unwrap();
+        assert_eq!(load_npy(&p).unwrap().train.chw(), [1, 1, 7]);
+        // Bad input, each named.
+        type Writer = Box<dyn Fn(&Path)>;
+        let cases: Vec<(Writer, &str)> = vec![
+            (
+                Box::new(|p| {
+                    crate::npy::write_f32(p, &[2, 4], &[0.5, 0.5, 1.5, 0.0, 0.0, 0.0, 0.0, 0.0])
+                        .unwrap()
+                }),
+                "element 2 is 1.5",
+            ),
+            (
+                Box::new(|p| {
+                    crate::npy::write_f32(p, &[2, 2], &[0.5, f32::NAN, 0.0, 0.0]).unwrap()
+                }),
+                "element 1 is NaN",
+            ),
+            (
+                Box::new(|p| crate::npy::write_u8(p, &[2, 2, 3, 3], &[0; 36]).unwrap()),
+                "2 channels",
+            ),
+            (
+                Box::new(|p| crate::npy::write_u8(p, &[1, 9], &[0; 9]).unwrap()),
+                "at least two",
+            ),
+            (
+                Box::new(|p| crate::npy::write_u8(p, &[12], &[0; 12]).unwrap()),
+                "shape [12]",
+            ),
+            (
+                Box::new(|p| crate::npy::write_i64(p, &[2, 2], &[0; 4]).unwrap()),
+                "int64",
+            ),
+            (
+                Box::new(|p| std::fs::write(p, b"\x93NUMPY junk").unwrap()),
+                "x.npy",
+            ),
+        ];
+        for (write, needle) in cases {
+            write(&p);
+            let e = load_npy(&p).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("x.npy"), "{needle}: {e}");
+        }
+        assert!(load_npy(&dir).unwrap_err().to_string().contains("folder"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

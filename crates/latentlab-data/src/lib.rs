@@ -19,4 +19,4 @@ pub mod matrix;
 pub mod npy;
 pub mod rng;
 
-pub use dataset::{DataError, Dataset, Split, load_idx_dir, mnist_10k};
+pub use dataset::{DataError, Dataset, Split, images_from_npy, load_idx_dir, load_npy, mnist_10k};
