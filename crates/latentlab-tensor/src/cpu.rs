@@ -535,13 +535,13 @@ impl Backend for Cpu {
             g.output_len(),
             |img, y| {
                 with_scratch(l * k, 0, |cols, _| {
-                    conv::im2col_image(g, img, cols);
-                    let cols = ArrayView2::from_shape((l, k), &*cols).expect("l×k");
+                    conv::im2col_t_image(g, img, cols);
+                    let cols = ArrayView2::from_shape((k, l), &*cols).expect("k×l");
                     if let Some(bias) = &bias {
                         fill_planes(y, l, bias);
                     }
-                    // y (out × l) = w (out × k) · colsᵀ.
-                    gemm_into(w.view(), cols.t(), y, bias.is_some(), false);
+                    // y (out × l) = w (out × k) · cols (k × l).
+                    gemm_into(w.view(), cols, y, bias.is_some(), false);
                 });
             },
         );
@@ -575,16 +575,16 @@ impl Backend for Cpu {
             |i, part, gx| {
                 let gcols_len = if gx.is_some() { l * k } else { 0 };
                 with_scratch(l * k, gcols_len, |cols, gcols| {
-                    conv::im2col_image(g, &x[i * g.input_len()..][..g.input_len()], cols);
-                    let cols = ArrayView2::from_shape((l, k), &*cols).expect("l×k");
+                    conv::im2col_t_image(g, &x[i * g.input_len()..][..g.input_len()], cols);
+                    let cols = ArrayView2::from_shape((k, l), &*cols).expect("k×l");
                     let gy_i =
                         ArrayView2::from_shape((o, l), &gy[i * o * l..][..o * l]).expect("o×l");
-                    // ∂w += ∂y (out × l) · cols (l × k).
-                    gemm_into(gy_i, cols, part, true, false);
+                    // ∂w += ∂y (out × l) · colsᵀ (l × k).
+                    gemm_into(gy_i, cols.t(), part, true, false);
                     if let Some(gx) = gx {
-                        // ∂cols (l × k) = ∂yᵀ · w, then back onto the pixels.
-                        gemm_into(gy_i.t(), w.view(), gcols, false, false);
-                        conv::col2im_image(g, gcols, gx);
+                        // ∂cols (k × l) = wᵀ · ∂y, then back onto the pixels.
+                        gemm_into(w.t(), gy_i, gcols, false, false);
+                        conv::col2im_t_image(g, gcols, gx);
                     }
                 });
             },
@@ -630,10 +630,10 @@ impl Backend for Cpu {
             g.output_len(),
             |img, y| {
                 let x_i = ArrayView2::from_shape((g.in_channels, lin), img).expect("in×l");
-                // cols (l × out·kh·kw) = x_iᵀ · w, summed onto the output.
+                // cols (out·kh·kw × l) = wᵀ · x_i, summed onto the output.
                 with_scratch(lin * ck, 0, |cols, _| {
-                    gemm_into(x_i.t(), w.view(), cols, false, false);
-                    conv::col2im_image(&conv, cols, y);
+                    gemm_into(w.t(), x_i, cols, false, false);
+                    conv::col2im_t_image(&conv, cols, y);
                 });
                 if let Some(bias) = &bias {
                     for (p, &bv) in y.chunks_mut(plane).zip(bias) {
@@ -672,18 +672,18 @@ impl Backend for Cpu {
             need_x,
             |i, part, gx| {
                 with_scratch(lin * ck, 0, |gcols, _| {
-                    conv::im2col_image(&conv, &gy[i * out_len..][..out_len], gcols);
-                    let gcols = ArrayView2::from_shape((lin, ck), &*gcols).expect("l×k");
+                    conv::im2col_t_image(&conv, &gy[i * out_len..][..out_len], gcols);
+                    let gcols = ArrayView2::from_shape((ck, lin), &*gcols).expect("k×l");
                     let x_i = ArrayView2::from_shape(
                         (cin, lin),
                         &x[i * g.input_len()..][..g.input_len()],
                     )
                     .expect("in×l");
-                    // ∂w += x_i (in × l) · ∂cols (l × out·kh·kw).
-                    gemm_into(x_i, gcols, part, true, false);
+                    // ∂w += x_i (in × l) · ∂colsᵀ (l × out·kh·kw).
+                    gemm_into(x_i, gcols.t(), part, true, false);
                     if let Some(gx) = gx {
-                        // ∂x_i (in × l) = w · ∂colsᵀ.
-                        gemm_into(w.view(), gcols.t(), gx, false, false);
+                        // ∂x_i (in × l) = w · ∂cols.
+                        gemm_into(w.view(), gcols, gx, false, false);
                     }
                 });
             },
