@@ -32,7 +32,7 @@ pub struct DiagnoseArgs {
     /// A checkpoint to encode --data with.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// With --checkpoint: mnist-10k, [color-]dsprites[:N], a .npy file of images or a folder of IDX files.
+    /// With --checkpoint: mnist-10k, `[color-]dsprites[:N]`, a .npy file of images or a folder of IDX files.
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
     /// With --checkpoint: test, train or all.

@@ -118,7 +118,7 @@ enum Command {
         /// The checkpoint (latentlab's or a PyTorch state_dict in safetensors).
         #[arg(long)]
         checkpoint: PathBuf,
-        /// mnist-10k, [color-]dsprites[:N], a .npy file of images or a folder of IDX files.
+        /// mnist-10k, `[color-]dsprites[:N]`, a .npy file of images or a folder of IDX files.
         #[arg(long, default_value = "mnist-10k")]
         data: String,
         /// test, train or all.

@@ -20,7 +20,7 @@ pub struct ModelArgs {
     /// The checkpoint (latentlab's or a PyTorch state_dict in safetensors).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Images to start from: mnist-10k, [color-]dsprites[:N], a .npy file of images or a folder of IDX files (their test split).
+    /// Images to start from: mnist-10k, `[color-]dsprites[:N]`, a .npy file of images or a folder of IDX files (their test split).
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
     /// cpu, gpu or auto.

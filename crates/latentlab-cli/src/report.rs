@@ -19,7 +19,7 @@ pub struct ReportArgs {
     /// The checkpoint to show.
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// mnist-10k, [color-]dsprites[:N], a .npy file of images or a folder of IDX files; the test split is shown.
+    /// mnist-10k, `[color-]dsprites[:N]`, a .npy file of images or a folder of IDX files; the test split is shown.
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
     /// The folder to write index.html (and report.json) into.
