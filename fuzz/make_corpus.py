@@ -71,3 +71,30 @@ for k, v in params.items():
     state["adam.m." + k] = np.zeros_like(v)
     state["adam.v." + k] = np.zeros_like(v)
 put("checkpoint", "state.safetensors.resume", safetensors(state, {"format": "pt", "latentlab.config": json.dumps(cfg), "latentlab.train": json.dumps(train)}))
+
+# Layer specifications (--arch FILE.json): conv64 in colour, a stack with
+# every batch-norm form and odd convolutions, an MLP, and one that fails.
+os.makedirs(os.path.join(HERE, "corpus", "arch"), exist_ok=True)
+conv = lambda o: {"layer": "conv2d", "out": o, "kernel": 4, "stride": 2, "padding": 1}
+convt = lambda o: {"layer": "conv_transpose2d", "out": o, "kernel": 4, "stride": 2, "padding": 1}
+relu = {"layer": "activation", "kind": "relu"}
+conv64 = {"encoder": [conv(32), relu, conv(32), relu, conv(64), relu, conv(64), relu,
+                      {"layer": "flatten"}, {"layer": "linear", "out": 256}, relu],
+          "decoder": [{"layer": "linear", "out": 256}, relu, {"layer": "linear", "out": 1024}, relu,
+                      {"layer": "unflatten", "channels": 64, "height": 4, "width": 4},
+                      convt(64), relu, convt(32), relu, convt(32), relu, convt(3)]}
+bn = {"encoder": [conv(8), {"layer": "batch_norm2d"}, {"layer": "activation", "kind": "leaky_relu", "slope": 0.2},
+                  {"layer": "conv2d", "out": 4, "kernel": [3, 2], "dilation": [1, 2], "padding": [1, 0]},
+                  {"layer": "batch_norm2d", "affine": False, "momentum": 0.3},
+                  {"layer": "flatten"}, {"layer": "linear", "out": 16, "bias": False},
+                  {"layer": "batch_norm1d", "eps": 1e-3}],
+      "decoder": [{"layer": "linear", "out": 196}, {"layer": "activation", "kind": "elu", "alpha": 1.0},
+                  {"layer": "unflatten", "channels": 4, "height": 7, "width": 7},
+                  {"layer": "conv_transpose2d", "out": 2, "kernel": 3, "stride": 2, "padding": 1,
+                   "output_padding": 1},
+                  {"layer": "activation", "kind": "tanh"}, convt(1)]}
+mlp = {"encoder": [{"layer": "flatten"}, {"layer": "linear", "out": 64}, {"layer": "activation", "kind": "softplus"}],
+       "decoder": [{"layer": "linear", "out": 784}]}
+for name, v in [("conv64.json", conv64), ("bn.json", bn), ("mlp.json", mlp)]:
+    put("arch", name, json.dumps(v).encode())
+put("arch", "bad.json", b'{"encoder": [{"layer": "conv2d", "out": 99999999, "kernel": 0}], "decoder": []}')

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use latentlab::data::matrix::RawMatrix;
 use latentlab::data::{idx, npy};
 use latentlab::manipulate::Manipulator;
-use latentlab::model::{Checkpoint, IdentityModel, LoadOptions};
+use latentlab::model::{Checkpoint, IdentityModel, LoadOptions, ModelConfig, Stacks};
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
@@ -55,6 +55,30 @@ fn checkpoint_inputs() {
         }
     });
     assert!(ok >= 3, "the seed checkpoints load ({ok})");
+}
+
+#[test]
+fn arch_inputs() {
+    let ok = each("arch", |_, b| {
+        let Ok(stacks) = serde_json::from_slice::<Stacks>(b) else {
+            return false;
+        };
+        let mut any = false;
+        for (c, h, w) in [(1, 28, 28), (3, 64, 64), (1, 1, 5)] {
+            let cfg = ModelConfig {
+                input_dim: c * h * w,
+                image_shape: Some((h, w)),
+                channels: c,
+                stacks: Some(stacks.clone()),
+                ..ModelConfig::mnist(4)
+            };
+            if cfg.validate().is_ok() {
+                any = cfg.parameter_count() > 0 && !cfg.describe().is_empty();
+            }
+        }
+        any
+    });
+    assert!(ok >= 3, "the seed stacks build ({ok})");
 }
 
 #[test]
