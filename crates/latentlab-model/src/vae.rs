@@ -153,6 +153,15 @@ impl<B: Backend> Vae<B> {
                     format!("{name}[{i}] is not finite"),
                 ));
             }
+            // Batch normalisation divides by √(running_var + ε).
+            if name.ends_with(".running_var")
+                && let Some(i) = data.iter().position(|v| *v < 0.0)
+            {
+                return Err(config_err(
+                    "parameters",
+                    format!("{name}[{i}] = {} is a negative variance", data[i]),
+                ));
+            }
             params.push(backend.upload(data, Shape::new(*r, *c))?);
         }
         let fixed_logvar = match config.likelihood {

@@ -216,6 +216,23 @@ fn batch_norm_checkpoints_keep_pytorch_names_types_and_values() {
 }
 
 #[test]
+fn a_negative_running_variance_is_a_clear_error() {
+    let mut ck = Checkpoint::read(fixture("model.safetensors"), &options()).unwrap();
+    let k = ck
+        .config
+        .parameters()
+        .iter()
+        .position(|p| p.name == "encoder.1.running_var")
+        .unwrap();
+    ck.params[k][3] = -0.5;
+    let e = ck.model(Cpu::new()).unwrap_err().to_string();
+    assert!(
+        e.contains("encoder.1.running_var[3] = -0.5 is a negative variance"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_file_without_its_stacks_is_a_clear_error() {
     let e = Checkpoint::read(fixture("model.safetensors"), &LoadOptions::default())
         .unwrap_err()
