@@ -174,25 +174,34 @@ pub fn images_from_npy(path: &Path, arr: &crate::npy::NpyArray) -> Result<Split,
             ),
         )
     };
-    let values: Vec<f32> = match arr.data() {
-        NpyData::U8(v) => v.iter().map(|&b| f32::from(b) / 255.0).collect(),
+    // Checked in place, then copied once, row by row, into the two parts
+    // (no whole-array f32 copy between the file's values and the split).
+    match arr.data() {
         NpyData::F32(v) => {
             if let Some(i) = v.iter().position(|x| !(0.0..=1.0).contains(x)) {
                 return Err(out_of_range(i, f64::from(v[i])));
             }
-            v.clone()
         }
         NpyData::F64(v) => {
             if let Some(i) = v.iter().position(|x| !(0.0..=1.0).contains(x)) {
                 return Err(out_of_range(i, v[i]));
             }
-            v.iter().map(|&x| x as f32).collect()
         }
+        NpyData::U8(_) => {}
         NpyData::I64(_) => {
             return Err(invalid(
                 path,
                 "int64 images are not read: save uint8 (0–255) or float32/float64 in [0, 1]",
             ));
+        }
+    }
+    let push_row = |i: usize, rows: &mut Vec<f32>| {
+        let span = i * dim..(i + 1) * dim;
+        match arr.data() {
+            NpyData::U8(v) => rows.extend(v[span].iter().map(|&b| f32::from(b) / 255.0)),
+            NpyData::F32(v) => rows.extend_from_slice(&v[span]),
+            NpyData::F64(v) => rows.extend(v[span].iter().map(|&x| x as f32)),
+            NpyData::I64(_) => unreachable!("refused above"),
         }
     };
     let test_n = (n / 10).max(1);
@@ -201,7 +210,7 @@ pub fn images_from_npy(path: &Path, arr: &crate::npy::NpyArray) -> Result<Split,
     let part = |idx: &[usize]| {
         let mut rows = Vec::with_capacity(idx.len() * dim);
         for &i in idx {
-            rows.extend_from_slice(&values[i * dim..(i + 1) * dim]);
+            push_row(i, &mut rows);
         }
         Dataset {
             images: Array2::from_shape_vec((idx.len(), dim), rows).expect("rows of dim"),

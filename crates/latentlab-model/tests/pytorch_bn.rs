@@ -12,7 +12,7 @@
 mod common;
 use common::max_abs_diff;
 
-use latentlab_model::{Checkpoint, LatentModel, LoadOptions, Role, Stacks, StepParams, Vae};
+use latentlab_model::{Checkpoint, LatentModel, LoadOptions, Role, Stacks, Vae};
 use latentlab_tensor::{Backend, Cpu, Shape, conformance::test_gpu};
 use ndarray::Array2;
 use safetensors::{Dtype, SafeTensors};
@@ -56,17 +56,6 @@ fn values(st: &SafeTensors<'_>, name: &str) -> Vec<f32> {
     }
 }
 
-/// The largest difference relative to the larger of the tensor's largest
-/// value and `floor`.
-fn relative_to(got: &[f32], want: &[f32], floor: f32) -> f32 {
-    let scale = want.iter().fold(floor, |m, v| m.max(v.abs())).max(1e-12);
-    got.iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
-        / scale
-}
-
 fn check<B: Backend>(backend: B) {
     let ck = Checkpoint::read(fixture("model.safetensors"), &options())
         .expect("PyTorch's batch-norm file loads with its stacks");
@@ -102,16 +91,7 @@ fn check<B: Backend>(backend: B) {
     let et = be
         .upload(eps.as_slice().unwrap(), Shape::new(8, 4))
         .unwrap();
-    let hp = StepParams {
-        beta: 4.0,
-        free_bits: None,
-        capacity: None,
-        clip_grad_norm: None,
-        seed: 0,
-        step: 1,
-        lr: 1e-4,
-        weight_decay: 0.0,
-    };
+    let hp = common::parity_step();
     let (stats, grads) = model.gradients_with_noise(&xt, &et, &hp).unwrap();
     let want_loss = f64::from(expected("loss.npy")[[0, 0]]);
     assert!(
@@ -153,7 +133,7 @@ fn check<B: Backend>(backend: B) {
             }
             _ => 0.0,
         };
-        let d = relative_to(&got, &want, floor);
+        let d = common::relative_to(&got, &want, floor);
         if d > worst.0 {
             worst = (d, p.name.clone());
         }

@@ -12,9 +12,7 @@
 mod common;
 use common::max_abs_diff;
 
-use latentlab_model::{
-    Checkpoint, LatentModel, LayerSpec, LoadOptions, ModelKind, Stacks, StepParams, Vae,
-};
+use latentlab_model::{Checkpoint, LatentModel, LayerSpec, LoadOptions, ModelKind, Stacks, Vae};
 use latentlab_tensor::{Backend, Cpu, Shape, conformance::test_gpu};
 use ndarray::Array2;
 use safetensors::SafeTensors;
@@ -82,16 +80,7 @@ fn check<B: Backend>(backend: B, tol: f32) {
     let et = be
         .upload(eps.as_slice().unwrap(), Shape::new(8, 6))
         .unwrap();
-    let hp = StepParams {
-        beta: 4.0,
-        free_bits: None,
-        capacity: None,
-        clip_grad_norm: None,
-        seed: 0,
-        step: 1,
-        lr: 1e-4,
-        weight_decay: 0.0,
-    };
+    let hp = common::parity_step();
     let (stats, grads) = model
         .gradients_with_noise(&xt, &et, &hp)
         .expect("gradients");
@@ -117,15 +106,8 @@ fn check<B: Backend>(backend: B, tol: f32) {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let got = be.download(g).unwrap();
-        // Relative to the tensor's largest gradient: f32 sums in another
-        // order differ by rounding, which scales with the tensor's size.
-        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-        let diff = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        let rel = f64::from(diff / scale);
+        // Relative to the tensor's largest gradient.
+        let rel = f64::from(common::relative_to(&got, &want, 0.0));
         if rel > worst.0 {
             worst = (rel, p.name.clone());
         }

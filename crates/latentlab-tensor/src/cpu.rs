@@ -221,11 +221,11 @@ fn plane_sum(x: &[f32], cols: usize, c: usize, l: usize, f: impl Fn(usize, &[f32
 }
 
 /// Per-channel values computed independently (on rayon's pool when `parallel`).
-fn per_channel(
+fn per_channel<T: Send>(
     parallel: bool,
     channels: usize,
-    f: impl Fn(usize) -> f64 + Sync + Send,
-) -> Vec<f64> {
+    f: impl Fn(usize) -> T + Sync + Send,
+) -> Vec<T> {
     if parallel {
         use rayon::prelude::*;
         (0..channels).into_par_iter().map(f).collect()
@@ -1139,18 +1139,19 @@ impl Backend for Cpu {
             None => vec![1.0; channels],
         };
         let par = self.par(xs.len());
-        let dbeta = per_channel(par, channels, |c| {
-            plane_sum(gs, cols, c, l, |_, p| p.iter().map(|&v| f64::from(v)).sum())
+        // Σ ∂y and Σ ∂y ⊙ x̂ of each channel, in one pass over its planes.
+        let sums: Vec<(f64, f64)> = per_channel(par, channels, |c| {
+            let (mut sb, mut sg) = (0.0f64, 0.0f64);
+            for (xr, gr) in xs.chunks(cols).zip(gs.chunks(cols)) {
+                let span = c * l..(c + 1) * l;
+                for (&d, &v) in gr[span.clone()].iter().zip(&xr[span]) {
+                    sb += f64::from(d);
+                    sg += f64::from(d) * (f64::from(v) - m[c]) * inv[c];
+                }
+            }
+            (sb, sg)
         });
-        let dgamma = per_channel(par, channels, |c| {
-            plane_sum(gs, cols, c, l, |n, p| {
-                let xp = &xs[n * cols + c * l..n * cols + (c + 1) * l];
-                p.iter()
-                    .zip(xp)
-                    .map(|(&d, &v)| f64::from(d) * (f64::from(v) - m[c]) * inv[c])
-                    .sum()
-            })
-        });
+        let (dbeta, dgamma): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
         let count = (x.nrows() * l) as f64;
         // ∂x = a·∂y + b·x + k per channel.
         let coef: Vec<[f32; 3]> = (0..channels)

@@ -32,3 +32,30 @@ pub fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// The step of the PyTorch parity fixtures: `mean(rec + 4·KL)`, no free
+/// bits, capacity or clipping (the learning rate is unused: no update).
+pub fn parity_step() -> latentlab_model::StepParams {
+    latentlab_model::StepParams {
+        beta: 4.0,
+        free_bits: None,
+        capacity: None,
+        clip_grad_norm: None,
+        seed: 0,
+        step: 1,
+        lr: 1e-4,
+        weight_decay: 0.0,
+    }
+}
+
+/// The largest difference relative to the larger of `want`'s largest
+/// magnitude and `floor`: f32 sums in another order differ by rounding,
+/// which scales with the tensor's size.
+pub fn relative_to(got: &[f32], want: &[f32], floor: f32) -> f32 {
+    let scale = want.iter().fold(floor, |m, v| m.max(v.abs())).max(1e-12);
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
