@@ -371,181 +371,245 @@ pub(crate) fn col2im_image(g: &Conv2dGeometry, cols: &[f32], out: &mut [f32]) {
     }
 }
 
-/// The columns `[lo, hi)` of an output row whose tap `kx` falls inside an
-/// input row of width `w`, and the input column of column `lo`.
-#[inline]
-fn tap_span(g: &Conv2dGeometry, kx: usize, ow: usize, w: usize) -> (usize, usize, usize) {
-    let (s, off) = (
-        g.stride[1],
-        (kx * g.dilation[1]) as isize - g.padding[1] as isize,
-    );
-    // ix = ox·s + off must lie in [0, w).
-    let lo = if off >= 0 { 0 } else { (-off) as usize }.div_ceil(s);
-    let hi = if (w as isize) <= off {
-        0
-    } else {
-        ((w as isize - off) as usize).div_ceil(s).min(ow)
-    };
-    let lo = lo.min(hi);
-    (lo, hi, (lo as isize * s as isize + off) as usize)
+/// The lowering the CPU's convolutions run on, which turns a strided,
+/// padded, dilated convolution into long contiguous copies.
+///
+/// The zero-padded input is split into its `sy·sx` stride phases: phase
+/// `(py, px)` holds the padded pixels `(r·sy + py, q·sx + px)` as an
+/// `hq × wq` plane. Tap `(ky, kx)` of output `(oy, ox)` reads padded pixel
+/// `(oy·sy + ky·dy, ox·sx + kx·dx)`, which is element `(oy + a, ox + b)` of
+/// phase `(ky·dy mod sy, kx·dx mod sx)`, with `a = ⌊ky·dy / sy⌋` and
+/// `b = ⌊kx·dx / sx⌋`. With the outputs laid out `wq` wide (position
+/// `oy·wq + ox`; the columns `ox ≥ ow` are spare), one tap's patch values
+/// over all positions are then a single run of a phase plane, `oh·wq` long,
+/// from element `a·wq + b`: the patches ("im2col") are `C·kh·kw` copies.
+///
+/// The spare columns read real pixels of a neighbouring row. They are
+/// dropped from outputs ([`Wide::narrow`]) and are zero in output gradients
+/// ([`Wide::widen`]), so they never reach a result. (One caveat: a spare
+/// column that reads an infinite input adds 0·∞ = NaN to a weight
+/// gradient; an infinite input makes the loss non-finite anyway.)
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wide {
+    g: Conv2dGeometry,
+    out: [usize; 2],
+    /// Phase plane height and width.
+    hq: usize,
+    wq: usize,
+    /// Values per phase plane: `hq·wq` and a spare row, which the runs of
+    /// taps with `b > 0` reach into.
+    plane: usize,
 }
 
-/// Where tap `kx` of output column `ox` reads in a row split into stride
-/// phases: input column `ox·s + off` is element `ox + j0` of phase `ph`
-/// (phase `ph` holding columns `ph, ph + s, ph + 2s, …`).
-#[inline]
-fn phase_of(g: &Conv2dGeometry, kx: usize) -> (usize, isize) {
-    let s = g.stride[1] as isize;
-    let off = (kx * g.dilation[1]) as isize - g.padding[1] as isize;
-    let ph = off.rem_euclid(s);
-    (ph as usize, (off - ph) / s)
-}
-
-/// Phase `ph` of a plane's rows at column stride `s`: `out[iy·pw + j] =
-/// plane[iy·w + j·s + ph]` for the `pw = ⌈w / s⌉` columns (zero past the row).
-fn split_phase(plane: &[f32], w: usize, s: usize, ph: usize, out: &mut [f32]) {
-    let pw = w.div_ceil(s);
-    for (src, dst) in plane.chunks_exact(w).zip(out.chunks_exact_mut(pw)) {
-        let src = &src[ph.min(w)..];
-        // Whole groups of `s` columns first (stride 2 vectorises as a
-        // deinterleave), then the last, partial one.
-        let full = src.len() / s;
-        if s == 2 {
-            for (d, pair) in dst[..full].iter_mut().zip(src.chunks_exact(2)) {
-                *d = pair[0];
-            }
-        } else {
-            for (d, group) in dst[..full].iter_mut().zip(src.chunks_exact(s)) {
-                *d = group[0];
-            }
-        }
-        let rest = &mut dst[full..];
-        if let Some(first) = rest.first_mut() {
-            *first = src.get(full * s).copied().unwrap_or(0.0);
-            rest[1..].fill(0.0);
+impl Wide {
+    /// The lowering of a validated geometry.
+    pub(crate) fn new(g: &Conv2dGeometry) -> Self {
+        let out = g.output_size().expect("validated");
+        let [hq, wq] = [0, 1].map(|a| out[a] + (g.kernel[a] - 1) * g.dilation[a] / g.stride[a]);
+        Self {
+            g: *g,
+            out,
+            hq,
+            wq,
+            plane: (hq + 1) * wq,
         }
     }
-}
 
-/// Runs `f` with a thread's scratch buffer of `len` values for a plane's
-/// column phases (reused across calls; its contents are unspecified).
-fn with_phase_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    thread_local! {
-        static PHASES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Positions in the wide layout, `oh·wq`: the columns of its patches.
+    pub(crate) fn width(&self) -> usize {
+        self.out[0] * self.wq
     }
-    PHASES.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        if buf.len() < len {
-            buf.resize(len, 0.0);
-        }
-        f(&mut buf[..len])
-    })
-}
 
-/// Fills `out` (`patch_len × positions`, row-major: one row per kernel tap
-/// `(c, ky, kx)`, the transpose of [`im2col_image`]'s layout) with the
-/// patches of one image `x` (`C·H·W`). Each row is runs of output columns
-/// read from one input row; at a column stride `s > 1` the plane is first
-/// split into its `s` column phases, so every run is a contiguous copy (the
-/// CPU's convolutions then move long runs instead of one kernel row per
-/// position).
-pub(crate) fn im2col_t_image(g: &Conv2dGeometry, x: &[f32], out: &mut [f32]) {
-    let [h, w] = g.input;
-    let [oh, ow] = g.output_size().expect("validated");
-    let [kh, kw] = g.kernel;
-    let (l, s) = (oh * ow, g.stride[1]);
-    let pw = w.div_ceil(s);
-    with_phase_scratch(if s > 1 { s * h * pw } else { 0 }, |phases| {
-        for c in 0..g.in_channels {
-            let plane = &x[c * h * w..][..h * w];
-            if s > 1 {
-                for (ph, buf) in phases.chunks_exact_mut(h * pw).enumerate() {
-                    split_phase(plane, w, s, ph, buf);
+    /// Values of one image's phase planes.
+    pub(crate) fn phases_len(&self) -> usize {
+        self.g.in_channels * self.g.stride[0] * self.g.stride[1] * self.plane
+    }
+
+    /// Where the run of tap `(c, ky, kx)` starts in the phase planes.
+    fn tap(&self, c: usize, ky: usize, kx: usize) -> usize {
+        let [sy, sx] = self.g.stride;
+        let (dy, dx) = (ky * self.g.dilation[0], kx * self.g.dilation[1]);
+        let phase = (dy % sy) * sx + dx % sx;
+        (c * sy * sx + phase) * self.plane + (dy / sy) * self.wq + dx / sx
+    }
+
+    /// The image row of padded row `pr`, if inside the image.
+    fn image_row(&self, pr: usize) -> Option<usize> {
+        let iy = pr.checked_sub(self.g.padding[0])?;
+        (iy < self.g.input[0]).then_some(iy)
+    }
+
+    /// A zeroed buffer for one padded row as the phase planes see it:
+    /// `wq·sx` columns, the image row at offset `padding[1]` (cut to fit).
+    fn padded_row(&self) -> Vec<f32> {
+        vec![0.0; self.wq * self.g.stride[1]]
+    }
+
+    /// The columns of an image row that land in a padded row of `len`
+    /// columns: `(image columns, padded columns)`.
+    fn overlap(&self, len: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let (pad, w) = (self.g.padding[1], self.g.input[1]);
+        let n = w.min(len.saturating_sub(pad));
+        (0..n, pad.min(len)..pad.min(len) + n)
+    }
+
+    /// The phase planes of each channel of one image `x` (`C·H·W`), into
+    /// `out` ([`Wide::phases_len`] values, every one written). Each padded
+    /// row is assembled once and dealt out to its `sx` column phases.
+    pub(crate) fn split(&self, x: &[f32], out: &mut [f32]) {
+        let [h, w] = self.g.input;
+        let [sy, sx] = self.g.stride;
+        let (hq, wq) = (self.hq, self.wq);
+        let mut padded = self.padded_row();
+        let (cols, into) = self.overlap(padded.len());
+        for (c, planes) in out.chunks_exact_mut(sy * sx * self.plane).enumerate() {
+            let image = &x[c * h * w..][..h * w];
+            for plane in planes.chunks_exact_mut(self.plane) {
+                plane[hq * wq..].fill(0.0);
+            }
+            for pr in 0..hq * sy {
+                let (py, r) = (pr % sy, pr / sy);
+                let row = |px: usize| (py * sx + px) * self.plane + r * wq;
+                let Some(iy) = self.image_row(pr) else {
+                    for px in 0..sx {
+                        planes[row(px)..][..wq].fill(0.0);
+                    }
+                    continue;
+                };
+                padded[into.clone()].copy_from_slice(&image[iy * w..][cols.clone()]);
+                match sx {
+                    1 => planes[row(0)..][..wq].copy_from_slice(&padded),
+                    2 => {
+                        let (even, odd) = planes[row(0)..].split_at_mut(self.plane);
+                        let pairs = padded.chunks_exact(2);
+                        for ((e, o), pair) in even[..wq].iter_mut().zip(&mut odd[..wq]).zip(pairs) {
+                            (*e, *o) = (pair[0], pair[1]);
+                        }
+                    }
+                    _ => {
+                        for px in 0..sx {
+                            let dst = &mut planes[row(px)..][..wq];
+                            for (d, group) in dst.iter_mut().zip(padded.chunks_exact(sx)) {
+                                *d = group[px];
+                            }
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// The adjoint of [`Wide::split`]: each pixel of `x` (`C·H·W`, every
+    /// one written) takes the one plane element that holds it (zero when no
+    /// plane holds it). The spare rows are ignored.
+    pub(crate) fn merge(&self, phases: &[f32], x: &mut [f32]) {
+        let [h, w] = self.g.input;
+        let [sy, sx] = self.g.stride;
+        let (hq, wq) = (self.hq, self.wq);
+        let mut padded = self.padded_row();
+        let (cols, from) = self.overlap(padded.len());
+        for (c, planes) in phases.chunks_exact(sy * sx * self.plane).enumerate() {
+            let image = &mut x[c * h * w..][..h * w];
+            let mut written = 0;
+            for pr in 0..hq * sy {
+                let Some(iy) = self.image_row(pr) else {
+                    continue;
+                };
+                let (py, r) = (pr % sy, pr / sy);
+                let row = |px: usize| &planes[(py * sx + px) * self.plane + r * wq..][..wq];
+                let dst = &mut image[iy * w..][..w];
+                match sx {
+                    1 => dst[cols.clone()].copy_from_slice(&row(0)[from.clone()]),
+                    2 => {
+                        let pairs = padded.chunks_exact_mut(2);
+                        for (pair, (e, o)) in pairs.zip(row(0).iter().zip(row(1))) {
+                            (pair[0], pair[1]) = (*e, *o);
+                        }
+                    }
+                    _ => {
+                        for px in 0..sx {
+                            for (group, v) in padded.chunks_exact_mut(sx).zip(row(px)) {
+                                group[px] = *v;
+                            }
+                        }
+                    }
+                }
+                if sx > 1 {
+                    dst[cols.clone()].copy_from_slice(&padded[from.clone()]);
+                }
+                dst[cols.end..].fill(0.0);
+                written = written.max(iy + 1);
+            }
+            image[written * w..].fill(0.0);
+        }
+    }
+
+    /// Fills `cols` (`C·kh·kw × width`, one row per tap in the weight's
+    /// order) with the patches, from one image's phase planes.
+    pub(crate) fn patches(&self, phases: &[f32], cols: &mut [f32]) {
+        let [kh, kw] = self.g.kernel;
+        let width = self.width();
+        let mut rows = cols.chunks_exact_mut(width);
+        for c in 0..self.g.in_channels {
             for ky in 0..kh {
                 for kx in 0..kw {
-                    let row = &mut out[((c * kh + ky) * kw + kx) * l..][..l];
-                    let (lo, hi, ix0) = tap_span(g, kx, ow, w);
-                    let (ph, j0) = phase_of(g, kx);
-                    for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
-                        let Some(iy) = input_row(g, oy, ky, h) else {
-                            dst.fill(0.0);
-                            continue;
-                        };
-                        // Most runs cover the whole row: no padding to fill.
-                        if lo > 0 {
-                            dst[..lo].fill(0.0);
-                        }
-                        if hi < ow {
-                            dst[hi..].fill(0.0);
-                        }
-                        let src = if s == 1 {
-                            &plane[iy * w + ix0..][..hi - lo]
-                        } else {
-                            let start = (lo as isize + j0) as usize;
-                            &phases[(ph * h + iy) * pw + start..][..hi - lo]
-                        };
-                        for (d, v) in dst[lo..hi].iter_mut().zip(src) {
-                            *d = *v;
-                        }
-                    }
+                    let row = rows.next().expect("C·kh·kw rows");
+                    row.copy_from_slice(&phases[self.tap(c, ky, kx)..][..width]);
                 }
             }
         }
-    });
-}
-
-/// The adjoint of [`im2col_t_image`]: sums one image's patch values
-/// (`patch_len × positions`) back onto its pixels (`C·H·W`), taps in a fixed
-/// order (into the column phases first at a stride `s > 1`), so the result
-/// does not depend on threads.
-pub(crate) fn col2im_t_image(g: &Conv2dGeometry, cols: &[f32], out: &mut [f32]) {
-    let [h, w] = g.input;
-    let [oh, ow] = g.output_size().expect("validated");
-    let [kh, kw] = g.kernel;
-    let (l, s) = (oh * ow, g.stride[1]);
-    let pw = w.div_ceil(s);
-    if s == 1 {
-        out.fill(0.0);
     }
-    with_phase_scratch(if s > 1 { s * h * pw } else { 0 }, |phases| {
-        for c in 0..g.in_channels {
-            let plane = &mut out[c * h * w..][..h * w];
-            phases.fill(0.0);
+
+    /// The adjoint of [`Wide::patches`]: sums the patch values `cols` onto
+    /// the phase planes (`phases`, every value written), taps in order.
+    pub(crate) fn scatter(&self, cols: &[f32], phases: &mut [f32]) {
+        let [kh, kw] = self.g.kernel;
+        let width = self.width();
+        phases.fill(0.0);
+        let mut rows = cols.chunks_exact(width);
+        for c in 0..self.g.in_channels {
             for ky in 0..kh {
                 for kx in 0..kw {
-                    let row = &cols[((c * kh + ky) * kw + kx) * l..][..l];
-                    let (lo, hi, ix0) = tap_span(g, kx, ow, w);
-                    let (ph, j0) = phase_of(g, kx);
-                    for (oy, src) in row.chunks_exact(ow).enumerate() {
-                        let Some(iy) = input_row(g, oy, ky, h) else {
-                            continue;
-                        };
-                        let dst = if s == 1 {
-                            &mut plane[iy * w + ix0..][..hi - lo]
-                        } else {
-                            let start = (lo as isize + j0) as usize;
-                            &mut phases[(ph * h + iy) * pw + start..][..hi - lo]
-                        };
-                        for (d, v) in dst.iter_mut().zip(&src[lo..hi]) {
-                            *d += v;
-                        }
-                    }
-                }
-            }
-            if s > 1 {
-                // Every pixel lies in exactly one phase: written, not added.
-                for (ph, buf) in phases.chunks_exact(h * pw).enumerate() {
-                    for (dst, src) in plane.chunks_exact_mut(w).zip(buf.chunks_exact(pw)) {
-                        for (d, v) in dst[ph.min(w)..].iter_mut().step_by(s).zip(src) {
-                            *d = *v;
-                        }
-                    }
+                    let row = rows.next().expect("C·kh·kw rows");
+                    let dst = &mut phases[self.tap(c, ky, kx)..][..width];
+                    dst.iter_mut().zip(row).for_each(|(d, v)| *d += v);
                 }
             }
         }
-    });
+    }
+
+    /// `channels` planes of `oh·ow` values (`narrow`) in the wide layout
+    /// (`wide`, `channels × width`), the spare columns zero.
+    pub(crate) fn widen(&self, narrow: &[f32], channels: usize, wide: &mut [f32]) {
+        let [oh, ow] = self.out;
+        let (src, dst) = (narrow.chunks_exact(ow), wide.chunks_exact_mut(self.wq));
+        for (s, d) in src.zip(dst).take(channels * oh) {
+            d[..ow].copy_from_slice(s);
+            d[ow..].fill(0.0);
+        }
+    }
+
+    /// The inverse of [`Wide::widen`]: drops the spare columns, adding
+    /// `bias[channel]` to each value when given.
+    pub(crate) fn narrow(
+        &self,
+        wide: &[f32],
+        channels: usize,
+        narrow: &mut [f32],
+        bias: Option<&[f32]>,
+    ) {
+        let [oh, ow] = self.out;
+        let plane = oh * ow;
+        for (ch, out) in narrow.chunks_exact_mut(plane).take(channels).enumerate() {
+            let rows = wide[ch * self.width()..].chunks_exact(self.wq);
+            for (d, s) in out.chunks_exact_mut(ow).zip(rows) {
+                match bias {
+                    Some(b) => d.iter_mut().zip(s).for_each(|(d, v)| *d = v + b[ch]),
+                    None => d.copy_from_slice(&s[..ow]),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -650,12 +714,10 @@ mod tests {
         assert_eq!(lhs, rhs);
     }
 
-    /// The tap-major layout is the transpose of the position-major one, for
-    /// strides, paddings, dilations and kernels that overhang both borders,
-    /// and its col2im sums the same values onto the pixels.
-    #[test]
-    fn tap_major_patches_are_the_transpose() {
-        let geometries = [
+    /// Geometries whose kernels overhang both borders, with strides,
+    /// paddings and dilations on either axis.
+    fn awkward_geometries() -> Vec<Conv2dGeometry> {
+        vec![
             Conv2dGeometry::square(1, [64, 64], 32, 4, 2, 1),
             Conv2dGeometry::square(3, [7, 9], 2, 3, 1, 1),
             Conv2dGeometry::square(2, [5, 5], 2, 5, 3, 2),
@@ -666,26 +728,109 @@ mod tests {
                 ..Conv2dGeometry::square(2, [6, 11], 1, 3, 1, 0)
             },
             Conv2dGeometry::square(1, [4, 4], 1, 4, 2, 3),
-        ];
-        for g in geometries {
+            Conv2dGeometry::square(2, [9, 8], 1, 2, 4, 0),
+            Conv2dGeometry::square(1, [5, 7], 1, 1, 1, 0),
+        ]
+    }
+
+    /// The wide patches hold, at every real position, the position-major
+    /// patches transposed; and their adjoint (scatter, then merge) sums the
+    /// same values onto the pixels as `col2im_image`.
+    #[test]
+    fn wide_patches_are_the_transposed_patches() {
+        for g in awkward_geometries() {
             g.validate("t").unwrap();
-            let (l, k) = (g.positions(), g.patch_len());
+            let wd = Wide::new(&g);
+            let ([oh, ow], l, k, width) = (
+                g.output_size().unwrap(),
+                g.positions(),
+                g.patch_len(),
+                wd.width(),
+            );
             let x: Vec<f32> = (0..g.input_len()).map(|i| (i % 17) as f32 - 8.0).collect();
             let mut pm = vec![0.0; l * k];
             im2col_image(&g, &x, &mut pm);
-            let mut tm = vec![f32::NAN; l * k];
-            im2col_t_image(&g, &x, &mut tm);
-            for p in 0..l {
-                for t in 0..k {
-                    assert_eq!(tm[t * l + p], pm[p * k + t], "{g:?}: tap {t}, position {p}");
+            let mut phases = vec![f32::NAN; wd.phases_len()];
+            wd.split(&x, &mut phases);
+            assert!(
+                phases.iter().all(|v| v.is_finite()),
+                "{g:?}: split writes all"
+            );
+            let mut wide = vec![f32::NAN; k * width];
+            wd.patches(&phases, &mut wide);
+            assert!(wide.iter().all(|v| v.is_finite()), "{g:?}: spare columns");
+            for t in 0..k {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let p = oy * ow + ox;
+                        let got = wide[t * width + oy * wd.wq + ox];
+                        assert_eq!(got, pm[p * k + t], "{g:?}: tap {t}, position {p}");
+                    }
                 }
             }
+            // The adjoint, from patch values that are zero in the spare columns.
             let c: Vec<f32> = (0..l * k).map(|i| (i % 13) as f32 - 6.0).collect();
-            let ct: Vec<f32> = (0..l * k).map(|i| c[(i % l) * k + i / l]).collect();
+            let mut cw = vec![0.0; k * width];
+            for t in 0..k {
+                let ct: Vec<f32> = (0..l).map(|p| c[p * k + t]).collect();
+                wd.widen(&ct, 1, &mut cw[t * width..][..width]);
+            }
             let (mut a, mut b) = (vec![0.0; g.input_len()], vec![f32::NAN; g.input_len()]);
             col2im_image(&g, &c, &mut a);
-            col2im_t_image(&g, &ct, &mut b);
+            let mut phases = vec![f32::NAN; wd.phases_len()];
+            wd.scatter(&cw, &mut phases);
+            wd.merge(&phases, &mut b);
             assert_eq!(a, b, "{g:?}: col2im");
+        }
+    }
+
+    /// Splitting into phases and merging back are adjoint, for any plane
+    /// values; merging a split gives the image back; narrowing undoes
+    /// widening.
+    #[test]
+    fn phases_and_wide_layout_round_trip() {
+        for g in awkward_geometries() {
+            let wd = Wide::new(&g);
+            let x: Vec<f32> = (0..g.input_len())
+                .map(|i| (i * 7 % 11) as f32 - 5.0)
+                .collect();
+            let q: Vec<f32> = (0..wd.phases_len())
+                .map(|i| (i * 5 % 13) as f32 - 6.0)
+                .collect();
+            let (mut split, mut merged) = (vec![0.0; wd.phases_len()], vec![0.0; g.input_len()]);
+            wd.split(&x, &mut split);
+            wd.merge(&q, &mut merged);
+            let lhs: f64 = split.iter().zip(&q).map(|(a, b)| f64::from(a * b)).sum();
+            let rhs: f64 = x.iter().zip(&merged).map(|(a, b)| f64::from(a * b)).sum();
+            assert_eq!(lhs, rhs, "{g:?}: adjoint");
+            // Every pixel a tap reaches comes back; in these geometries all do
+            // except where the stride skips pixels.
+            let mut back = vec![f32::NAN; g.input_len()];
+            wd.merge(&split, &mut back);
+            let mut reached = vec![0.0; g.input_len()];
+            let ones = vec![1.0; g.positions() * g.patch_len()];
+            col2im_image(&g, &ones, &mut reached);
+            for (i, (&b, &r)) in back.iter().zip(&reached).enumerate() {
+                assert_eq!(b, if r > 0.0 { x[i] } else { b }, "{g:?}: pixel {i}");
+                assert!(b.is_finite(), "{g:?}: pixel {i} written");
+            }
+            let o = 3;
+            let narrow: Vec<f32> = (0..o * g.positions()).map(|i| i as f32).collect();
+            let mut wide = vec![f32::NAN; o * wd.width()];
+            wd.widen(&narrow, o, &mut wide);
+            let mut again = vec![f32::NAN; narrow.len()];
+            wd.narrow(&wide, o, &mut again, None);
+            assert_eq!(again, narrow, "{g:?}: narrow ∘ widen");
+            let spare: f32 = wide.iter().sum::<f32>() - narrow.iter().sum::<f32>();
+            assert_eq!(spare, 0.0, "{g:?}: spare columns are zero");
+            wd.narrow(&wide, o, &mut again, Some(&[1.0, 2.0, 3.0]));
+            let plane = g.positions();
+            assert!(
+                again
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &v)| v == narrow[i] + (i / plane + 1) as f32)
+            );
         }
     }
 }

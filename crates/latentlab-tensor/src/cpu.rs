@@ -6,7 +6,7 @@ use ndarray::{Array2, ArrayView2, Zip};
 use crate::backend::{
     Activation, AdamStep, Backend, BatchNormGrads, ConvGrads, NormStats, Transpose, Unary,
 };
-use crate::conv::{self, Conv2dGeometry, ConvTranspose2dGeometry};
+use crate::conv::{self, Conv2dGeometry, ConvTranspose2dGeometry, Wide};
 use crate::{Result, Shape, TensorError, checks, philox, simd};
 
 /// Below this many elements an elementwise op stays on the calling thread.
@@ -148,36 +148,36 @@ impl Cpu {
     }
 }
 
+/// Scratch buffers a convolution's kernels take per image: its phase
+/// planes, patches and wide products.
+const SCRATCH_BUFFERS: usize = 4;
+
 thread_local! {
-    /// Two scratch buffers per thread for a convolution's patches, reused
+    /// Scratch buffers per thread for a convolution's per-image work, reused
     /// across images and steps.
-    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> =
-        const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; SCRATCH_BUFFERS]> =
+        const { std::cell::RefCell::new([const { Vec::new() }; SCRATCH_BUFFERS]) };
 }
 
-/// Runs `f` with this thread's two scratch buffers, `a` and `b` values long.
-/// Their contents are stale: `f` writes every value before reading it
-/// (im2col, or a product without accumulation), and does not call into the
-/// pool (which could run another image's `f` on this thread).
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+/// Runs `f` with this thread's scratch buffers, `lens[i]` values long.
+/// Their contents are stale: `f` writes every value before reading it, and
+/// does not call into the pool (which could run another image's `f` on this
+/// thread).
+fn with_scratch<R>(
+    lens: [usize; SCRATCH_BUFFERS],
+    f: impl FnOnce([&mut [f32]; SCRATCH_BUFFERS]) -> R,
+) -> R {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        let [x, y] = &mut *s;
-        if x.len() < a {
-            x.resize(a, 0.0);
-        }
-        if y.len() < b {
-            y.resize(b, 0.0);
-        }
-        f(&mut x[..a], &mut y[..b])
+        let mut bufs = s.iter_mut().zip(lens);
+        f(std::array::from_fn(|_| {
+            let (buf, len) = bufs.next().expect("one length per buffer");
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            &mut buf[..len]
+        }))
     })
-}
-
-/// Fills each of the planes of `l` values in `y` with its channel's bias.
-fn fill_planes(y: &mut [f32], l: usize, bias: &[f32]) {
-    for (p, &b) in y.chunks_mut(l).zip(bias) {
-        p.fill(b);
-    }
 }
 
 /// A standard-layout (row-major, contiguous) copy of `x`.
@@ -232,6 +232,15 @@ fn per_channel<T: Send>(
     } else {
         (0..channels).map(f).collect()
     }
+}
+
+/// The `cols × rows` transpose of the row-major `rows × cols` matrix `v`.
+fn transposed(v: &[f32], rows: usize, cols: usize) -> Array2<f32> {
+    ArrayView2::from_shape((rows, cols), v)
+        .expect("rows×cols")
+        .t()
+        .as_standard_layout()
+        .into_owned()
 }
 
 fn row_vec(v: impl IntoIterator<Item = f32>) -> Array2<f32> {
@@ -514,7 +523,9 @@ impl Backend for Cpu {
     // Convolutions image by image: each image's patches stay small (in
     // cache, no large short-lived buffers), its products run on one thread
     // and the images share the pool; weight gradients are summed over fixed
-    // groups of images in order, so results do not depend on threads.
+    // groups of images in order, so results do not depend on threads. The
+    // patches are built in `conv::Wide`'s layout (one contiguous copy per
+    // kernel tap), and products run over its `oh·wq` wide positions.
 
     fn conv2d(
         &self,
@@ -524,28 +535,29 @@ impl Backend for Cpu {
         g: &Conv2dGeometry,
     ) -> Result<Array2<f32>> {
         checks::conv("conv2d", shape_of(x), shape_of(w), b.map(shape_of), g)?;
-        let (n, l, k) = (x.nrows(), g.positions(), g.patch_len());
+        let (wd, k, o) = (Wide::new(g), g.patch_len(), g.out_channels);
+        let width = wd.width();
         let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
         let bias = b.map(|b| b.iter().copied().collect::<Vec<f32>>());
-        let mut out = vec![0.0f32; n * g.output_len()];
+        let mut out = vec![0.0f32; x.nrows() * g.output_len()];
         self.per_image(
             slice(&x),
             g.input_len(),
             &mut out,
             g.output_len(),
             |img, y| {
-                with_scratch(l * k, 0, |cols, _| {
-                    conv::im2col_t_image(g, img, cols);
-                    let cols = ArrayView2::from_shape((k, l), &*cols).expect("k×l");
-                    if let Some(bias) = &bias {
-                        fill_planes(y, l, bias);
-                    }
-                    // y (out × l) = w (out × k) · cols (k × l).
-                    gemm_into(w.view(), cols, y, bias.is_some(), false);
+                let lens = [wd.phases_len(), k * width, o * width, 0];
+                with_scratch(lens, |[phases, cols, y_wide, _]| {
+                    wd.split(img, phases);
+                    wd.patches(phases, cols);
+                    let cols = ArrayView2::from_shape((k, width), &*cols).expect("k×width");
+                    // y (out × width) = w (out × k) · cols (k × width).
+                    gemm_into(w.view(), cols, y_wide, false, false);
+                    wd.narrow(y_wide, o, y, bias.as_deref());
                 });
             },
         );
-        Ok(Array2::from_shape_vec((n, g.output_len()), out).expect("n×output"))
+        Ok(Array2::from_shape_vec((x.nrows(), g.output_len()), out).expect("n×output"))
     }
 
     fn conv2d_backward(
@@ -560,42 +572,48 @@ impl Backend for Cpu {
         let op = "conv2d_backward";
         checks::conv(op, shape_of(x), shape_of(w), None, g)?;
         checks::same(op, shape_of(grad_y), Shape::new(x.nrows(), g.output_len()))?;
-        let (l, k, o) = (g.positions(), g.patch_len(), g.out_channels);
+        let (wd, l, k, o) = (Wide::new(g), g.positions(), g.patch_len(), g.out_channels);
+        let width = wd.width();
         let (x, w, gy) = (
             x.as_standard_layout(),
             w.as_standard_layout(),
             grad_y.as_standard_layout(),
         );
         let (x, gy) = (slice(&x), slice(&gy));
-        let gw = self.per_group(
+        let (gw, gx) = self.per_group(
             x.len() / g.input_len(),
             o * k,
             g.input_len(),
             need_x,
             |i, part, gx| {
-                let gcols_len = if gx.is_some() { l * k } else { 0 };
-                with_scratch(l * k, gcols_len, |cols, gcols| {
-                    conv::im2col_t_image(g, &x[i * g.input_len()..][..g.input_len()], cols);
-                    let cols = ArrayView2::from_shape((k, l), &*cols).expect("k×l");
-                    let gy_i =
-                        ArrayView2::from_shape((o, l), &gy[i * o * l..][..o * l]).expect("o×l");
-                    // ∂w += ∂y (out × l) · colsᵀ (l × k).
-                    gemm_into(gy_i, cols.t(), part, true, false);
+                let gcols_len = if gx.is_some() { k * width } else { 0 };
+                let lens = [wd.phases_len(), k * width, o * width, gcols_len];
+                with_scratch(lens, |[phases, cols, gy_wide, gcols]| {
+                    wd.split(&x[i * g.input_len()..][..g.input_len()], phases);
+                    wd.patches(phases, cols);
+                    let cols = ArrayView2::from_shape((k, width), &*cols).expect("k×width");
+                    wd.widen(&gy[i * o * l..][..o * l], o, gy_wide);
+                    let gy_wide = ArrayView2::from_shape((o, width), &*gy_wide).expect("o×width");
+                    // ∂wᵀ (k × out) += cols (k × width) · ∂yᵀ (width × out);
+                    // the spare columns of ∂y are zero. (This orientation
+                    // runs 1.6× faster than ∂y · colsᵀ: gemm packs the
+                    // narrow operand.)
+                    gemm_into(cols, gy_wide.t(), part, true, false);
                     if let Some(gx) = gx {
-                        // ∂cols (k × l) = wᵀ · ∂y, then back onto the pixels.
-                        gemm_into(w.t(), gy_i, gcols, false, false);
-                        conv::col2im_t_image(g, gcols, gx);
+                        // ∂cols (k × width) = wᵀ · ∂y, then back onto the pixels.
+                        gemm_into(w.t(), gy_wide, gcols, false, false);
+                        wd.scatter(gcols, phases);
+                        wd.merge(phases, gx);
                     }
                 });
             },
         );
-        let (gw, gx) = gw;
         Ok(ConvGrads {
             x: gx.map(|v| {
                 Array2::from_shape_vec((x.len() / g.input_len(), g.input_len()), v)
                     .expect("n×input")
             }),
-            w: Array2::from_shape_vec((o, k), gw).expect("o×k"),
+            w: transposed(&gw, k, o),
             b: if has_bias {
                 Some(self.sum_channels(grad_y, o)?)
             } else {
@@ -618,22 +636,27 @@ impl Backend for Cpu {
             b.map(shape_of),
             g,
         )?;
-        let (n, lin, ck) = (x.nrows(), g.input[0] * g.input[1], conv.patch_len());
+        // The transposed convolution is the input gradient of `conv`.
+        let (wd, ck, cin) = (Wide::new(&conv), conv.patch_len(), g.in_channels);
+        let width = wd.width();
         let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
         let bias = b.map(|b| b.iter().copied().collect::<Vec<f32>>());
         let plane = conv.input[0] * conv.input[1];
-        let mut out = vec![0.0f32; n * g.output_len()];
+        let mut out = vec![0.0f32; x.nrows() * g.output_len()];
         self.per_image(
             slice(&x),
             g.input_len(),
             &mut out,
             g.output_len(),
             |img, y| {
-                let x_i = ArrayView2::from_shape((g.in_channels, lin), img).expect("in×l");
-                // cols (out·kh·kw × l) = wᵀ · x_i, summed onto the output.
-                with_scratch(lin * ck, 0, |cols, _| {
-                    gemm_into(w.t(), x_i, cols, false, false);
-                    conv::col2im_t_image(&conv, cols, y);
+                let lens = [wd.phases_len(), ck * width, cin * width, 0];
+                with_scratch(lens, |[phases, cols, x_wide, _]| {
+                    wd.widen(img, cin, x_wide);
+                    let x_wide = ArrayView2::from_shape((cin, width), &*x_wide).expect("in×width");
+                    // cols (out·kh·kw × width) = wᵀ · x, summed onto the output.
+                    gemm_into(w.t(), x_wide, cols, false, false);
+                    wd.scatter(cols, phases);
+                    wd.merge(phases, y);
                 });
                 if let Some(bias) = &bias {
                     for (p, &bv) in y.chunks_mut(plane).zip(bias) {
@@ -642,7 +665,7 @@ impl Backend for Cpu {
                 }
             },
         );
-        Ok(Array2::from_shape_vec((n, g.output_len()), out).expect("n×output"))
+        Ok(Array2::from_shape_vec((x.nrows(), g.output_len()), out).expect("n×output"))
     }
 
     fn conv_transpose2d_backward(
@@ -657,43 +680,37 @@ impl Backend for Cpu {
         let op = "conv_transpose2d_backward";
         let conv = checks::conv_transpose(op, shape_of(x), shape_of(w), None, g)?;
         checks::same(op, shape_of(grad_y), Shape::new(x.nrows(), g.output_len()))?;
-        let (lin, ck, cin) = (g.input[0] * g.input[1], conv.patch_len(), g.in_channels);
+        let (wd, ck, cin) = (Wide::new(&conv), conv.patch_len(), g.in_channels);
+        let width = wd.width();
         let (x, w, gy) = (
             x.as_standard_layout(),
             w.as_standard_layout(),
             grad_y.as_standard_layout(),
         );
         let (x, gy) = (slice(&x), slice(&gy));
-        let out_len = g.output_len();
-        let (gw, gx) = self.per_group(
-            x.len() / g.input_len(),
-            cin * ck,
-            g.input_len(),
-            need_x,
-            |i, part, gx| {
-                with_scratch(lin * ck, 0, |gcols, _| {
-                    conv::im2col_t_image(&conv, &gy[i * out_len..][..out_len], gcols);
-                    let gcols = ArrayView2::from_shape((ck, lin), &*gcols).expect("k×l");
-                    let x_i = ArrayView2::from_shape(
-                        (cin, lin),
-                        &x[i * g.input_len()..][..g.input_len()],
-                    )
-                    .expect("in×l");
-                    // ∂w += x_i (in × l) · ∂colsᵀ (l × out·kh·kw).
-                    gemm_into(x_i, gcols.t(), part, true, false);
-                    if let Some(gx) = gx {
-                        // ∂x_i (in × l) = w · ∂cols.
-                        gemm_into(w.view(), gcols, gx, false, false);
-                    }
-                });
-            },
-        );
+        let (in_len, out_len) = (g.input_len(), g.output_len());
+        let (gw, gx) = self.per_group(x.len() / in_len, cin * ck, in_len, need_x, |i, part, gx| {
+            let gx_len = if gx.is_some() { cin * width } else { 0 };
+            let lens = [wd.phases_len(), ck * width, cin * width, gx_len];
+            with_scratch(lens, |[phases, gcols, x_wide, gx_wide]| {
+                wd.split(&gy[i * out_len..][..out_len], phases);
+                wd.patches(phases, gcols);
+                let gcols = ArrayView2::from_shape((ck, width), &*gcols).expect("k×width");
+                wd.widen(&x[i * in_len..][..in_len], cin, x_wide);
+                let x_wide = ArrayView2::from_shape((cin, width), &*x_wide).expect("in×width");
+                // ∂wᵀ (out·kh·kw × in) += ∂cols (· × width) · xᵀ (width ×
+                // in); the spare columns of x are zero.
+                gemm_into(gcols, x_wide.t(), part, true, false);
+                if let Some(gx) = gx {
+                    // ∂x (in × width) = w · ∂cols, the spare columns dropped.
+                    gemm_into(w.view(), gcols, gx_wide, false, false);
+                    wd.narrow(gx_wide, cin, gx, None);
+                }
+            });
+        });
         Ok(ConvGrads {
-            x: gx.map(|v| {
-                Array2::from_shape_vec((x.len() / g.input_len(), g.input_len()), v)
-                    .expect("n×input")
-            }),
-            w: Array2::from_shape_vec((cin, ck), gw).expect("in×k"),
+            x: gx.map(|v| Array2::from_shape_vec((x.len() / in_len, in_len), v).expect("n×input")),
+            w: transposed(&gw, ck, cin),
             b: if has_bias {
                 Some(self.sum_channels(grad_y, g.out_channels)?)
             } else {
