@@ -7,7 +7,8 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use latentlab_benches::{gpu, random};
 use latentlab_tensor::{Backend, Conv2dGeometry, ConvTranspose2dGeometry, Cpu};
 
@@ -21,6 +22,22 @@ const ENCODER: [(usize, usize, usize); 4] = [(1, 64, 32), (32, 32, 32), (32, 16,
 /// The decoder's transposed convolutions, as [`ENCODER`].
 const DECODER: [(usize, usize, usize); 4] = [(64, 4, 64), (64, 8, 32), (32, 16, 32), (32, 32, 1)];
 
+/// Times `op` on `b`, waiting for the device after each run.
+fn time<B: Backend, T>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    b: &B,
+    name: String,
+    op: impl Fn() -> latentlab_tensor::Result<T>,
+) {
+    group.bench_function(name, |bench| {
+        bench.iter(|| {
+            let out = op().expect("the op runs");
+            b.sync().expect("sync");
+            out
+        })
+    });
+}
+
 fn bench_backend<B: Backend>(c: &mut Criterion, id: &str, b: &B) {
     let mut group = c.benchmark_group(format!("conv64/{id}"));
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -31,23 +48,12 @@ fn bench_backend<B: Backend>(c: &mut Criterion, id: &str, b: &B) {
         let bias = random(b, 1, out, 3);
         let gy = random(b, BATCH, g.output_len(), 4);
         let name = format!("conv{i} {cin}→{out} @{side}");
-        group.bench_function(format!("{name} forward"), |bench| {
-            bench.iter(|| {
-                let y = b
-                    .conv2d(black_box(&x), &w, Some(&bias), &g)
-                    .expect("conv2d");
-                b.sync().expect("sync");
-                y
-            })
+        time(&mut group, b, format!("{name} forward"), || {
+            b.conv2d(black_box(&x), &w, Some(&bias), &g)
         });
-        group.bench_function(format!("{name} backward"), |bench| {
-            bench.iter(|| {
-                let r = b
-                    .conv2d_backward(black_box(&x), &w, true, &gy, &g, i > 0)
-                    .expect("conv2d_backward");
-                b.sync().expect("sync");
-                r
-            })
+        // The first layer's input is the data: no input gradient.
+        time(&mut group, b, format!("{name} backward"), || {
+            b.conv2d_backward(black_box(&x), &w, true, &gy, &g, i > 0)
         });
     }
     for (i, &(cin, side, out)) in DECODER.iter().enumerate() {
@@ -66,23 +72,11 @@ fn bench_backend<B: Backend>(c: &mut Criterion, id: &str, b: &B) {
         let bias = random(b, 1, out, 7);
         let gy = random(b, BATCH, g.output_len(), 8);
         let name = format!("deconv{i} {cin}→{out} @{side}");
-        group.bench_function(format!("{name} forward"), |bench| {
-            bench.iter(|| {
-                let y = b
-                    .conv_transpose2d(black_box(&x), &w, Some(&bias), &g)
-                    .expect("conv_transpose2d");
-                b.sync().expect("sync");
-                y
-            })
+        time(&mut group, b, format!("{name} forward"), || {
+            b.conv_transpose2d(black_box(&x), &w, Some(&bias), &g)
         });
-        group.bench_function(format!("{name} backward"), |bench| {
-            bench.iter(|| {
-                let r = b
-                    .conv_transpose2d_backward(black_box(&x), &w, true, &gy, &g, true)
-                    .expect("conv_transpose2d_backward");
-                b.sync().expect("sync");
-                r
-            })
+        time(&mut group, b, format!("{name} backward"), || {
+            b.conv_transpose2d_backward(black_box(&x), &w, true, &gy, &g, true)
         });
     }
     group.finish();

@@ -595,9 +595,9 @@ impl Backend for Cpu {
                     wd.widen(&gy[i * o * l..][..o * l], o, gy_wide);
                     let gy_wide = ArrayView2::from_shape((o, width), &*gy_wide).expect("o×width");
                     // ∂wᵀ (k × out) += cols (k × width) · ∂yᵀ (width × out);
-                    // the spare columns of ∂y are zero. (This orientation
-                    // runs 1.6× faster than ∂y · colsᵀ: gemm packs the
-                    // narrow operand.)
+                    // the spare columns of ∂y are zero. (gemm ran this
+                    // orientation 1.6× faster than ∂y · colsᵀ on conv64's
+                    // second layer.)
                     gemm_into(cols, gy_wide.t(), part, true, false);
                     if let Some(gx) = gx {
                         // ∂cols (k × width) = wᵀ · ∂y, then back onto the pixels.
