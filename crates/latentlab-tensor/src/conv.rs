@@ -371,6 +371,76 @@ pub(crate) fn col2im_image(g: &Conv2dGeometry, cols: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `dst ← src`, inline for short runs: the lowering's copies are rows of
+/// a few to a few hundred values, many thousands per batch, and a call
+/// into the C library's `memmove` for each costs more than the copy. (A
+/// plain loop does not do: the compiler turns it back into that call.)
+#[inline]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "copy lengths");
+    if dst.len() > 256 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    {
+        use std::arch::x86_64::{_mm_loadu_ps, _mm_storeu_ps};
+        let body = dst.len() / 4 * 4;
+        for i in (0..body).step_by(4) {
+            // SAFETY: `i + 4 ≤ len` of both slices (their lengths are
+            // equal), the accesses are unaligned ones, and SSE is part of
+            // every x86-64 CPU.
+            unsafe { _mm_storeu_ps(dst.as_mut_ptr().add(i), _mm_loadu_ps(src.as_ptr().add(i))) }
+        }
+        let (d, s) = (&mut dst[body..], &src[body..]);
+        match d.len() {
+            0 => {}
+            1 => d[0] = s[0],
+            2 => [d[0], d[1]] = [s[0], s[1]],
+            _ => [d[0], d[1], d[2]] = [s[0], s[1], s[2]],
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    dst.copy_from_slice(src);
+}
+
+/// `dst ← 0`, inline for short runs, as [`copy`] (the spare columns and
+/// padding rows it clears are a few values each).
+#[inline]
+fn zero(dst: &mut [f32]) {
+    if dst.len() > 256 {
+        dst.fill(0.0);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    {
+        use std::arch::x86_64::{_mm_setzero_ps, _mm_storeu_ps};
+        let body = dst.len() / 4 * 4;
+        for i in (0..body).step_by(4) {
+            // SAFETY: `i + 4 ≤ dst.len()`, an unaligned store, and SSE is
+            // part of every x86-64 CPU.
+            unsafe { _mm_storeu_ps(dst.as_mut_ptr().add(i), _mm_setzero_ps()) }
+        }
+        let d = &mut dst[body..];
+        match d.len() {
+            0 => {}
+            1 => d[0] = 0.0,
+            2 => [d[0], d[1]] = [0.0; 2],
+            _ => [d[0], d[1], d[2]] = [0.0; 3],
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    dst.fill(0.0);
+}
+
+/// Columns a group of images should give the CPU's convolution products
+/// ([`Wide::group`]).
+const GROUP_COLUMNS: usize = 320;
+/// The most images [`Wide::group`] lowers together.
+const MAX_GROUP: usize = 16;
+
 /// The lowering the CPU's convolutions run on, which turns a strided,
 /// padded, dilated convolution into long contiguous copies.
 ///
@@ -470,20 +540,20 @@ impl Wide {
         for (c, planes) in out.chunks_exact_mut(sy * sx * self.plane).enumerate() {
             let image = &x[c * h * w..][..h * w];
             for plane in planes.chunks_exact_mut(self.plane) {
-                plane[hq * wq..].fill(0.0);
+                zero(&mut plane[hq * wq..]);
             }
             for pr in 0..hq * sy {
                 let (py, r) = (pr % sy, pr / sy);
                 let row = |px: usize| (py * sx + px) * self.plane + r * wq;
                 let Some(iy) = self.image_row(pr) else {
                     for px in 0..sx {
-                        planes[row(px)..][..wq].fill(0.0);
+                        zero(&mut planes[row(px)..][..wq]);
                     }
                     continue;
                 };
-                padded[into.clone()].copy_from_slice(&image[iy * w..][cols.clone()]);
+                copy(&mut padded[into.clone()], &image[iy * w..][cols.clone()]);
                 match sx {
-                    1 => planes[row(0)..][..wq].copy_from_slice(&padded),
+                    1 => copy(&mut planes[row(0)..][..wq], &padded),
                     2 => {
                         let (even, odd) = planes[row(0)..].split_at_mut(self.plane);
                         let pairs = padded.chunks_exact(2);
@@ -524,7 +594,7 @@ impl Wide {
                 let row = |px: usize| &planes[(py * sx + px) * self.plane + r * wq..][..wq];
                 let dst = &mut image[iy * w..][..w];
                 match sx {
-                    1 => dst[cols.clone()].copy_from_slice(&row(0)[from.clone()]),
+                    1 => copy(&mut dst[cols.clone()], &row(0)[from.clone()]),
                     2 => {
                         let pairs = padded.chunks_exact_mut(2);
                         for (pair, (e, o)) in pairs.zip(row(0).iter().zip(row(1))) {
@@ -540,43 +610,65 @@ impl Wide {
                     }
                 }
                 if sx > 1 {
-                    dst[cols.clone()].copy_from_slice(&padded[from.clone()]);
+                    copy(&mut dst[cols.clone()], &padded[from.clone()]);
                 }
-                dst[cols.end..].fill(0.0);
+                zero(&mut dst[cols.end..]);
                 written = written.max(iy + 1);
             }
             image[written * w..].fill(0.0);
         }
     }
 
-    /// Fills `cols` (`C·kh·kw × width`, one row per tap in the weight's
-    /// order) with the patches, from one image's phase planes.
-    pub(crate) fn patches(&self, phases: &[f32], cols: &mut [f32]) {
+    /// Images one task of the CPU's convolutions lowers side by side, so
+    /// that its products run over about [`GROUP_COLUMNS`] columns however
+    /// small the output: a few hundred, where gemm's throughput levels off
+    /// (conv64's 4×4 outputs ran at half of it one image at a time).
+    pub(crate) fn group(&self) -> usize {
+        (GROUP_COLUMNS / self.width()).clamp(1, MAX_GROUP)
+    }
+
+    // The wide buffers below hold a group's images side by side: a row of
+    // them is `stride` values (the group's images × `width`), image `j`'s
+    // part starts at column `j·width`, and the methods take the buffer from
+    // there (`&buf[j * width..]`).
+
+    /// Fills one image's columns of `cols` (`C·kh·kw` rows, `stride` apart,
+    /// one per tap in the weight's order) with its patches, from its phase
+    /// planes.
+    pub(crate) fn patches(&self, phases: &[f32], cols: &mut [f32], stride: usize) {
         let width = self.width();
-        for (row, start) in cols.chunks_exact_mut(width).zip(self.taps()) {
-            row.copy_from_slice(&phases[start..][..width]);
+        for (row, start) in self.taps().enumerate() {
+            copy(
+                &mut cols[row * stride..][..width],
+                &phases[start..][..width],
+            );
         }
     }
 
-    /// The adjoint of [`Wide::patches`]: sums the patch values `cols` onto
-    /// the phase planes (`phases`, every value written), taps in order.
-    pub(crate) fn scatter(&self, cols: &[f32], phases: &mut [f32]) {
+    /// The adjoint of [`Wide::patches`]: sums one image's patch values
+    /// (`cols`, rows `stride` apart) onto its phase planes (`phases`, every
+    /// value written), taps in order.
+    pub(crate) fn scatter(&self, cols: &[f32], stride: usize, phases: &mut [f32]) {
         let width = self.width();
         phases.fill(0.0);
-        for (row, start) in cols.chunks_exact(width).zip(self.taps()) {
+        for (row, start) in self.taps().enumerate() {
             let dst = &mut phases[start..][..width];
-            dst.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+            let src = &cols[row * stride..][..width];
+            dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
         }
     }
 
-    /// `channels` planes of `oh·ow` values (`narrow`) in the wide layout
-    /// (`wide`, `channels × width`), the spare columns zero.
-    pub(crate) fn widen(&self, narrow: &[f32], channels: usize, wide: &mut [f32]) {
+    /// One image's `channels` planes of `oh·ow` values (`narrow`) in the
+    /// wide layout (`wide`, `channels` rows `stride` apart), the spare
+    /// columns zero.
+    pub(crate) fn widen(&self, narrow: &[f32], channels: usize, wide: &mut [f32], stride: usize) {
         let [oh, ow] = self.out;
-        let (src, dst) = (narrow.chunks_exact(ow), wide.chunks_exact_mut(self.wq));
-        for (s, d) in src.zip(dst).take(channels * oh) {
-            d[..ow].copy_from_slice(s);
-            d[ow..].fill(0.0);
+        for (ch, src) in narrow.chunks_exact(oh * ow).take(channels).enumerate() {
+            let dst = wide[ch * stride..][..self.width()].chunks_exact_mut(self.wq);
+            for (d, s) in dst.zip(src.chunks_exact(ow)) {
+                copy(&mut d[..ow], s);
+                zero(&mut d[ow..]);
+            }
         }
     }
 
@@ -585,18 +677,18 @@ impl Wide {
     pub(crate) fn narrow(
         &self,
         wide: &[f32],
+        stride: usize,
         channels: usize,
         narrow: &mut [f32],
         bias: Option<&[f32]>,
     ) {
         let [oh, ow] = self.out;
-        let plane = oh * ow;
-        for (ch, out) in narrow.chunks_exact_mut(plane).take(channels).enumerate() {
-            let rows = wide[ch * self.width()..].chunks_exact(self.wq);
+        for (ch, out) in narrow.chunks_exact_mut(oh * ow).take(channels).enumerate() {
+            let rows = wide[ch * stride..][..self.width()].chunks_exact(self.wq);
             for (d, s) in out.chunks_exact_mut(ow).zip(rows) {
                 match bias {
                     Some(b) => d.iter_mut().zip(s).for_each(|(d, v)| *d = v + b[ch]),
-                    None => d.copy_from_slice(&s[..ow]),
+                    None => copy(d, &s[..ow]),
                 }
             }
         }
@@ -748,7 +840,7 @@ mod tests {
                 "{g:?}: split writes all"
             );
             let mut wide = vec![f32::NAN; k * width];
-            wd.patches(&phases, &mut wide);
+            wd.patches(&phases, &mut wide, width);
             assert!(wide.iter().all(|v| v.is_finite()), "{g:?}: spare columns");
             for t in 0..k {
                 for oy in 0..oh {
@@ -764,14 +856,65 @@ mod tests {
             let mut cw = vec![0.0; k * width];
             for t in 0..k {
                 let ct: Vec<f32> = (0..l).map(|p| c[p * k + t]).collect();
-                wd.widen(&ct, 1, &mut cw[t * width..][..width]);
+                wd.widen(&ct, 1, &mut cw[t * width..][..width], width);
             }
             let (mut a, mut b) = (vec![0.0; g.input_len()], vec![f32::NAN; g.input_len()]);
             col2im_image(&g, &c, &mut a);
             let mut phases = vec![f32::NAN; wd.phases_len()];
-            wd.scatter(&cw, &mut phases);
+            wd.scatter(&cw, width, &mut phases);
             wd.merge(&phases, &mut b);
             assert_eq!(a, b, "{g:?}: col2im");
+        }
+    }
+
+    /// A group's images side by side: each image's columns of the group's
+    /// buffers hold what that image's own buffers hold, and reading them
+    /// back (scatter, narrow) gives each image's own result.
+    #[test]
+    fn grouped_images_keep_to_their_columns() {
+        for g in awkward_geometries() {
+            let wd = Wide::new(&g);
+            let (k, width, o) = (g.patch_len(), wd.width(), 2);
+            let stride = 3 * width;
+            let mut group = vec![f32::NAN; k * stride];
+            let mut wide_group = vec![f32::NAN; o * stride];
+            let mut own = Vec::new();
+            for j in 0..3 {
+                let x: Vec<f32> = (0..g.input_len())
+                    .map(|i| ((i + 5 * j) % 9) as f32)
+                    .collect();
+                let mut phases = vec![0.0; wd.phases_len()];
+                wd.split(&x, &mut phases);
+                let mut cols = vec![0.0; k * width];
+                wd.patches(&phases, &mut cols, width);
+                wd.patches(&phases, &mut group[j * width..], stride);
+                let y: Vec<f32> = (0..o * g.positions())
+                    .map(|i| (i * (j + 2)) as f32)
+                    .collect();
+                wd.widen(&y, o, &mut wide_group[j * width..], stride);
+                own.push((cols, y));
+            }
+            assert!(
+                group.iter().chain(&wide_group).all(|v| v.is_finite()),
+                "{g:?}: all written"
+            );
+            for (j, (cols, y)) in own.iter().enumerate() {
+                for t in 0..k {
+                    let part = &group[t * stride + j * width..][..width];
+                    assert_eq!(
+                        part,
+                        &cols[t * width..][..width],
+                        "{g:?}: image {j}, tap {t}"
+                    );
+                }
+                let (mut a, mut b) = (vec![0.0; wd.phases_len()], vec![0.0; wd.phases_len()]);
+                wd.scatter(cols, width, &mut a);
+                wd.scatter(&group[j * width..], stride, &mut b);
+                assert_eq!(a, b, "{g:?}: image {j} scatter");
+                let mut back = vec![f32::NAN; y.len()];
+                wd.narrow(&wide_group[j * width..], stride, o, &mut back, None);
+                assert_eq!(&back, y, "{g:?}: image {j} narrow");
+            }
         }
     }
 
@@ -809,13 +952,13 @@ mod tests {
             let o = 3;
             let narrow: Vec<f32> = (0..o * g.positions()).map(|i| i as f32).collect();
             let mut wide = vec![f32::NAN; o * wd.width()];
-            wd.widen(&narrow, o, &mut wide);
+            wd.widen(&narrow, o, &mut wide, wd.width());
             let mut again = vec![f32::NAN; narrow.len()];
-            wd.narrow(&wide, o, &mut again, None);
+            wd.narrow(&wide, wd.width(), o, &mut again, None);
             assert_eq!(again, narrow, "{g:?}: narrow ∘ widen");
             let spare: f32 = wide.iter().sum::<f32>() - narrow.iter().sum::<f32>();
             assert_eq!(spare, 0.0, "{g:?}: spare columns are zero");
-            wd.narrow(&wide, o, &mut again, Some(&[1.0, 2.0, 3.0]));
+            wd.narrow(&wide, wd.width(), o, &mut again, Some(&[1.0, 2.0, 3.0]));
             let plane = g.positions();
             assert!(
                 again

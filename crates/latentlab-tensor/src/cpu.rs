@@ -1,6 +1,8 @@
 //! The CPU backend: `ndarray` tensors, `rayon` parallelism, and a packed,
 //! SIMD matrix product (the `gemm` crate, the kernel behind faer).
 
+use std::ops::Range;
+
 use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::backend::{
@@ -13,8 +15,8 @@ use crate::{Result, Shape, TensorError, checks, philox, simd};
 const PAR_MIN_ELEMS: usize = 1 << 15;
 /// Below this many multiply-adds a matrix product stays on the calling thread.
 const PAR_MIN_FLOPS: usize = 1 << 18;
-/// Images whose weight gradients one task of a convolution's backward pass
-/// sums (a fixed number, so the summation order never depends on threads).
+/// The fewest images whose weight gradients one task of a convolution's
+/// backward pass sums ([`Cpu::per_group`]).
 const CONV_GROUP: usize = 4;
 
 /// The CPU backend. Parallelism is explicit: [`Cpu::sequential`] runs every op
@@ -51,66 +53,75 @@ impl Cpu {
         self.parallel && len >= PAR_MIN_ELEMS
     }
 
-    /// Runs `f(input_chunk, output_chunk)` over matching chunks of `input`
-    /// and `out` (one per image), on rayon's pool when the work is large.
-    fn per_image(
+    /// Runs `f(inputs, outputs)` over matching chunks of `images` images
+    /// of `input` (`in_len` values each) and `out` (`out_len` each; the
+    /// last chunk may be shorter), on rayon's pool when the work is large.
+    fn per_images(
         &self,
         input: &[f32],
         in_len: usize,
         out: &mut [f32],
         out_len: usize,
+        images: usize,
         f: impl Fn(&[f32], &mut [f32]) + Sync + Send,
     ) {
+        let (ins, outs) = (images * in_len, images * out_len);
         if self.par(out.len().max(input.len())) {
             use rayon::prelude::*;
             input
-                .par_chunks(in_len)
-                .zip(out.par_chunks_mut(out_len))
+                .par_chunks(ins)
+                .zip(out.par_chunks_mut(outs))
                 .for_each(|(i, o)| f(i, o));
         } else {
             input
-                .chunks(in_len)
-                .zip(out.chunks_mut(out_len))
+                .chunks(ins)
+                .zip(out.chunks_mut(outs))
                 .for_each(|(i, o)| f(i, o));
         }
     }
 
-    /// The backward pass of a convolution over `n` images in fixed groups
-    /// of [`CONV_GROUP`]: `f(image, partial, ∂x)` adds image `image`'s
-    /// weight gradient into its group's `partial` (`w_len` values, zero at
-    /// the start) and, when `need_x`, writes its input gradient (`x_len`
-    /// values). Groups run on the pool when the backend is parallel; their
-    /// partials are then summed in group order. Returns `(∂w, ∂x)`.
+    /// The backward pass of a convolution over `n` images: `f(images,
+    /// partial, ∂x)` adds the weight gradient of a chunk of at most `chunk`
+    /// consecutive images into its group's `partial` (`w_len` values, zero
+    /// at the start) and, when `need_x`, writes their input gradients
+    /// (`x_len` values each). A group is the fewest whole chunks that make
+    /// [`CONV_GROUP`] images or more, so the summation order depends on
+    /// the geometry, never on threads. Groups run on the pool when the
+    /// backend is parallel; their partials are then summed in group order.
+    /// Returns `(∂w, ∂x)`.
     fn per_group(
         &self,
         n: usize,
+        chunk: usize,
         w_len: usize,
         x_len: usize,
         need_x: bool,
-        f: impl Fn(usize, &mut [f32], Option<&mut [f32]>) + Sync + Send,
+        f: impl Fn(Range<usize>, &mut [f32], Option<&mut [f32]>) + Sync + Send,
     ) -> (Vec<f32>, Option<Vec<f32>>) {
-        let groups = n.div_ceil(CONV_GROUP);
+        let size = chunk * CONV_GROUP.div_ceil(chunk);
+        let groups = n.div_ceil(size);
         let mut partials = vec![0.0f32; groups * w_len];
         let mut gx = vec![0.0f32; if need_x { n * x_len } else { 0 }];
         let group = |gi: usize, part: &mut [f32], mut gx: Option<&mut [f32]>| {
-            let first = gi * CONV_GROUP;
-            for i in first..(first + CONV_GROUP).min(n) {
-                let gx_i = gx
+            let (first, end) = (gi * size, ((gi + 1) * size).min(n));
+            for start in (first..end).step_by(chunk) {
+                let images = start..(start + chunk).min(end);
+                let gx_c = gx
                     .as_deref_mut()
-                    .map(|v| &mut v[(i - first) * x_len..][..x_len]);
-                f(i, part, gx_i);
+                    .map(|v| &mut v[(start - first) * x_len..][..images.len() * x_len]);
+                f(images, part, gx_c);
             }
         };
         use rayon::prelude::*;
         match (need_x, self.parallel && groups > 1) {
             (true, true) => partials
                 .par_chunks_mut(w_len)
-                .zip(gx.par_chunks_mut(CONV_GROUP * x_len))
+                .zip(gx.par_chunks_mut(size * x_len))
                 .enumerate()
                 .for_each(|(gi, (p, x))| group(gi, p, Some(x))),
             (true, false) => partials
                 .chunks_mut(w_len)
-                .zip(gx.chunks_mut(CONV_GROUP * x_len))
+                .zip(gx.chunks_mut(size * x_len))
                 .enumerate()
                 .for_each(|(gi, (p, x))| group(gi, p, Some(x))),
             (false, true) => partials
@@ -148,13 +159,13 @@ impl Cpu {
     }
 }
 
-/// Scratch buffers a convolution's kernels take per image: its phase
-/// planes, patches and wide products.
+/// Scratch buffers a convolution's kernels take per group of images: its
+/// phase planes, patches and wide products.
 const SCRATCH_BUFFERS: usize = 4;
 
 thread_local! {
-    /// Scratch buffers per thread for a convolution's per-image work, reused
-    /// across images and steps.
+    /// Scratch buffers per thread for a convolution's work on a group of
+    /// images, reused across groups and steps.
     static SCRATCH: std::cell::RefCell<[Vec<f32>; SCRATCH_BUFFERS]> =
         const { std::cell::RefCell::new([const { Vec::new() }; SCRATCH_BUFFERS]) };
 }
@@ -483,7 +494,7 @@ impl Backend for Cpu {
         let (n, l, k) = (x.nrows(), g.positions(), g.patch_len());
         let x = x.as_standard_layout();
         let mut out = vec![0.0f32; n * l * k];
-        self.per_image(slice(&x), g.input_len(), &mut out, l * k, |img, o| {
+        self.per_images(slice(&x), g.input_len(), &mut out, l * k, 1, |img, o| {
             conv::im2col_image(g, img, o)
         });
         Ok(Array2::from_shape_vec((n * l, k), out).expect("n·l×k values"))
@@ -494,7 +505,7 @@ impl Backend for Cpu {
         let (l, k) = (g.positions(), g.patch_len());
         let cols = cols.as_standard_layout();
         let mut out = vec![0.0f32; n * g.input_len()];
-        self.per_image(slice(&cols), l * k, &mut out, g.input_len(), |c, o| {
+        self.per_images(slice(&cols), l * k, &mut out, g.input_len(), 1, |c, o| {
             conv::col2im_image(g, c, o)
         });
         Ok(Array2::from_shape_vec((n, g.input_len()), out).expect("n×input values"))
@@ -504,7 +515,7 @@ impl Backend for Cpu {
         checks::blocks("batch_transpose", shape_of(x), p, q)?;
         let x = x.as_standard_layout();
         let mut out = vec![0.0f32; x.len()];
-        self.per_image(slice(&x), p * q, &mut out, p * q, |a, o| {
+        self.per_images(slice(&x), p * q, &mut out, p * q, 1, |a, o| {
             // Tiles of 16 keep both sides in cache.
             const T: usize = 16;
             for i0 in (0..p).step_by(T) {
@@ -520,9 +531,11 @@ impl Backend for Cpu {
         Ok(Array2::from_shape_vec(x.raw_dim(), out).expect("same shape"))
     }
 
-    // Convolutions image by image: each image's patches stay small (in
-    // cache, no large short-lived buffers), its products run on one thread
-    // and the images share the pool; weight gradients are summed over fixed
+    // Convolutions in small groups of images (`Wide::group`: one image
+    // when its output is large, up to 16 when it is small): a group's
+    // patches stay small (in cache, no large short-lived buffers), its
+    // products run on one thread over the group's images side by side and
+    // the groups share the pool; weight gradients are summed over fixed
     // groups of images in order, so results do not depend on threads. The
     // patches are built in `conv::Wide`'s layout (one contiguous copy per
     // kernel tap), and products run over its `oh·wq` wide positions.
@@ -536,28 +549,34 @@ impl Backend for Cpu {
     ) -> Result<Array2<f32>> {
         checks::conv("conv2d", shape_of(x), shape_of(w), b.map(shape_of), g)?;
         let (wd, k, o) = (Wide::new(g), g.patch_len(), g.out_channels);
-        let width = wd.width();
+        let (width, in_len, out_len) = (wd.width(), g.input_len(), g.output_len());
         let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
         let bias = b.map(|b| b.iter().copied().collect::<Vec<f32>>());
-        let mut out = vec![0.0f32; x.nrows() * g.output_len()];
-        self.per_image(
+        let mut out = vec![0.0f32; x.nrows() * out_len];
+        self.per_images(
             slice(&x),
-            g.input_len(),
+            in_len,
             &mut out,
-            g.output_len(),
-            |img, y| {
-                let lens = [wd.phases_len(), k * width, o * width, 0];
+            out_len,
+            wd.group(),
+            |imgs, ys| {
+                let stride = imgs.len() / in_len * width;
+                let lens = [wd.phases_len(), k * stride, o * stride, 0];
                 with_scratch(lens, |[phases, cols, y_wide, _]| {
-                    wd.split(img, phases);
-                    wd.patches(phases, cols);
-                    let cols = ArrayView2::from_shape((k, width), &*cols).expect("k×width");
-                    // y (out × width) = w (out × k) · cols (k × width).
+                    for (j, img) in imgs.chunks_exact(in_len).enumerate() {
+                        wd.split(img, phases);
+                        wd.patches(phases, &mut cols[j * width..], stride);
+                    }
+                    let cols = ArrayView2::from_shape((k, stride), &*cols).expect("k×stride");
+                    // y (out × stride) = w (out × k) · cols (k × stride).
                     gemm_into(w.view(), cols, y_wide, false, false);
-                    wd.narrow(y_wide, o, y, bias.as_deref());
+                    for (j, y) in ys.chunks_exact_mut(out_len).enumerate() {
+                        wd.narrow(&y_wide[j * width..], stride, o, y, bias.as_deref());
+                    }
                 });
             },
         );
-        Ok(Array2::from_shape_vec((x.nrows(), g.output_len()), out).expect("n×output"))
+        Ok(Array2::from_shape_vec((x.nrows(), out_len), out).expect("n×output"))
     }
 
     fn conv2d_backward(
@@ -572,47 +591,45 @@ impl Backend for Cpu {
         let op = "conv2d_backward";
         checks::conv(op, shape_of(x), shape_of(w), None, g)?;
         checks::same(op, shape_of(grad_y), Shape::new(x.nrows(), g.output_len()))?;
-        let (wd, l, k, o) = (Wide::new(g), g.positions(), g.patch_len(), g.out_channels);
-        let width = wd.width();
+        let (wd, k, o) = (Wide::new(g), g.patch_len(), g.out_channels);
+        let (width, in_len, out_len) = (wd.width(), g.input_len(), g.output_len());
         let (x, w, gy) = (
             x.as_standard_layout(),
             w.as_standard_layout(),
             grad_y.as_standard_layout(),
         );
         let (x, gy) = (slice(&x), slice(&gy));
-        let (gw, gx) = self.per_group(
-            x.len() / g.input_len(),
-            o * k,
-            g.input_len(),
-            need_x,
-            |i, part, gx| {
-                let gcols_len = if gx.is_some() { k * width } else { 0 };
-                let lens = [wd.phases_len(), k * width, o * width, gcols_len];
-                with_scratch(lens, |[phases, cols, gy_wide, gcols]| {
-                    wd.split(&x[i * g.input_len()..][..g.input_len()], phases);
-                    wd.patches(phases, cols);
-                    let cols = ArrayView2::from_shape((k, width), &*cols).expect("k×width");
-                    wd.widen(&gy[i * o * l..][..o * l], o, gy_wide);
-                    let gy_wide = ArrayView2::from_shape((o, width), &*gy_wide).expect("o×width");
-                    // ∂wᵀ (k × out) += cols (k × width) · ∂yᵀ (width × out);
-                    // the spare columns of ∂y are zero. (gemm ran this
-                    // orientation 1.6× faster than ∂y · colsᵀ on conv64's
-                    // second layer.)
-                    gemm_into(cols, gy_wide.t(), part, true, false);
-                    if let Some(gx) = gx {
-                        // ∂cols (k × width) = wᵀ · ∂y, then back onto the pixels.
-                        gemm_into(w.t(), gy_wide, gcols, false, false);
-                        wd.scatter(gcols, phases);
+        let n = x.len() / in_len;
+        let (gw, gx) = self.per_group(n, wd.group(), o * k, in_len, need_x, |imgs, part, gx| {
+            let stride = imgs.len() * width;
+            let gcols_len = if gx.is_some() { k * stride } else { 0 };
+            let lens = [wd.phases_len(), k * stride, o * stride, gcols_len];
+            with_scratch(lens, |[phases, cols, gy_wide, gcols]| {
+                for (j, i) in imgs.enumerate() {
+                    wd.split(&x[i * in_len..][..in_len], phases);
+                    wd.patches(phases, &mut cols[j * width..], stride);
+                    let gy_i = &gy[i * out_len..][..out_len];
+                    wd.widen(gy_i, o, &mut gy_wide[j * width..], stride);
+                }
+                let cols = ArrayView2::from_shape((k, stride), &*cols).expect("k×stride");
+                let gy_wide = ArrayView2::from_shape((o, stride), &*gy_wide).expect("o×stride");
+                // ∂wᵀ (k × out) += cols (k × stride) · ∂yᵀ (stride × out);
+                // the spare columns of ∂y are zero. (gemm ran this
+                // orientation 1.6× faster than ∂y · colsᵀ on conv64's
+                // second layer.)
+                gemm_into(cols, gy_wide.t(), part, true, false);
+                if let Some(gx) = gx {
+                    // ∂cols (k × stride) = wᵀ · ∂y, then back onto the pixels.
+                    gemm_into(w.t(), gy_wide, gcols, false, false);
+                    for (j, gx) in gx.chunks_exact_mut(in_len).enumerate() {
+                        wd.scatter(&gcols[j * width..], stride, phases);
                         wd.merge(phases, gx);
                     }
-                });
-            },
-        );
+                }
+            });
+        });
         Ok(ConvGrads {
-            x: gx.map(|v| {
-                Array2::from_shape_vec((x.len() / g.input_len(), g.input_len()), v)
-                    .expect("n×input")
-            }),
+            x: gx.map(|v| Array2::from_shape_vec((n, in_len), v).expect("n×input")),
             w: transposed(&gw, k, o),
             b: if has_bias {
                 Some(self.sum_channels(grad_y, o)?)
@@ -638,34 +655,41 @@ impl Backend for Cpu {
         )?;
         // The transposed convolution is the input gradient of `conv`.
         let (wd, ck, cin) = (Wide::new(&conv), conv.patch_len(), g.in_channels);
-        let width = wd.width();
+        let (width, in_len, out_len) = (wd.width(), g.input_len(), g.output_len());
         let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
         let bias = b.map(|b| b.iter().copied().collect::<Vec<f32>>());
         let plane = conv.input[0] * conv.input[1];
-        let mut out = vec![0.0f32; x.nrows() * g.output_len()];
-        self.per_image(
+        let mut out = vec![0.0f32; x.nrows() * out_len];
+        self.per_images(
             slice(&x),
-            g.input_len(),
+            in_len,
             &mut out,
-            g.output_len(),
-            |img, y| {
-                let lens = [wd.phases_len(), ck * width, cin * width, 0];
+            out_len,
+            wd.group(),
+            |imgs, ys| {
+                let stride = imgs.len() / in_len * width;
+                let lens = [wd.phases_len(), ck * stride, cin * stride, 0];
                 with_scratch(lens, |[phases, cols, x_wide, _]| {
-                    wd.widen(img, cin, x_wide);
-                    let x_wide = ArrayView2::from_shape((cin, width), &*x_wide).expect("in×width");
-                    // cols (out·kh·kw × width) = wᵀ · x, summed onto the output.
-                    gemm_into(w.t(), x_wide, cols, false, false);
-                    wd.scatter(cols, phases);
-                    wd.merge(phases, y);
-                });
-                if let Some(bias) = &bias {
-                    for (p, &bv) in y.chunks_mut(plane).zip(bias) {
-                        p.iter_mut().for_each(|v| *v += bv);
+                    for (j, img) in imgs.chunks_exact(in_len).enumerate() {
+                        wd.widen(img, cin, &mut x_wide[j * width..], stride);
                     }
-                }
+                    let x_wide =
+                        ArrayView2::from_shape((cin, stride), &*x_wide).expect("in×stride");
+                    // cols (out·kh·kw × stride) = wᵀ · x, summed onto the output.
+                    gemm_into(w.t(), x_wide, cols, false, false);
+                    for (j, y) in ys.chunks_exact_mut(out_len).enumerate() {
+                        wd.scatter(&cols[j * width..], stride, phases);
+                        wd.merge(phases, y);
+                        if let Some(bias) = &bias {
+                            for (p, &bv) in y.chunks_mut(plane).zip(bias) {
+                                p.iter_mut().for_each(|v| *v += bv);
+                            }
+                        }
+                    }
+                });
             },
         );
-        Ok(Array2::from_shape_vec((x.nrows(), g.output_len()), out).expect("n×output"))
+        Ok(Array2::from_shape_vec((x.nrows(), out_len), out).expect("n×output"))
     }
 
     fn conv_transpose2d_backward(
@@ -689,27 +713,34 @@ impl Backend for Cpu {
         );
         let (x, gy) = (slice(&x), slice(&gy));
         let (in_len, out_len) = (g.input_len(), g.output_len());
-        let (gw, gx) = self.per_group(x.len() / in_len, cin * ck, in_len, need_x, |i, part, gx| {
-            let gx_len = if gx.is_some() { cin * width } else { 0 };
-            let lens = [wd.phases_len(), ck * width, cin * width, gx_len];
+        let n = x.len() / in_len;
+        let (gw, gx) = self.per_group(n, wd.group(), cin * ck, in_len, need_x, |imgs, part, gx| {
+            let stride = imgs.len() * width;
+            let gx_len = if gx.is_some() { cin * stride } else { 0 };
+            let lens = [wd.phases_len(), ck * stride, cin * stride, gx_len];
             with_scratch(lens, |[phases, gcols, x_wide, gx_wide]| {
-                wd.split(&gy[i * out_len..][..out_len], phases);
-                wd.patches(phases, gcols);
-                let gcols = ArrayView2::from_shape((ck, width), &*gcols).expect("k×width");
-                wd.widen(&x[i * in_len..][..in_len], cin, x_wide);
-                let x_wide = ArrayView2::from_shape((cin, width), &*x_wide).expect("in×width");
-                // ∂wᵀ (out·kh·kw × in) += ∂cols (· × width) · xᵀ (width ×
+                for (j, i) in imgs.enumerate() {
+                    wd.split(&gy[i * out_len..][..out_len], phases);
+                    wd.patches(phases, &mut gcols[j * width..], stride);
+                    let x_i = &x[i * in_len..][..in_len];
+                    wd.widen(x_i, cin, &mut x_wide[j * width..], stride);
+                }
+                let gcols = ArrayView2::from_shape((ck, stride), &*gcols).expect("k×stride");
+                let x_wide = ArrayView2::from_shape((cin, stride), &*x_wide).expect("in×stride");
+                // ∂wᵀ (out·kh·kw × in) += ∂cols (· × stride) · xᵀ (stride ×
                 // in); the spare columns of x are zero.
                 gemm_into(gcols, x_wide.t(), part, true, false);
                 if let Some(gx) = gx {
-                    // ∂x (in × width) = w · ∂cols, the spare columns dropped.
+                    // ∂x (in × stride) = w · ∂cols, the spare columns dropped.
                     gemm_into(w.view(), gcols, gx_wide, false, false);
-                    wd.narrow(gx_wide, cin, gx, None);
+                    for (j, gx) in gx.chunks_exact_mut(in_len).enumerate() {
+                        wd.narrow(&gx_wide[j * width..], stride, cin, gx, None);
+                    }
                 }
             });
         });
         Ok(ConvGrads {
-            x: gx.map(|v| Array2::from_shape_vec((x.len() / in_len, in_len), v).expect("n×input")),
+            x: gx.map(|v| Array2::from_shape_vec((n, in_len), v).expect("n×input")),
             w: transposed(&gw, ck, cin),
             b: if has_bias {
                 Some(self.sum_channels(grad_y, g.out_channels)?)
