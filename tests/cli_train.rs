@@ -40,6 +40,9 @@ fn train_json_then_encode() {
         assert!((rec + kl - ne).abs() < 1e-6 * ne.abs(), "{part}: {f}");
     }
     assert!(v["samples_per_s"].as_f64().unwrap() > 0.0);
+    // The two splits partition the 600 images.
+    let test_n = v["history"][1]["test"]["n"].as_u64().unwrap();
+    assert_eq!(v["train_images"].as_u64().unwrap() + test_n, 600, "{v}");
     assert!(ck.exists());
     assert!(dir.join("m.safetensors.resume").exists());
 

@@ -169,6 +169,9 @@ struct Figures {
 #[derive(Serialize)]
 struct TrainReport {
     samples_per_s: f64,
+    /// Images in the training split: each epoch's `seconds` in `history`
+    /// trains each of them once.
+    train_images: usize,
     epochs: usize,
     train: Figures,
     test: Figures,
@@ -386,6 +389,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
     if a.json {
         let report = TrainReport {
             samples_per_s,
+            train_images: n,
             epochs: last.epoch,
             train: Figures {
                 rec: last.train_rec,
