@@ -506,3 +506,156 @@ fn bad_input_is_a_clear_error() {
     assert_clean_errors(&cases);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn bad_codes_and_factors_are_clear_errors() {
+    let dir = scratch("codes-bad");
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let codes: Vec<f64> = (0..12).map(|i| (i * 7 % 5) as f64).collect();
+    npy::write_f64(p("codes.npy"), &[6, 2], &codes).unwrap();
+    npy::write_f64(p("codes3.npy"), &[6, 3], &[0.5; 18]).unwrap();
+    npy::write_f64(p("narrow.npy"), &[6, 1], &codes[..6]).unwrap();
+    let mut nan = codes.clone();
+    nan[5] = f64::NAN;
+    npy::write_f64(p("nan.npy"), &[6, 2], &nan).unwrap();
+    npy::write_i64(p("factors.npy"), &[6], &[0, 1, 0, 1, 0, 1]).unwrap();
+    npy::write_i64(p("short.npy"), &[5], &[0, 1, 0, 1, 0]).unwrap();
+    npy::write_i64(p("constant.npy"), &[6], &[3; 6]).unwrap();
+    npy::write_f64(p("half.npy"), &[6], &[0.0, 1.0, 0.5, 1.0, 0.0, 1.0]).unwrap();
+    npy::write_i64(p("rank3.npy"), &[6, 1, 1], &[0, 1, 0, 1, 0, 1]).unwrap();
+    let (c, c3, narrow, nan, f, short, constant, half, rank3) = (
+        p("codes.npy"),
+        p("codes3.npy"),
+        p("narrow.npy"),
+        p("nan.npy"),
+        p("factors.npy"),
+        p("short.npy"),
+        p("constant.npy"),
+        p("half.npy"),
+        p("rank3.npy"),
+    );
+    let d = |extra: &[&str]| {
+        let mut v = vec!["disentanglement", "--codes", &c, "--factors"];
+        v.extend_from_slice(extra);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let owned: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["disentanglement".into(), "--codes".into(), c.clone()],
+            "--factors",
+        ),
+        (d(&[&short]), "5 rows of factors for 6 rows of --codes"),
+        (d(&[&constant]), "factor 0 takes one value"),
+        (d(&[&half]), "whole-number"),
+        (d(&[&rank3]), "N × K"),
+        (
+            d(&[&f, "--continuous", "--sap", "classifier"]),
+            "--sap classifier",
+        ),
+        (d(&[&f, "--checkpoint", &c]), "cannot be used with"),
+        (d(&[&f, "--num-train", "10"]), "cannot be used with"),
+        (d(&[&f, "--test-codes", &c]), "--test-factors"),
+        (
+            d(&[&f, "--test-codes", &c3, "--test-factors", &f]),
+            "the test codes have 3 columns but the training codes 2",
+        ),
+        (d(&["/no/such.npy"]), "/no/such.npy"),
+        (
+            vec![
+                "disentanglement".into(),
+                "--codes".into(),
+                nan.clone(),
+                "--factors".into(),
+                f.clone(),
+            ],
+            "non-finite value (NaN) at row 2, column 1",
+        ),
+        (
+            vec![
+                "disentanglement".into(),
+                "--codes".into(),
+                narrow.clone(),
+                "--factors".into(),
+                f.clone(),
+            ],
+            "at least 2 are needed",
+        ),
+    ];
+    let cases: Vec<(Vec<&str>, &str)> = owned
+        .iter()
+        .map(|(a, want)| (a.iter().map(String::as_str).collect(), *want))
+        .collect();
+    assert_clean_errors(&cases);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// `disentanglement --codes` on arrays disentanglement_lib scored (the
+/// fixture of crates/latentlab-diagnostics/tests/dlib_metrics.rs), with
+/// the test arrays and with the seeded split.
+#[test]
+fn disentanglement_of_bare_codes() {
+    let case = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crates/latentlab-diagnostics/tests/data/dlib-metrics/identity_noisy"
+    );
+    let f = |n: &str| format!("{case}/{n}.npy");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{case}/expected.json")).unwrap())
+            .unwrap();
+    let (ct, ft, ce, fe) = (
+        f("codes_train"),
+        f("factors_train"),
+        f("codes_test"),
+        f("factors_test"),
+    );
+    let given = ok_json(&latentlab(&[
+        "disentanglement",
+        "--codes",
+        &ct,
+        "--factors",
+        &ft,
+        "--test-codes",
+        &ce,
+        "--test-factors",
+        &fe,
+        "--json",
+    ]));
+    let want = |k: &str| expected["scores"][k].as_f64().unwrap();
+    assert!((given["mig"].as_f64().unwrap() - want("mig")).abs() < 1e-6);
+    assert!((given["modularity"].as_f64().unwrap() - want("modularity")).abs() < 1e-6);
+    assert!((given["sap"].as_f64().unwrap() - want("sap")).abs() < 0.02);
+    assert!(given["beta_vae"].is_null() && given["factor_vae"].is_null());
+    assert!(
+        given["not_computable"]["factor_vae"]
+            .as_str()
+            .unwrap()
+            .contains("held fixed")
+    );
+    assert_eq!(given["settings"]["num_train"], 1000);
+    assert_eq!(given["settings"]["num_test"], 500);
+    assert_eq!(given["settings"]["sap_mode"], "classifier");
+
+    // Without test arrays a seeded fifth of the rows is held out: the
+    // same draw for the same seed, another for another.
+    let split = |seed: &str| {
+        ok_json(&latentlab(&[
+            "disentanglement",
+            "--codes",
+            &ct,
+            "--factors",
+            &ft,
+            "--seed",
+            seed,
+            "--json",
+        ]))
+    };
+    let (a, b, c) = (split("0"), split("0"), split("1"));
+    assert_eq!(a, b);
+    assert_eq!(a["settings"]["num_train"], 800);
+    assert_eq!(a["settings"]["num_test"], 200);
+    assert!(a["settings"]["split"].as_str().unwrap().contains("seed 0"));
+    assert_ne!(a["dci"], c["dci"]);
+    // MIG reads the training rows: 800 of the 1000 here, so it moves a
+    // little but stays the same representation's score.
+    assert!((a["mig"].as_f64().unwrap() - want("mig")).abs() < 0.05);
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use latentlab::data::matrix::RawMatrix;
 use latentlab::diagnostics::disentangle::{
-    self, Code, Encoder, Labelled, SapMode, Settings, dsprites_truth,
+    self, Code, CodeOptions, Encoder, FactorKind, Labelled, SapMode, Settings, dsprites_truth,
 };
 use latentlab::diagnostics::{
     Accumulator, Diagnosis, Latents, Options, diagnose, diagnose_streamed,
@@ -222,8 +222,23 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
 #[command(allow_negative_numbers = true)]
 pub struct DisentanglementArgs {
     /// The checkpoint whose encoder gives the codes.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    #[arg(long, required_unless_present = "codes", conflicts_with = "codes")]
+    pub checkpoint: Option<PathBuf>,
+    /// Codes from any model, scored without one: a 2-D .npy file (N × d, float32 or float64); needs --factors. MIG, SAP, DCI, modularity and explicitness are computed; the β-VAE and FactorVAE scores need a model and are reported as not computable.
+    #[arg(long, requires = "factors", conflicts_with_all = ["data", "code", "num_train", "num_eval"])]
+    pub codes: Option<PathBuf>,
+    /// The factors of --codes' rows: a .npy file, N × K (or N for one factor), whole-number classes of any numeric type, or real values with --continuous.
+    #[arg(long, requires = "codes")]
+    pub factors: Option<PathBuf>,
+    /// Held-out codes (with --test-factors) that SAP, DCI and explicitness are scored on; without them a seeded 20 % of --codes' rows is held out.
+    #[arg(long, requires_all = ["codes", "test_factors"])]
+    pub test_codes: Option<PathBuf>,
+    /// The factors of --test-codes' rows, as --factors.
+    #[arg(long, requires = "test_codes")]
+    pub test_factors: Option<PathBuf>,
+    /// With --codes: the factors are real values. SAP uses R²; MIG, modularity, DCI and explicitness cut each factor into 20 equal-width bins over its training range.
+    #[arg(long, requires = "codes")]
+    pub continuous: bool,
     /// dsprites (the full factor grid), or labelled data (mnist-10k, dsprites:N, an IDX folder) whose labels are the factor.
     #[arg(long, default_value = "dsprites")]
     pub data: String,
@@ -236,9 +251,9 @@ pub struct DisentanglementArgs {
     /// Evaluation points of every metric.
     #[arg(long, default_value_t = 5_000)]
     pub num_eval: usize,
-    /// SAP's score per code and factor: classifier (one-feature linear SVM) or correlation (R²).
-    #[arg(long, default_value = "classifier", value_parser = ["classifier", "correlation"])]
-    pub sap: String,
+    /// SAP's score per code and factor: classifier (one-feature linear SVM; the default) or correlation (R²; the default with --continuous).
+    #[arg(long, value_parser = ["classifier", "correlation"])]
+    pub sap: Option<String>,
     /// Seed of every draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -254,17 +269,20 @@ fn disentangle_on<B: Backend>(backend: B, a: &DisentanglementArgs) -> Result<dis
 where
     Vae<B>: Sync,
 {
-    let model: Vae<B> = checkpoint::load(backend, &a.checkpoint, &crate::load::load_options())
-        .context("--checkpoint")?;
+    let path = a
+        .checkpoint
+        .as_ref()
+        .ok_or("--checkpoint or --codes is required")?;
+    let model: Vae<B> =
+        checkpoint::load(backend, path, &crate::load::load_options()).context("--checkpoint")?;
     let settings = Settings {
         seed: a.seed,
         num_train: a.num_train,
         num_eval: a.num_eval,
         num_variance_estimate: a.num_train,
-        sap_mode: if a.sap == "correlation" {
-            SapMode::Correlation
-        } else {
-            SapMode::Classifier
+        sap_mode: match a.sap.as_deref() {
+            Some("correlation") => SapMode::Correlation,
+            _ => SapMode::Classifier,
         },
         ..Settings::default()
     };
@@ -336,8 +354,85 @@ where
     Ok(scores?)
 }
 
+/// `latentlab disentanglement --codes`: the code-level metrics of arrays
+/// from any model.
+fn disentangle_codes(a: &DisentanglementArgs, codes: &Path) -> Result<()> {
+    let factors = a.factors.as_deref().ok_or("--codes needs --factors")?;
+    let kind = if a.continuous {
+        FactorKind::Continuous
+    } else {
+        FactorKind::Discrete
+    };
+    let sap_mode = match (a.sap.as_deref(), kind) {
+        (Some("classifier"), FactorKind::Continuous) => {
+            return Err(
+                "--sap classifier: continuous factors have no classes to classify; \
+                 with --continuous SAP scores R² (--sap correlation)"
+                    .into(),
+            );
+        }
+        (Some("correlation"), _) | (None, FactorKind::Continuous) => SapMode::Correlation,
+        _ => SapMode::Classifier,
+    };
+    let pair = |c: &Path, f: &Path, cflag: &str, fflag: &str| -> Result<_> {
+        let c = crate::load::read_matrix(c, cflag)?;
+        let f = crate::load::read_factors(f, fflag)?;
+        if c.nrows() != f.nrows() {
+            return Err(CliError::from(format!(
+                "{fflag}: {} rows of factors for {} rows of {cflag}",
+                f.nrows(),
+                c.nrows()
+            )));
+        }
+        Ok((c, f))
+    };
+    let (c, f) = pair(codes, factors, "--codes", "--factors")?;
+    let test = match (&a.test_codes, &a.test_factors) {
+        (Some(tc), Some(tf)) => Some(pair(tc, tf, "--test-codes", "--test-factors")?),
+        (None, None) => None,
+        _ => return Err("--test-codes and --test-factors go together".into()),
+    };
+    let opts = CodeOptions {
+        factors: kind,
+        sap_mode,
+        seed: a.seed,
+        ..CodeOptions::default()
+    };
+    let s = disentangle::evaluate_codes(c, f, test, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&s)?);
+        return Ok(());
+    }
+    println!(
+        "{} factors, {} training / {} test codes ({})",
+        s.factors.len(),
+        s.settings.num_train,
+        s.settings.num_test,
+        s.settings.split
+    );
+    for (name, why) in &s.not_computable {
+        println!("  {name:<18} not computable: {why}");
+    }
+    println!("  MIG                {:.4}", s.mig);
+    println!("  SAP                {:.4}", s.sap);
+    println!(
+        "  DCI                D {:.4}  C {:.4}  I {:.4}",
+        s.dci.disentanglement, s.dci.completeness, s.dci.informativeness
+    );
+    println!("  modularity         {:.4}", s.modularity);
+    println!(
+        "  explicitness       {:.4} (AUC; {:.4} with chance at 0)",
+        s.explicitness, s.explicitness_normalized
+    );
+    println!("factors: {}", s.settings.factor_treatment);
+    Ok(())
+}
+
 /// Runs `latentlab disentanglement`.
 pub fn disentanglement(a: &DisentanglementArgs) -> Result<()> {
+    if let Some(codes) = &a.codes {
+        return disentangle_codes(a, codes);
+    }
     if a.num_train < 2 {
         return Err("--num-train: must be at least 2".into());
     }

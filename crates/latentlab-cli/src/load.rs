@@ -165,6 +165,23 @@ pub fn read_matrix(path: &Path, flag: &str) -> Result<Array2<f64>> {
     Array2::from_shape_vec((n, d), arr.to_f64()).context(flag)
 }
 
+/// Factors of rows from a .npy file: N × K, or N for one factor, of any
+/// numeric type, as f64.
+pub fn read_factors(path: &Path, flag: &str) -> Result<Array2<f64>> {
+    let arr = npy::read(path).context(flag)?;
+    let (n, k) = match arr.shape() {
+        [n] => (*n, 1),
+        [n, k] => (*n, *k),
+        shape => {
+            return Err(CliError::from(format!(
+                "{flag}: {}: factors must be N × K (or N for one factor), but the array has shape {shape:?}",
+                path.display()
+            )));
+        }
+    };
+    Array2::from_shape_vec((n, k), arr.to_f64()).context(flag)
+}
+
 /// What a latents file holds.
 pub struct LatentFile {
     /// Posterior means.

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 /// Maps arbitrary class labels to `0..k`.
 #[derive(Clone, Debug)]
@@ -354,20 +354,33 @@ pub(crate) fn mutual_info(a: &[usize], b: &[usize]) -> f64 {
 pub(crate) fn histogram_discretize(x: ArrayView2<'_, f64>, bins: usize) -> Array2<usize> {
     let mut out = Array2::<usize>::zeros(x.dim());
     for (col, mut o) in x.axis_iter(Axis(1)).zip(out.axis_iter_mut(Axis(1))) {
-        let lo = col.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = col.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let (lo, hi) = if lo == hi {
-            (lo - 0.5, hi + 0.5)
-        } else {
-            (lo, hi)
-        };
-        let step = (hi - lo) / bins as f64;
-        let edges: Vec<f64> = (0..bins).map(|i| lo + i as f64 * step).collect();
+        let edges = histogram_edges(col, bins);
         for (v, t) in col.iter().zip(o.iter_mut()) {
-            *t = edges.partition_point(|e| *e <= *v);
+            *t = digitize(*v, &edges);
         }
     }
     out
+}
+
+/// The left edges of `bins` equal-width bins between the minimum and
+/// maximum of `values` (numpy's `histogram` edges but the last; a constant
+/// column spans ±0.5 around its value, as numpy's does).
+pub(crate) fn histogram_edges(values: ArrayView1<'_, f64>, bins: usize) -> Vec<f64> {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo == hi {
+        (lo - 0.5, hi + 0.5)
+    } else {
+        (lo, hi)
+    };
+    let step = (hi - lo) / bins as f64;
+    (0..bins).map(|i| lo + i as f64 * step).collect()
+}
+
+/// The number of `edges` at or below `v` (numpy's `digitize` on
+/// increasing edges): 0 below the first, `edges.len()` from the last on.
+pub(crate) fn digitize(v: f64, edges: &[f64]) -> usize {
+    edges.partition_point(|e| *e <= v)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::classify::{
     Logistic, OneFeatureSvm, accuracy, histogram_discretize, mutual_info, roc_auc,
 };
 use super::gbt::{Gbt, GbtConfig};
-use super::{GroundTruth, Representation, Settings, factor_codes};
+use super::{Coded, GroundTruth, Representation, Settings, factor_codes};
 use crate::error::{Result, input};
 
 fn stream(settings: &Settings, metric: u64) -> SplitMix64 {
@@ -96,7 +96,7 @@ pub fn factor_vae(
 ) -> Result<FactorVaeScore> {
     s.validate()?;
     let mut rng = stream(s, 2);
-    let (codes, _) = factor_codes(truth, rep, s.num_variance_estimate, &mut rng)?;
+    let codes = factor_codes(truth, rep, s.num_variance_estimate, &mut rng)?.codes;
     let global = codes.var_axis(Axis(0), 1.0);
     let active: Vec<usize> = (0..global.len())
         .filter(|&j| global[j].sqrt() >= s.prune_std)
@@ -170,15 +170,20 @@ pub struct Mig {
 pub fn mig(truth: &dyn GroundTruth, rep: &dyn Representation, s: &Settings) -> Result<Mig> {
     s.validate()?;
     let mut rng = stream(s, 3);
-    let (codes, factors) = factor_codes(truth, rep, s.num_train, &mut rng)?;
-    if codes.ncols() < 2 {
+    mig_of(&factor_codes(truth, rep, s.num_train, &mut rng)?, s.bins)
+}
+
+/// MIG of fixed codes and factor classes (`bins` histogram bins per code).
+pub fn mig_of(train: &Coded, bins: usize) -> Result<Mig> {
+    let factors = &train.classes;
+    if train.codes.ncols() < 2 {
         return Err(input("MIG needs at least 2 codes"));
     }
-    let m = mi_matrix(&histogram_discretize(codes.view(), s.bins), &factors);
+    let m = mi_matrix(&histogram_discretize(train.codes.view(), bins), factors);
     let mut per_factor = Vec::new();
     let mut used = Vec::new();
     for k in 0..factors.ncols() {
-        let f = column(&factors, k);
+        let f = column(factors, k);
         let h = mutual_info(&f, &f);
         let mut col = m.column(k).to_vec();
         col.sort_by(|a, b| b.total_cmp(a));
@@ -224,8 +229,16 @@ pub struct Sap {
 pub fn sap(truth: &dyn GroundTruth, rep: &dyn Representation, s: &Settings) -> Result<Sap> {
     s.validate()?;
     let mut rng = stream(s, 4);
-    let (ct, ft) = factor_codes(truth, rep, s.num_train, &mut rng)?;
-    let (ce, fe) = factor_codes(truth, rep, s.num_eval, &mut rng)?;
+    let train = factor_codes(truth, rep, s.num_train, &mut rng)?;
+    let test = factor_codes(truth, rep, s.num_eval, &mut rng)?;
+    sap_of(&train, &test, s.sap_mode)
+}
+
+/// SAP of fixed codes and factors: the classifier fits on `train` and
+/// scores on `test`; the R² mode reads `train`'s factor values only.
+pub fn sap_of(train: &Coded, test: &Coded, mode: SapMode) -> Result<Sap> {
+    let (ct, ft, fv) = (&train.codes, &train.classes, &train.values);
+    let (ce, fe) = (&test.codes, &test.classes);
     let (nc, nf) = (ct.ncols(), ft.ncols());
     if nc < 2 {
         return Err(input("SAP needs at least 2 codes"));
@@ -235,16 +248,12 @@ pub fn sap(truth: &dyn GroundTruth, rep: &dyn Representation, s: &Settings) -> R
         .map(|t| {
             let (i, j) = (t / nf, t % nf);
             let x = ct.column(i).to_vec();
-            let y = column(&ft, j);
-            match s.sap_mode {
+            match mode {
                 SapMode::Classifier => {
-                    let m = OneFeatureSvm::fit(&x, &y, 0.01);
-                    accuracy(&m.predict(&ce.column(i).to_vec()), &column(&fe, j))
+                    let m = OneFeatureSvm::fit(&x, &column(ft, j), 0.01);
+                    accuracy(&m.predict(&ce.column(i).to_vec()), &column(fe, j))
                 }
-                SapMode::Correlation => {
-                    let yf: Vec<f64> = y.iter().map(|v| *v as f64).collect();
-                    r_squared(&x, &yf)
-                }
+                SapMode::Correlation => r_squared(&x, &fv.column(j).to_vec()),
             }
         })
         .collect();
@@ -342,19 +351,28 @@ pub fn dci_from_importance(r: ArrayView2<'_, f64>) -> (f64, f64) {
 pub fn dci(truth: &dyn GroundTruth, rep: &dyn Representation, s: &Settings) -> Result<Dci> {
     s.validate()?;
     let mut rng = stream(s, 5);
-    let (ct, ft) = factor_codes(truth, rep, s.num_train, &mut rng)?;
-    let (ce, fe) = factor_codes(truth, rep, s.num_eval, &mut rng)?;
+    let train = factor_codes(truth, rep, s.num_train, &mut rng)?;
+    let test = factor_codes(truth, rep, s.num_eval, &mut rng)?;
+    dci_of(&train, &test, s.seed)
+}
+
+/// DCI of fixed codes and factor classes: the trees fit on `train` and
+/// `informativeness` scores them on `test`; `seed` breaks ties between
+/// identical codes.
+pub fn dci_of(train: &Coded, test: &Coded, seed: u64) -> Result<Dci> {
+    let (ct, ft) = (&train.codes, &train.classes);
+    let (ce, fe) = (&test.codes, &test.classes);
     let (nc, nf) = (ct.ncols(), ft.ncols());
     let mut importance = Array2::<f64>::zeros((nc, nf));
     let (mut tr, mut te) = (0.0, 0.0);
     for j in 0..nf {
-        let y = column(&ft, j);
-        let m = Gbt::fit(ct.view(), &y, GbtConfig::default(), s.seed ^ (j as u64 + 1));
+        let y = column(ft, j);
+        let m = Gbt::fit(ct.view(), &y, GbtConfig::default(), seed ^ (j as u64 + 1));
         importance
             .column_mut(j)
             .assign(&Array1::from(m.importance.clone()));
         tr += accuracy(&m.predict(ct.view()), &y);
-        te += accuracy(&m.predict(ce.view()), &column(&fe, j));
+        te += accuracy(&m.predict(ce.view()), &column(fe, j));
     }
     let (d, c) = dci_from_importance(importance.view());
     Ok(Dci {
@@ -407,20 +425,33 @@ pub fn modularity_explicitness(
 ) -> Result<ModularityExplicitness> {
     s.validate()?;
     let mut rng = stream(s, 6);
-    let (ct, ft) = factor_codes(truth, rep, s.num_train, &mut rng)?;
-    let (ce, fe) = factor_codes(truth, rep, s.num_eval, &mut rng)?;
-    let mi = mi_matrix(&histogram_discretize(ct.view(), s.bins), &ft);
+    let train = factor_codes(truth, rep, s.num_train, &mut rng)?;
+    let test = factor_codes(truth, rep, s.num_eval, &mut rng)?;
+    modularity_explicitness_of(&train, &test, s.bins)
+}
+
+/// Modularity (of `train`, `bins` histogram bins per code) and
+/// explicitness (logistic regressions fit on `train`, scored on `test`) of
+/// fixed codes and factor classes.
+pub fn modularity_explicitness_of(
+    train: &Coded,
+    test: &Coded,
+    bins: usize,
+) -> Result<ModularityExplicitness> {
+    let (ct, ft) = (&train.codes, &train.classes);
+    let (ce, fe) = (&test.codes, &test.classes);
+    let mi = mi_matrix(&histogram_discretize(ct.view(), bins), ft);
     let mean = ct.mean_axis(Axis(0)).expect("n ≥ 1");
     let std = ct
         .std_axis(Axis(0), 0.0)
         .mapv(|v| if v > 0.0 { v } else { 1.0 });
-    let nt = (&ct - &mean) / &std;
-    let ne = (&ce - &mean) / &std;
+    let nt = (ct - &mean) / &std;
+    let ne = (ce - &mean) / &std;
     let nf = ft.ncols();
     let per: Vec<(f64, f64)> = (0..nf)
         .into_par_iter()
         .map(|j| {
-            let y = column(&ft, j);
+            let y = column(ft, j);
             let m = Logistic::fit(nt.view(), &y);
             let auc = |x: &Array2<f64>, y: &[usize]| {
                 let p = m.proba(x.view());
@@ -439,7 +470,7 @@ pub fn modularity_explicitness(
                     aucs.iter().sum::<f64>() / aucs.len() as f64
                 }
             };
-            (auc(&nt, &y), auc(&ne, &column(&fe, j)))
+            (auc(&nt, &y), auc(&ne, &column(fe, j)))
         })
         .collect();
     Ok(ModularityExplicitness {

@@ -8,6 +8,7 @@
 //! on request: [`Code`]).
 
 mod classify;
+mod codes;
 mod gbt;
 mod metrics;
 
@@ -19,10 +20,11 @@ use serde::Serialize;
 
 use crate::error::{Result, input};
 
+pub use codes::{CodeOptions, CodeScores, CodeSettings, Coded, FactorKind, evaluate_codes};
 pub use metrics::{
     BetaVaeScore, Dci, FactorVaeScore, Mig, ModularityExplicitness, Sap, SapMode, beta_vae,
-    completeness, dci, dci_from_importance, disentanglement, factor_vae, mig, modularity,
-    modularity_explicitness, sap,
+    completeness, dci, dci_from_importance, dci_of, disentanglement, factor_vae, mig, mig_of,
+    modularity, modularity_explicitness, modularity_explicitness_of, sap, sap_of,
 };
 
 /// Observations with known, discrete generative factors.
@@ -417,13 +419,13 @@ pub fn evaluate_all(
     })
 }
 
-/// Codes and factors of `n` random points, drawn in batches of 64.
+/// Codes and factors of `n` random points, drawn in batches of 4096.
 pub(crate) fn factor_codes(
     truth: &dyn GroundTruth,
     rep: &dyn Representation,
     n: usize,
     rng: &mut SplitMix64,
-) -> Result<(Array2<f64>, Array2<usize>)> {
+) -> Result<Coded> {
     let (f, x) = truth.sample(n, rng)?;
     let mut codes: Option<Array2<f64>> = None;
     let mut start = 0;
@@ -450,5 +452,6 @@ pub(crate) fn factor_codes(
         });
         start = end;
     }
-    Ok((codes.unwrap_or_else(|| Array2::zeros((0, 0))), f))
+    let codes = codes.unwrap_or_else(|| Array2::zeros((0, 0)));
+    Ok(Coded::from_classes(codes, f))
 }
