@@ -1,5 +1,5 @@
 """Writes the small seed corpus of every fuzz target (run once; the files are
-kept in the repository). usage: python3 fuzz/make_corpus.py"""
+kept in the repository; the image seeds need Pillow). usage: python3 fuzz/make_corpus.py"""
 import gzip
 import json
 import os
@@ -98,3 +98,23 @@ mlp = {"encoder": [{"layer": "flatten"}, {"layer": "linear", "out": 64}, {"layer
 for name, v in [("conv64.json", conv64), ("bn.json", bn), ("mlp.json", mlp)]:
     put("arch", name, json.dumps(v).encode())
 put("arch", "bad.json", b'{"encoder": [{"layer": "conv2d", "out": 99999999, "kernel": 0}], "decoder": []}')
+
+# image: PNG (grey, RGB, RGBA, 16-bit) and JPEG (grey, colour), small.
+from PIL import Image
+import io as _io
+
+
+def encoded(img, fmt, **kw):
+    b = _io.BytesIO()
+    img.save(b, fmt, **kw)
+    return b.getvalue()
+
+
+ramp = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+put("image", "grey.png", encoded(Image.fromarray(ramp, "L"), "PNG"))
+colour = np.stack([ramp, ramp[::-1], 255 - ramp], -1)
+put("image", "rgb.png", encoded(Image.fromarray(colour, "RGB"), "PNG"))
+put("image", "rgba.png", encoded(Image.fromarray(np.dstack([colour, ramp]), "RGBA"), "PNG"))
+put("image", "grey16.png", encoded(Image.fromarray(ramp.astype(np.uint16) * 257), "PNG"))
+put("image", "rgb.jpg", encoded(Image.fromarray(colour, "RGB"), "JPEG", quality=90))
+put("image", "grey.jpg", encoded(Image.fromarray(ramp, "L"), "JPEG", quality=90))

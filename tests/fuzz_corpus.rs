@@ -39,6 +39,30 @@ fn idx_inputs() {
 }
 
 #[test]
+fn image_inputs() {
+    use latentlab::data::images::{decode_image, image_header};
+    let ok = each("image", |_, b| {
+        let Ok(h) = image_header(b) else {
+            return false;
+        };
+        let mut row = vec![0.0f32; 3 * 8 * 6];
+        u64::from(h.width) * u64::from(h.height) <= 1 << 16
+            && decode_image(b, 3, (8, 6), true, &mut row).is_ok()
+    });
+    assert!(ok >= 2, "the seed PNG and JPEG decode ({ok})");
+}
+
+#[test]
+fn npz_inputs() {
+    let ok = each("npz", |p, b| {
+        latentlab::data::npz::parse_dsprites_npz(p, std::io::Cursor::new(b))
+            .map(|f| f.images.rows(&[0]).len())
+            .is_ok()
+    });
+    assert!(ok >= 1, "the seed grid reads ({ok})");
+}
+
+#[test]
 fn npy_inputs() {
     let ok = each("npy", |p, b| npy::parse(p, b).map(|a| a.to_f64()).is_ok());
     assert!(ok >= 4);

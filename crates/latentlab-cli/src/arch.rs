@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use latentlab::model::Stacks;
+use latentlab::model::{NamedStacks, Stacks};
 
 /// Hidden widths, parsed from one flag value (`512,256`). A newtype, so
 /// clap takes the list as one value rather than as repeated flags.
@@ -64,19 +64,34 @@ pub fn parse_arch(text: &str) -> Result<Arch, String> {
             "`{text}` is neither mlp, mlp:WIDTHS, conv64, conv28 nor a JSON file of stacks"
         ));
     }
-    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let named = read_stacks_file(path)?;
+    if let Some(r) = named.renames.first() {
+        return Err(format!(
+            "{text}: names a checkpoint's modules (`{}`); names are for reading a foreign checkpoint with --checkpoint-arch, a model latentlab trains names its own",
+            r.from.trim_end_matches('.')
+        ));
+    }
+    Ok(Arch::File(path.into(), named.stacks))
+}
+
+/// Reads a JSON layer specification, whose layers may name a checkpoint's
+/// modules ([`latentlab::model::parse_named_stacks`]).
+pub fn read_stacks_file(path: &Path) -> Result<NamedStacks, String> {
+    let text = path.display();
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{text}: {e}"))?
+        .len();
     if len > MAX_ARCH_FILE {
         return Err(format!(
             "{text}: {len} bytes is too large for an architecture"
         ));
     }
     let json = std::fs::read_to_string(path).map_err(|e| format!("{text}: {e}"))?;
-    let stacks: Stacks = serde_json::from_str(&json).map_err(|e| {
+    latentlab::model::parse_named_stacks(&json).map_err(|e| {
         format!(
             "{text}: not a layer specification ({{\"encoder\": [...], \"decoder\": [...]}}): {e}"
         )
-    })?;
-    Ok(Arch::File(path.into(), stacks))
+    })
 }
 
 impl Arch {

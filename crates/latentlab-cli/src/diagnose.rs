@@ -224,12 +224,9 @@ pub struct DisentanglementArgs {
     /// The checkpoint whose encoder gives the codes.
     #[arg(long, required_unless_present = "codes", conflicts_with = "codes")]
     pub checkpoint: Option<PathBuf>,
-    /// Codes from any model, scored without one: a 2-D .npy file (N × d, float32 or float64); needs --factors. MIG, SAP, DCI, modularity and explicitness are computed; the β-VAE and FactorVAE scores need a model and are reported as not computable.
-    #[arg(long, requires = "factors", conflicts_with_all = ["data", "code", "num_train", "num_eval"])]
+    /// Codes from any model, scored without one: a 2-D .npy file (N × d, float32 or float64); needs --factors (N × K, or N for one factor: whole-number classes of any numeric type, or real values with --continuous). MIG, SAP, DCI, modularity and explicitness are computed; the β-VAE and FactorVAE scores need a model and are reported as not computable.
+    #[arg(long, conflicts_with_all = ["data", "code", "num_train", "num_eval"])]
     pub codes: Option<PathBuf>,
-    /// The factors of --codes' rows: a .npy file, N × K (or N for one factor), whole-number classes of any numeric type, or real values with --continuous.
-    #[arg(long, requires = "codes")]
-    pub factors: Option<PathBuf>,
     /// Held-out codes (with --test-factors) that SAP, DCI and explicitness are scored on; without them a seeded 20 % of --codes' rows is held out.
     #[arg(long, requires_all = ["codes", "test_factors"])]
     pub test_codes: Option<PathBuf>,
@@ -306,6 +303,33 @@ where
     let scores = if a.data == "dsprites" {
         check(latentlab::data::dsprites::SIDE * latentlab::data::dsprites::SIDE)?;
         disentangle::evaluate_all(&dsprites_truth(), &rep, &settings)
+    } else if let Some((file, None)) = crate::load::npz_spec(&a.data)? {
+        // The whole file: its ordered factor grid, unpacked image by image.
+        let f = latentlab::data::npz::read_dsprites_npz(file).context("--data")?;
+        if !f.is_ordered_grid() {
+            return Err(CliError::from(format!(
+                "--data {}: its rows are not the full factor grid in order (as the original file's are); score N of its images with --data {}:N",
+                a.data, a.data
+            )));
+        }
+        let (h, w) = f.images.image_shape();
+        check(h * w)?;
+        let cols = f.factor_columns();
+        let counts = f.class_counts();
+        let names = cols
+            .iter()
+            .map(|&k| latentlab::data::npz::LATENT_NAMES[k].to_string())
+            .collect();
+        let sizes = cols.iter().map(|&k| counts[k]).collect();
+        let render = |classes: &[usize], out: &mut [f32]| {
+            let mut all = [0usize; 6];
+            for (&k, &c) in cols.iter().zip(classes) {
+                all[k] = c;
+            }
+            f.images.unpack_into(f.grid_index(&all), out);
+        };
+        let truth = disentangle::FactorGrid::new(sizes, names, h * w, render);
+        disentangle::evaluate_all(&truth, &rep, &settings)
     } else {
         let s = load_data(&a.data, a.seed)?;
         check(s.train.dim())?;
@@ -322,7 +346,7 @@ where
                     .map(|d| d.factor_classes.as_ref().expect("checked").view())
                     .collect::<Vec<_>>(),
             )?;
-            let names = (c.ncols() == 5).then(|| {
+            let names = (c.ncols() == 5 && s.name.contains("dsprites")).then(|| {
                 latentlab::data::dsprites::FACTOR_NAMES
                     .iter()
                     .map(|s| s.to_string())
@@ -357,7 +381,9 @@ where
 /// `latentlab disentanglement --codes`: the code-level metrics of arrays
 /// from any model.
 fn disentangle_codes(a: &DisentanglementArgs, codes: &Path) -> Result<()> {
-    let factors = a.factors.as_deref().ok_or("--codes needs --factors")?;
+    let factors = crate::load::data_options().factors.ok_or(
+        "--codes needs --factors: the factors of its rows, a .npy file of N × K (or N) values",
+    )?;
     let kind = if a.continuous {
         FactorKind::Continuous
     } else {
@@ -386,7 +412,7 @@ fn disentangle_codes(a: &DisentanglementArgs, codes: &Path) -> Result<()> {
         }
         Ok((c, f))
     };
-    let (c, f) = pair(codes, factors, "--codes", "--factors")?;
+    let (c, f) = pair(codes, &factors, "--codes", "--factors")?;
     let test = match (&a.test_codes, &a.test_factors) {
         (Some(tc), Some(tf)) => Some(pair(tc, tf, "--test-codes", "--test-factors")?),
         (None, None) => None,

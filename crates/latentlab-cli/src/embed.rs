@@ -37,9 +37,6 @@ pub struct EmbedArgs {
     /// pca, tsne or umap.
     #[arg(long, default_value = "tsne")]
     pub method: String,
-    /// Labels for the k-NN accuracy of the map: a 1-D integer .npy file of N entries.
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
     /// Where to write the map (N × 2, float64 .npy).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -111,7 +108,8 @@ pub fn run(a: &EmbedArgs) -> Result<()> {
         (read_matrix(&a.latents, "--latents")?, None)
     };
     let n = x.nrows();
-    let labels = match &a.labels {
+    // The global --labels: for the k-NN accuracy of the map, N integers.
+    let labels = match &crate::load::data_options().labels {
         Some(p) => Some(read_labels(p, n)?),
         None => file_labels,
     };

@@ -92,6 +92,24 @@ struct Cli {
     /// in --arch's layer specification ({"encoder": [...], "decoder": [...]}).
     #[arg(long, global = true, value_name = "FILE.json")]
     checkpoint_arch: Option<PathBuf>,
+    /// Labels of the rows read: of --data (a .npy file or a folder of
+    /// images, in the file's row order or the folder's sorted file order),
+    /// or of embed's latents. A .npy file of N whole numbers.
+    #[arg(long, global = true, value_name = "y.npy")]
+    labels: Option<PathBuf>,
+    /// Factors of the rows read: of --data (as --labels; N × K classes, the
+    /// disentanglement metrics' ground truth), or of disentanglement's
+    /// --codes (classes, or real values with --continuous).
+    #[arg(long, global = true, value_name = "f.npy")]
+    factors: Option<PathBuf>,
+    /// Folders of images: resize every image to H × W pixels (`64` or
+    /// `64x48`, height first), with a triangle (bilinear, antialiased) filter.
+    #[arg(long, global = true, value_name = "H[xW]")]
+    image_size: Option<String>,
+    /// With --image-size: resize the shorter side and crop the centre
+    /// (keeping the aspect), instead of stretching.
+    #[arg(long, global = true)]
+    center_crop: bool,
 }
 
 #[derive(Subcommand)]
@@ -210,6 +228,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = load::set_load_options(cli.renames, cli.checkpoint_arch.as_deref()) {
         eprintln!("latentlab: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = load::set_data_options(
+        cli.image_size.as_deref(),
+        cli.center_crop,
+        cli.labels,
+        cli.factors,
+    ) {
+        eprintln!("latentlab: error: {e}");
         return ExitCode::from(2);
     }
     let result = match cli.command {

@@ -59,6 +59,9 @@ pub struct Split {
     pub train: Dataset,
     /// Held-out images.
     pub test: Dataset,
+    /// The name of each label, where the data name them (an image
+    /// folder's class sub-folders): `label_names[l]` for label `l`.
+    pub label_names: Option<Vec<String>>,
 }
 
 /// What can go wrong loading a dataset.
@@ -81,7 +84,7 @@ pub enum DataError {
     },
 }
 
-fn invalid(path: &Path, detail: impl Into<String>) -> DataError {
+pub(crate) fn invalid(path: &Path, detail: impl Into<String>) -> DataError {
     DataError::Invalid {
         path: path.into(),
         detail: detail.into(),
@@ -204,9 +207,7 @@ pub fn images_from_npy(path: &Path, arr: &crate::npy::NpyArray) -> Result<Split,
             NpyData::I64(_) => unreachable!("refused above"),
         }
     };
-    let test_n = (n / 10).max(1);
-    let order = crate::rng::subset(n, n, NPY_SPLIT_SEED, 0);
-    let (test_idx, train_idx) = order.split_at(test_n);
+    let (train_idx, test_idx) = fixed_split(n);
     let part = |idx: &[usize]| {
         let mut rows = Vec::with_capacity(idx.len() * dim);
         for &i in idx {
@@ -225,9 +226,56 @@ pub fn images_from_npy(path: &Path, arr: &crate::npy::NpyArray) -> Result<Split,
         .map_or_else(|| "npy".into(), |s| s.to_string_lossy().into_owned());
     Ok(Split {
         name,
-        train: part(train_idx),
-        test: part(test_idx),
+        train: part(&train_idx),
+        test: part(&test_idx),
+        label_names: None,
     })
+}
+
+/// Labels and factor classes for the rows of a data set read from one file
+/// or folder (a `.npy` array, an image folder), in the rows' original order:
+/// they follow the images into the fixed train/test split. `path` names
+/// the label or factor file in messages.
+pub fn label_rows(
+    split: &mut Split,
+    labels: Option<(&Path, &[i64])>,
+    factors: Option<(&Path, ndarray::ArrayView2<'_, usize>)>,
+) -> Result<(), DataError> {
+    let n = split.train.len() + split.test.len();
+    let (train_idx, test_idx) = fixed_split(n);
+    if let Some((path, l)) = labels {
+        if l.len() != n {
+            return Err(invalid(path, format!("{} labels for {n} images", l.len())));
+        }
+        let pick = |idx: &[usize]| idx.iter().map(|&i| l[i]).collect();
+        split.train.labels = Some(pick(&train_idx));
+        split.test.labels = Some(pick(&test_idx));
+        split.label_names = None;
+    }
+    if let Some((path, f)) = factors {
+        if f.nrows() != n {
+            return Err(invalid(
+                path,
+                format!("{} rows of factors for {n} images", f.nrows()),
+            ));
+        }
+        if f.ncols() == 0 {
+            return Err(invalid(path, "the factor array has no columns"));
+        }
+        let pick = |idx: &[usize]| f.select(ndarray::Axis(0), idx);
+        split.train.factor_classes = Some(pick(&train_idx));
+        split.test.factor_classes = Some(pick(&test_idx));
+    }
+    Ok(())
+}
+
+/// The fixed split of a file's `n` rows (a `.npy` array's, an image
+/// folder's): a seeded shuffle puts a tenth (at least one) in the test
+/// part. Returns the (train, test) row indices.
+pub(crate) fn fixed_split(n: usize) -> (Vec<usize>, Vec<usize>) {
+    let order = crate::rng::subset(n, n, NPY_SPLIT_SEED, 0);
+    let (test, train) = order.split_at((n / 10).max(1));
+    (train.to_vec(), test.to_vec())
 }
 
 /// Turns an image file and a label file into a dataset, checking that they
@@ -305,6 +353,7 @@ pub fn mnist_10k() -> Split {
         name: "mnist-10k".into(),
         train: load(MNIST_TRAIN_IMAGES, MNIST_TRAIN_LABELS, "train"),
         test: load(MNIST_TEST_IMAGES, MNIST_TEST_LABELS, "t10k"),
+        label_names: None,
     }
 }
 
@@ -405,12 +454,43 @@ pub fn load_idx_dir(dir: impl AsRef<Path>) -> Result<Split, DataError> {
             .unwrap_or_else(|| "idx".into()),
         train,
         test,
+        label_names: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_and_factors_follow_their_rows_into_the_split() {
+        // Row i's first value is i / 255; its label is i % 7, its factors
+        // (i % 2, i % 5).
+        let n = 50;
+        let mut x = vec![0u8; n * 4];
+        for i in 0..n {
+            x[i * 4] = i as u8;
+        }
+        let path = std::env::temp_dir().join(format!("label-rows-{}.npy", std::process::id()));
+        crate::npy::write_u8(&path, &[n, 4], &x).unwrap();
+        let mut s = load_npy(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        let labels: Vec<i64> = (0..n as i64).map(|i| i % 7).collect();
+        let f = Array2::from_shape_fn((n, 2), |(i, k)| if k == 0 { i % 2 } else { i % 5 });
+        let p = Path::new("y.npy");
+        label_rows(&mut s, Some((p, &labels)), Some((p, f.view()))).unwrap();
+        for d in [&s.train, &s.test] {
+            let l = d.labels.as_ref().unwrap();
+            let fc = d.factor_classes.as_ref().unwrap();
+            for (r, row) in d.images.rows().into_iter().enumerate() {
+                let i = (row[0] * 255.0).round() as usize;
+                assert_eq!(l[r], (i % 7) as i64);
+                assert_eq!((fc[[r, 0]], fc[[r, 1]]), (i % 2, i % 5));
+            }
+        }
+        let err = label_rows(&mut s, Some((p, &labels[..49])), None).unwrap_err();
+        assert!(err.to_string().contains("49 labels for 50 images"), "{err}");
+    }
 
     #[test]
     fn embedded_mnist_is_what_its_readme_says() {

@@ -187,6 +187,7 @@ pub fn colour_split(n_train: usize, n_test: usize, seed: u64) -> Split {
         name: "color-dsprites".into(),
         train: colour_dataset(train, seed),
         test: colour_dataset(test, seed),
+        label_names: None,
     }
 }
 
@@ -198,6 +199,7 @@ pub fn split(n_train: usize, n_test: usize, seed: u64) -> Split {
         name: "dsprites".into(),
         train: dataset(train),
         test: dataset(test),
+        label_names: None,
     }
 }
 

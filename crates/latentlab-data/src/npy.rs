@@ -130,26 +130,61 @@ pub fn read(path: impl AsRef<Path>) -> Result<NpyArray, NpyError> {
     parse(path, &bytes)
 }
 
-/// Parses the bytes of a `.npy` file (`path` is used in messages only).
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray, NpyError> {
-    if bytes.len() < 10 {
+/// What a `.npy` header says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// The array's shape.
+    pub shape: Vec<usize>,
+    /// The element type: `f` f32, `d` f64, `b` u8, `l` i64.
+    pub(crate) kind: char,
+    /// Bytes per element.
+    pub item_size: usize,
+    /// Big-endian elements.
+    pub(crate) big: bool,
+    /// Where the data start (the header's length).
+    pub data_start: usize,
+}
+
+impl NpyHeader {
+    /// The number of data bytes the shape and type need.
+    pub fn data_len(&self) -> Option<usize> {
+        self.shape
+            .iter()
+            .try_fold(self.item_size, |acc, &d| acc.checked_mul(d))
+    }
+
+    /// The `numpy` name of the element type.
+    pub fn dtype(&self) -> &'static str {
+        match self.kind {
+            'f' => "float32",
+            'd' => "float64",
+            'b' => "uint8",
+            _ => "int64",
+        }
+    }
+}
+
+/// The bytes the header of a `.npy` file takes, from its first 12 bytes
+/// (or fewer, for a truncated file): magic, version, length and text.
+pub fn header_len(path: &Path, prefix: &[u8]) -> Result<usize, NpyError> {
+    if prefix.len() < 10 {
         return Err(format_err(
             path,
-            format!("{} bytes is too short for a .npy header", bytes.len()),
+            format!("{} bytes is too short for a .npy header", prefix.len()),
         ));
     }
-    if &bytes[..6] != MAGIC {
+    if &prefix[..6] != MAGIC {
         return Err(format_err(path, "wrong magic (expected \\x93NUMPY)"));
     }
-    let (major, minor) = (bytes[6], bytes[7]);
-    let (header_len, start) = match major {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+    let (major, minor) = (prefix[6], prefix[7]);
+    let (len, start) = match major {
+        1 => (usize::from(u16::from_le_bytes([prefix[8], prefix[9]])), 10),
         2 | 3 => {
-            if bytes.len() < 12 {
+            if prefix.len() < 12 {
                 return Err(format_err(path, "truncated header length"));
             }
             (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                u32::from_le_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]) as usize,
                 12,
             )
         }
@@ -160,18 +195,26 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray, NpyError> {
             ));
         }
     };
-    if header_len > MAX_HEADER {
+    if len > MAX_HEADER {
         return Err(format_err(
             path,
-            format!("header claims {header_len} bytes (limit {MAX_HEADER})"),
+            format!("header claims {len} bytes (limit {MAX_HEADER})"),
         ));
     }
-    let end = start + header_len;
+    Ok(start + len)
+}
+
+/// Parses the header at the start of `bytes` (which need hold no more
+/// than the header; `path` is used in messages only).
+pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyHeader, NpyError> {
+    let end = header_len(path, &bytes[..bytes.len().min(12)])?;
+    let start = if bytes[6] == 1 { 10 } else { 12 };
     if bytes.len() < end {
         return Err(format_err(
             path,
             format!(
-                "truncated: header claims {header_len} bytes, file has {}",
+                "truncated: header claims {} bytes, file has {}",
+                end - start,
                 bytes.len() - start
             ),
         ));
@@ -193,11 +236,11 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray, NpyError> {
     }
     let shape = parse_shape(shape_text)
         .ok_or_else(|| format_err(path, format!("unreadable shape {shape_text:?}")))?;
-    let count = shape
+    shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format_err(path, format!("shape {shape:?} overflows")))?;
-    let (kind, size) = match descr {
+    let (kind, item_size) = match descr {
         "<f4" | ">f4" | "=f4" => ('f', 4),
         "<f8" | ">f8" | "=f8" => ('d', 8),
         "|u1" | "<u1" | ">u1" | "u1" => ('b', 1),
@@ -211,10 +254,25 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray, NpyError> {
             });
         }
     };
-    let big = descr.starts_with('>');
-    let body = &bytes[end..];
-    let need = count
-        .checked_mul(size)
+    let h = NpyHeader {
+        shape,
+        kind,
+        item_size,
+        big: descr.starts_with('>'),
+        data_start: end,
+    };
+    h.data_len()
+        .ok_or_else(|| format_err(path, "size overflows"))?;
+    Ok(h)
+}
+
+/// Parses the bytes of a `.npy` file (`path` is used in messages only).
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray, NpyError> {
+    let h = parse_header(path, bytes)?;
+    let (shape, descr) = (h.shape.clone(), h.dtype());
+    let body = &bytes[h.data_start..];
+    let need = h
+        .data_len()
         .ok_or_else(|| format_err(path, "size overflows"))?;
     if body.len() != need {
         return Err(format_err(
@@ -225,13 +283,20 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray, NpyError> {
             ),
         ));
     }
-    let data = match kind {
+    let data = decode_body(&h, body);
+    Ok(NpyArray { shape, data })
+}
+
+/// The elements of `body` (the data after header `h`, already checked to
+/// be `h.data_len()` bytes long).
+pub(crate) fn decode_body(h: &NpyHeader, body: &[u8]) -> NpyData {
+    let big = h.big;
+    match h.kind {
         'f' => NpyData::F32(decode(body, big, f32::from_le_bytes, f32::from_be_bytes).collect()),
         'd' => NpyData::F64(decode(body, big, f64::from_le_bytes, f64::from_be_bytes).collect()),
         'b' => NpyData::U8(body.to_vec()),
         _ => NpyData::I64(decode(body, big, i64::from_le_bytes, i64::from_be_bytes).collect()),
-    };
-    Ok(NpyArray { shape, data })
+    }
 }
 
 /// Numbers of `N` bytes each from `bytes`, little- or big-endian (a trailing

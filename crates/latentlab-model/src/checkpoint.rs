@@ -92,6 +92,108 @@ impl std::fmt::Display for Rename {
     }
 }
 
+/// A layer specification that also names a foreign checkpoint's modules:
+/// the stacks, and the renaming rules that read each named module's
+/// tensors as latentlab's (`enc.blocks.0.0.` → `encoder.0.`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedStacks {
+    /// The stacks.
+    pub stacks: Stacks,
+    /// One rule per named module, exact to the module (its name and a dot).
+    pub renames: Vec<Rename>,
+}
+
+/// Parses a layer specification (`{"encoder": [...], "decoder": [...]}`)
+/// in which a layer may carry `"name"`, the module path of its tensors in
+/// the checkpoint (`"enc.blocks.0.0"` for `enc.blocks.0.0.weight`), and an
+/// optional `"heads": {"fc_mu": "...", "fc_logvar": "..."}` names the two
+/// heads; for state_dicts whose module tree is not a flat `nn.Sequential`
+/// (blocks of `nn.Sequential`, other attribute names). Layers without a
+/// name keep latentlab's (`encoder.{i}`).
+pub fn parse_named_stacks(json: &str) -> std::result::Result<NamedStacks, String> {
+    use serde_json::Value;
+    let mut top: serde_json::Map<String, Value> =
+        serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
+    let mut renames = Vec::new();
+    let mut rule = |module: String, ours: String, at: &str| -> std::result::Result<(), String> {
+        if module.is_empty() || module.ends_with('.') || module.starts_with('.') {
+            return Err(format!(
+                "{at}: `{module}` is not a module path (like enc.blocks.0.0)"
+            ));
+        }
+        if renames
+            .iter()
+            .any(|r: &Rename| r.from == format!("{module}."))
+        {
+            return Err(format!("{at}: the module `{module}` is named twice"));
+        }
+        renames.push(Rename {
+            from: format!("{module}."),
+            to: format!("{ours}."),
+        });
+        Ok(())
+    };
+    let mut stacks = Vec::new();
+    for part in ["encoder", "decoder"] {
+        let Some(Value::Array(layers)) = top.remove(part) else {
+            return Err(format!("no \"{part}\" list of layers"));
+        };
+        let mut specs = Vec::with_capacity(layers.len());
+        for (i, mut layer) in layers.into_iter().enumerate() {
+            let at = format!("{part}[{i}]");
+            let name = match layer.as_object_mut().and_then(|o| o.remove("name")) {
+                None => None,
+                Some(Value::String(n)) => Some(n),
+                Some(other) => return Err(format!("{at}: \"name\" must be a string, not {other}")),
+            };
+            let spec: LayerSpec =
+                serde_json::from_value(layer).map_err(|e| format!("{at}: {e}"))?;
+            if let Some(n) = name {
+                if matches!(
+                    spec,
+                    LayerSpec::Flatten | LayerSpec::Unflatten { .. } | LayerSpec::Activation(_)
+                ) {
+                    return Err(format!(
+                        "{at}: a {} layer has no tensors to name",
+                        spec.kind()
+                    ));
+                }
+                rule(n, format!("{part}.{i}"), &at)?;
+            }
+            specs.push(spec);
+        }
+        stacks.push(specs);
+    }
+    if let Some(heads) = top.remove("heads") {
+        let Value::Object(heads) = heads else {
+            return Err("\"heads\" must be an object {\"fc_mu\": ..., \"fc_logvar\": ...}".into());
+        };
+        for (head, module) in heads {
+            if head != "fc_mu" && head != "fc_logvar" {
+                return Err(format!("heads: `{head}` is neither fc_mu nor fc_logvar"));
+            }
+            let Value::String(module) = module else {
+                return Err(format!("heads.{head}: the module path must be a string"));
+            };
+            rule(module, head.clone(), &format!("heads.{head}"))?;
+        }
+    }
+    if let Some(key) = top.keys().next() {
+        return Err(format!(
+            "unknown key `{key}` (expected encoder, decoder and optionally heads)"
+        ));
+    }
+    let decoder = stacks.pop().expect("two parts");
+    let encoder = stacks.pop().expect("two parts");
+    // Longer module paths first, so that `enc.0.1.` is tried before a
+    // rule for `enc.0.` could claim its tensors.
+    renames.sort_by_key(|r| std::cmp::Reverse(r.from.len()));
+    Ok(NamedStacks {
+        stacks: Stacks { encoder, decoder },
+        renames,
+    })
+}
+
 /// A file's tensors under latentlab's names (after the renaming rules).
 struct Tensors<'a> {
     st: SafeTensors<'a>,
@@ -122,7 +224,7 @@ impl<'a> Tensors<'a> {
             return Err(ckpt_err(
                 path,
                 format!(
-                    "--rename {}: no tensor name starts with {}",
+                    "renaming rule {} (--rename, or a name in --checkpoint-arch): no tensor name starts with {}",
                     renames[i], renames[i].from
                 ),
             ));

@@ -42,7 +42,7 @@ pub mod streams;
 pub mod train;
 pub mod vae;
 
-pub use checkpoint::{Checkpoint, LoadOptions, Rename};
+pub use checkpoint::{Checkpoint, LoadOptions, NamedStacks, Rename, parse_named_stacks};
 pub use config::{
     Capacity, KlSchedule, Likelihood, ModelConfig, ModelKind, Network, Stacks, TrainConfig,
 };

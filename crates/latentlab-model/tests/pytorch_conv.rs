@@ -225,7 +225,7 @@ fn renamed_state_dicts_load_through_prefix_rules() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("--rename modul.enc.=encoder.") && e.contains("no tensor"),
+        e.contains("renaming rule modul.enc.=encoder.") && e.contains("no tensor"),
         "{e}"
     );
     // Two tensors mapped onto one name.

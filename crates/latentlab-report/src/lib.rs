@@ -383,20 +383,37 @@ pub fn latent_maps(
             }
         };
         let secs = t0.elapsed().as_secs_f64();
-        let tw = trustworthiness(mu.view(), y.view(), 10)?;
+        // 10 neighbours, or fewer where a small test split has fewer than
+        // 2k + 1 points (the measures need k < N/2); none below 3 points.
+        let k = 10.min(m.saturating_sub(1) / 2);
+        let tw = (k > 0)
+            .then(|| trustworthiness(mu.view(), y.view(), k))
+            .transpose()?;
         let acc = labels
             .as_ref()
-            .map(|l| knn_accuracy(y.view(), l, 10))
+            .filter(|_| k > 0)
+            .map(|l| knn_accuracy(y.view(), l, k))
             .transpose()?;
         let label = method.to_uppercase().replace("TSNE", "t-SNE");
         page.svg(
-            &scatter(y.view(), labels.as_deref(), &format!("{label} of the latent means"), &format!("{label} 1"), &format!("{label} 2")),
+            &scatter(
+                y.view(),
+                labels.as_deref(),
+                &format!("{label} of the latent means"),
+                &format!("{label} 1"),
+                &format!("{label} 2"),
+            ),
             &format!(
-                "{m} test latent means mapped by {label} ({secs:.1} s): trustworthiness@10 {tw:.4}{}.",
-                acc.map(|a| format!(", 10-NN label accuracy {a:.3}")).unwrap_or_default()
+                "{m} test latent means mapped by {label} ({secs:.1} s){}{}.",
+                tw.map(|t| format!(": trustworthiness@{k} {t:.4}"))
+                    .unwrap_or_default(),
+                acc.map(|a| format!(", {k}-NN label accuracy {a:.3}"))
+                    .unwrap_or_default()
             ),
         );
-        maps.push(json!({"method": method, "seconds": secs, "trustworthiness10": tw, "knn_accuracy10": acc}));
+        // The keys keep their names when a small split lowers `k`, which
+        // `neighbours` states.
+        maps.push(json!({"method": method, "seconds": secs, "neighbours": k, "trustworthiness10": tw, "knn_accuracy10": acc}));
     }
     Ok(maps)
 }
