@@ -439,19 +439,33 @@ fn disentangle_codes(a: &DisentanglementArgs, codes: &Path) -> Result<()> {
     for (name, why) in &s.not_computable {
         println!("  {name:<18} not computable: {why}");
     }
-    println!("  MIG                {:.4}", s.mig);
-    println!("  SAP                {:.4}", s.sap);
-    println!(
-        "  DCI                D {:.4}  C {:.4}  I {:.4}",
-        s.dci.disentanglement, s.dci.completeness, s.dci.informativeness
-    );
-    println!("  modularity         {:.4}", s.modularity);
-    println!(
-        "  explicitness       {:.4} (AUC; {:.4} with chance at 0)",
-        s.explicitness, s.explicitness_normalized
+    print_code_level(
+        s.mig,
+        s.sap,
+        &s.dci,
+        s.modularity,
+        (s.explicitness, s.explicitness_normalized),
     );
     println!("factors: {}", s.settings.factor_treatment);
     Ok(())
+}
+
+/// Prints the metrics both forms of `latentlab disentanglement` compute.
+fn print_code_level(
+    mig: f64,
+    sap: f64,
+    dci: &disentangle::Dci,
+    modularity: f64,
+    (explicitness, normalized): (f64, f64),
+) {
+    println!("  MIG                {mig:.4}");
+    println!("  SAP                {sap:.4}");
+    println!(
+        "  DCI                D {:.4}  C {:.4}  I {:.4}",
+        dci.disentanglement, dci.completeness, dci.informativeness
+    );
+    println!("  modularity         {modularity:.4}");
+    println!("  explicitness       {explicitness:.4} (AUC; {normalized:.4} with chance at 0)");
 }
 
 /// Runs `latentlab disentanglement`.
@@ -473,16 +487,12 @@ pub fn disentanglement(a: &DisentanglementArgs) -> Result<()> {
     println!("factors: {}", s.factors.join(", "));
     println!("  β-VAE score        {:.4}", s.beta_vae);
     println!("  FactorVAE score    {:.4}", s.factor_vae);
-    println!("  MIG                {:.4}", s.mig);
-    println!("  SAP                {:.4}", s.sap);
-    println!(
-        "  DCI                D {:.4}  C {:.4}  I {:.4}",
-        s.dci.disentanglement, s.dci.completeness, s.dci.informativeness
-    );
-    println!("  modularity         {:.4}", s.modularity);
-    println!(
-        "  explicitness       {:.4} (AUC; {:.4} with chance at 0)",
-        s.explicitness, s.explicitness_normalized
+    print_code_level(
+        s.mig,
+        s.sap,
+        &s.dci,
+        s.modularity,
+        (s.explicitness, s.explicitness_normalized),
     );
     Ok(())
 }

@@ -68,6 +68,18 @@ pub enum NpyData {
     I64(Vec<i64>),
 }
 
+impl NpyData {
+    /// The `numpy` name of the element type.
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            NpyData::F32(_) => "float32",
+            NpyData::F64(_) => "float64",
+            NpyData::U8(_) => "uint8",
+            NpyData::I64(_) => "int64",
+        }
+    }
+}
+
 /// An array read from a `.npy` file, in C order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NpyArray {
@@ -88,12 +100,7 @@ impl NpyArray {
 
     /// The `numpy` name of the element type.
     pub fn dtype(&self) -> &'static str {
-        match self.data {
-            NpyData::F32(_) => "float32",
-            NpyData::F64(_) => "float64",
-            NpyData::U8(_) => "uint8",
-            NpyData::I64(_) => "int64",
-        }
+        self.data.dtype()
     }
 
     /// Every element as `f64` (exact for all four types but large i64).

@@ -316,7 +316,7 @@ pub fn parse_dsprites_npz(
                 path,
                 format!(
                     "member latents_classes.npy: {} classes, expected int64",
-                    dtype_of(&other)
+                    other.dtype()
                 ),
             ));
         }
@@ -330,7 +330,7 @@ pub fn parse_dsprites_npz(
                 path,
                 format!(
                     "member latents_values.npy: {} values, expected float64",
-                    dtype_of(&other)
+                    other.dtype()
                 ),
             ));
         }
@@ -340,15 +340,6 @@ pub fn parse_dsprites_npz(
         classes,
         values,
     })
-}
-
-fn dtype_of(d: &NpyData) -> &'static str {
-    match d {
-        NpyData::F32(_) => "float32",
-        NpyData::F64(_) => "float64",
-        NpyData::U8(_) => "uint8",
-        NpyData::I64(_) => "int64",
-    }
 }
 
 impl DspritesNpz {
