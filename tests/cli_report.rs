@@ -481,3 +481,61 @@ fn manipulation_commands_write_images() {
     assert_clean_errors(&cases);
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The fixture of crates/latentlab-onnx (a PyTorch conv VAE with BatchNorm,
+/// exported by benches/peers/torch_onnx_fixture.py).
+fn onnx_file(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../latentlab-onnx/tests/data/torch-onnx")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn an_onnx_model_reports_like_a_checkpoint() {
+    let dir = scratch("onnx-report");
+    let (enc, dec) = (onnx_file("encoder.onnx"), onnx_file("decoder.onnx"));
+    let out = latentlab(&[
+        "report",
+        "--encoder",
+        &enc,
+        "--decoder",
+        &dec,
+        "--data",
+        "mnist-10k",
+        "--map-points",
+        "300",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let index = dir.join("index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    // Every section but "Training", which needs the history of a latentlab
+    // run (a .resume file); a model trained elsewhere has none.
+    for section in [
+        "Is the latent space healthy?",
+        "Reconstructions and samples",
+        "Latent maps",
+        "Traversals",
+        "Interpolation",
+        "Attribute edits",
+    ] {
+        assert!(
+            html.contains(&format!("<h2>{section}</h2>")),
+            "missing section {section}"
+        );
+    }
+    assert!(html.contains("An ONNX model") && html.contains("1×28×28 inputs and 8 latents"));
+    assert!(data_uris(&html).len() >= 6);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(summary["active_dims"], 8, "{summary}");
+    check_in_browser(&index);
+    std::fs::remove_dir_all(dir).ok();
+}

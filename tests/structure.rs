@@ -23,7 +23,11 @@ const LAYERS: &[&[&str]] = &[
         "latentlab-viz",
     ],
     &["latentlab-model", "latentlab-embed"],
-    &["latentlab-diagnostics", "latentlab-manipulate"],
+    &[
+        "latentlab-diagnostics",
+        "latentlab-manipulate",
+        "latentlab-onnx",
+    ],
     &["latentlab-report"],
     &["latentlab"],
     &["latentlab-cli"],

@@ -9,36 +9,36 @@ use latentlab::diagnostics::disentangle::{
 use latentlab::diagnostics::{
     Accumulator, Diagnosis, Latents, Options, diagnose, diagnose_streamed,
 };
-use latentlab::model::{Vae, checkpoint};
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 use ndarray::Array2;
 
 use crate::error::{CliError, Context, Result};
-use crate::load::{load_data, split_rows};
+use crate::load::{load_data, load_for, split_rows};
+use crate::model::{Model, ModelFlags, Need, open};
 
 /// `latentlab diagnose`.
 #[derive(clap::Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct DiagnoseArgs {
     /// A .safetensors file with tensors `mu` and `logvar` (N × d, f32 or f64), as `latentlab encode` writes.
-    #[arg(long, conflicts_with_all = ["mu", "logvar", "checkpoint"])]
+    #[arg(long, conflicts_with_all = ["mu", "logvar", "checkpoint", "encoder"])]
     pub latents: Option<PathBuf>,
     /// Posterior means, a 2-D .npy file (N × d, f32 or f64); needs --logvar.
-    #[arg(long, requires = "logvar", conflicts_with = "checkpoint")]
+    #[arg(long, requires = "logvar", conflicts_with_all = ["checkpoint", "encoder"])]
     pub mu: Option<PathBuf>,
     /// Posterior log-variances, a 2-D .npy file of the same shape as --mu.
     #[arg(long, requires = "mu")]
     pub logvar: Option<PathBuf>,
-    /// A checkpoint to encode --data with.
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// With --checkpoint: mnist-10k, `[color-]dsprites[:N]`, a .npy file of images or a folder of IDX files.
+    /// A model to encode --data with (--checkpoint, or --encoder).
+    #[command(flatten)]
+    pub model: ModelFlags,
+    /// With a model: mnist-10k, `[color-]dsprites[:N]`, FILE.npz[:N], a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files.
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
-    /// With --checkpoint: test, train or all.
+    /// With a model: test, train or all.
     #[arg(long, default_value = "test")]
     pub split: String,
-    /// With --checkpoint: cpu, gpu or auto.
+    /// With a model: cpu, gpu or auto.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
     /// Monte Carlo draws for the mutual information and KL(q(z) ‖ p(z)).
@@ -58,22 +58,9 @@ pub struct DiagnoseArgs {
     pub json: bool,
 }
 
-fn latents_from_checkpoint<B: Backend>(
-    backend: B,
-    a: &DiagnoseArgs,
-    ckpt: &Path,
-) -> Result<Latents> {
-    let model: Vae<B> =
-        checkpoint::load(backend, ckpt, &crate::load::load_options()).context("--checkpoint")?;
-    let s = load_data(&a.data, 0)?;
-    if s.train.dim() != model.config().input_dim {
-        return Err(CliError::from(format!(
-            "--data {}: images have {} values each but the checkpoint's model expects {}",
-            a.data,
-            s.train.dim(),
-            model.config().input_dim
-        )));
-    }
+fn latents_from_model<B: Backend>(backend: B, a: &DiagnoseArgs) -> Result<Latents> {
+    let model = open(backend, &a.model, Need::Encoder)?;
+    let s = load_for(&a.data, &model)?;
     let (images, _) = split_rows(&s, &a.split)?;
     Ok(Latents::encode(&model, images.view())?)
 }
@@ -142,7 +129,7 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
         seed: a.seed,
         ..Options::default()
     };
-    let d = match (&a.latents, &a.mu, &a.logvar, &a.checkpoint) {
+    let d = match (&a.latents, &a.mu, &a.logvar, a.model.given()) {
         (Some(p), ..) => {
             if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
                 return Err(CliError::from(format!(
@@ -160,13 +147,13 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
             let lv = RawMatrix::open_npy(l).map_err(|e| format!("--logvar: {e}"))?;
             streamed(mu, lv, &opts).context("--mu/--logvar")?
         }
-        (None, None, None, Some(c)) => {
-            let l = on_device!(a.device, backend => latents_from_checkpoint(backend, a, c))?;
+        (None, None, None, true) => {
+            let l = on_device!(crate::model::device(&a.model, a.device), backend => latents_from_model(backend, a))?;
             diagnose(&l, &opts)?
         }
         _ => {
             return Err(
-                "give --latents FILE.safetensors, --mu A.npy --logvar B.npy, or --checkpoint CKPT --data D"
+                "give --latents FILE.safetensors, --mu A.npy --logvar B.npy, or a model (--checkpoint CKPT or --encoder E.onnx) and --data D"
                     .into(),
             );
         }
@@ -221,11 +208,11 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
 #[derive(clap::Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct DisentanglementArgs {
-    /// The checkpoint whose encoder gives the codes.
-    #[arg(long, required_unless_present = "codes", conflicts_with = "codes")]
-    pub checkpoint: Option<PathBuf>,
+    /// The model whose encoder gives the codes (--checkpoint, or --encoder).
+    #[command(flatten)]
+    pub model: ModelFlags,
     /// Codes from any model, scored without one: a 2-D .npy file (N × d, float32 or float64); needs --factors (N × K, or N for one factor: whole-number classes of any numeric type, or real values with --continuous). MIG, SAP, DCI, modularity and explicitness are computed; the β-VAE and FactorVAE scores need a model and are reported as not computable.
-    #[arg(long, conflicts_with_all = ["data", "code", "num_train", "num_eval"])]
+    #[arg(long, conflicts_with_all = ["data", "code", "num_train", "num_eval", "checkpoint", "encoder", "decoder"])]
     pub codes: Option<PathBuf>,
     /// Held-out codes (with --test-factors) that SAP, DCI and explicitness are scored on; without them a seeded 20 % of --codes' rows is held out.
     #[arg(long, requires_all = ["codes", "test_factors"])]
@@ -264,14 +251,12 @@ pub struct DisentanglementArgs {
 
 fn disentangle_on<B: Backend>(backend: B, a: &DisentanglementArgs) -> Result<disentangle::Scores>
 where
-    Vae<B>: Sync,
+    Model<B>: Sync,
 {
-    let path = a
-        .checkpoint
-        .as_ref()
-        .ok_or("--checkpoint or --codes is required")?;
-    let model: Vae<B> =
-        checkpoint::load(backend, path, &crate::load::load_options()).context("--checkpoint")?;
+    if !a.model.given() {
+        return Err("give a model (--checkpoint, or --encoder) or --codes".into());
+    }
+    let model = open(backend, &a.model, Need::Encoder)?;
     let settings = Settings {
         seed: a.seed,
         num_train: a.num_train,
@@ -289,19 +274,10 @@ where
         Code::Mean
     };
     let rep = Encoder::new(&model, code);
-    let dim = model.config().input_dim;
-    let check = |have: usize| {
-        if have == dim {
-            Ok(())
-        } else {
-            Err(CliError::from(format!(
-                "--data {}: observations have {have} values each but the checkpoint's model expects {dim}",
-                a.data
-            )))
-        }
-    };
+    let check = |h: usize, w: usize| model.check_input(&a.data, [1, h, w]);
     let scores = if a.data == "dsprites" {
-        check(latentlab::data::dsprites::SIDE * latentlab::data::dsprites::SIDE)?;
+        let side = latentlab::data::dsprites::SIDE;
+        check(side, side)?;
         disentangle::evaluate_all(&dsprites_truth(), &rep, &settings)
     } else if let Some((file, None)) = crate::load::npz_spec(&a.data)? {
         // The whole file: its ordered factor grid, unpacked image by image.
@@ -313,7 +289,7 @@ where
             )));
         }
         let (h, w) = f.images.image_shape();
-        check(h * w)?;
+        check(h, w)?;
         let cols = f.factor_columns();
         let counts = f.class_counts();
         let names = cols
@@ -332,7 +308,7 @@ where
         disentangle::evaluate_all(&truth, &rep, &settings)
     } else {
         let s = load_data(&a.data, a.seed)?;
-        check(s.train.dim())?;
+        model.check_input(&a.data, s.train.chw())?;
         let parts = [&s.train, &s.test];
         let x = ndarray::concatenate(
             ndarray::Axis(0),
@@ -479,7 +455,7 @@ pub fn disentanglement(a: &DisentanglementArgs) -> Result<()> {
     if a.num_eval < 1 {
         return Err("--num-eval: must be at least 1".into());
     }
-    let s = on_device!(a.device, backend => disentangle_on(backend, a))?;
+    let s = on_device!(crate::model::device(&a.model, a.device), backend => disentangle_on(backend, a))?;
     if a.json {
         println!("{}", serde_json::to_string(&s)?);
         return Ok(());

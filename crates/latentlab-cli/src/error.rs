@@ -71,6 +71,7 @@ from_layer!(
     latentlab::data::DataError,
     latentlab::data::npy::NpyError,
     latentlab::model::ModelError,
+    latentlab::onnx::OnnxError,
     latentlab::geometry::GeometryError,
     latentlab::diagnostics::DiagnosticsError,
     latentlab::embed::EmbedError,

@@ -132,33 +132,35 @@ pub struct InterpolateArgs {
     /// The first code (a 1-D .npy array).
     #[arg(
         long,
-        required_unless_present = "checkpoint",
-        conflicts_with = "checkpoint"
+        required_unless_present_any = ["checkpoint", "encoder"],
+        conflicts_with_all = ["checkpoint", "encoder"]
     )]
     pub z1: Option<PathBuf>,
     /// The second code (a 1-D .npy array of the same length).
     #[arg(
         long,
-        required_unless_present = "checkpoint",
-        conflicts_with = "checkpoint"
+        required_unless_present_any = ["checkpoint", "encoder"],
+        conflicts_with_all = ["checkpoint", "encoder"]
     )]
     pub z2: Option<PathBuf>,
-    /// Interpolate between the codes of two test images of this checkpoint instead, writing decoded strips.
-    #[arg(long, requires = "image")]
-    pub checkpoint: Option<PathBuf>,
-    /// With --checkpoint: the data whose test images are used.
+    /// Interpolate between the codes of two test images of a model instead
+    /// (--checkpoint, or --encoder and --decoder), writing decoded strips
+    /// to --image.
+    #[command(flatten)]
+    pub model: crate::model::ModelFlags,
+    /// With a model: the data whose test images are used.
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
-    /// With --checkpoint: the first test image.
+    /// With a model: the first test image.
     #[arg(long, default_value_t = 0)]
     pub from: usize,
-    /// With --checkpoint: the second test image.
+    /// With a model: the second test image.
     #[arg(long, default_value_t = 1)]
     pub to: usize,
-    /// With --checkpoint: the PNG strip to write (the method's path, then the decoder geodesic).
+    /// With a model: the PNG strip to write (the method's path, then the decoder geodesic).
     #[arg(long)]
     pub image: Option<PathBuf>,
-    /// With --checkpoint: cpu, gpu or auto.
+    /// With a model: cpu, gpu or auto.
     #[arg(long, default_value = "auto")]
     pub device: latentlab::tensor::DeviceChoice,
     /// Number of points on the path, endpoints included.
@@ -180,9 +182,12 @@ pub fn interpolate_codes(args: &InterpolateArgs) -> Result<()> {
     if args.steps == 0 {
         return Err("--steps: must be at least 1".into());
     }
-    if let (Some(ck), Some(image)) = (&args.checkpoint, &args.image) {
+    if args.model.given() {
+        let image = args.image.as_ref().ok_or(
+            "--image: interpolating between the codes of a model's test images writes a PNG strip; give --image FILE.png",
+        )?;
         let r = crate::manip::interpolate_images(&crate::manip::ImageStrip {
-            checkpoint: ck,
+            model: &args.model,
             image,
             data: &args.data,
             from: args.from,
@@ -199,7 +204,10 @@ pub fn interpolate_codes(args: &InterpolateArgs) -> Result<()> {
         return Ok(());
     }
     let (Some(p1), Some(p2)) = (&args.z1, &args.z2) else {
-        return Err("give --z1 and --z2, or --checkpoint and --image".into());
+        return Err(
+            "give --z1 and --z2, or a model (--checkpoint, or --encoder and --decoder) and --image"
+                .into(),
+        );
     };
     let (z1, f1) = read_code(p1, "--z1")?;
     let (z2, f2) = read_code(p2, "--z2")?;

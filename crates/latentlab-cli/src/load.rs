@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{CliError, Context, Result};
+use crate::model::Model;
 use latentlab::data::npy::{self, NpyData};
 use latentlab::data::{self, ImageFolderOptions, Split};
-use latentlab::model::{LoadOptions, Rename, Vae, checkpoint};
+use latentlab::model::{LoadOptions, Rename};
 use latentlab::tensor::Backend;
 use ndarray::Array2;
 
@@ -292,18 +293,10 @@ pub fn load_options() -> LoadOptions {
     LOAD_OPTIONS.get().cloned().unwrap_or_default()
 }
 
-pub fn load_model<B: Backend>(backend: B, path: &Path) -> Result<Vae<B>> {
-    checkpoint::load(backend, path, &load_options()).context("--checkpoint")
-}
-
-pub fn load_test(spec: &str, model_dim: usize) -> Result<Split> {
+/// `--data`, checked against the model's input.
+pub fn load_for<B: Backend>(spec: &str, model: &Model<B>) -> Result<Split> {
     let s = load_data(spec, 0)?;
-    if s.test.dim() != model_dim {
-        return Err(CliError::from(format!(
-            "--data {spec}: images have {} values each but the checkpoint's model expects {model_dim}",
-            s.test.dim()
-        )));
-    }
+    model.check_input(spec, s.test.chw())?;
     Ok(s)
 }
 

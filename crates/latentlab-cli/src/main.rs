@@ -68,6 +68,7 @@ mod geometry;
 mod info;
 mod load;
 mod manip;
+mod model;
 mod picture;
 mod report;
 mod train;
@@ -130,13 +131,12 @@ enum Command {
     },
     /// Trains a VAE (or autoencoder) and writes a checkpoint.
     Train(train::TrainArgs),
-    /// Encodes a dataset with a checkpoint: mu, logvar and labels to a .safetensors file.
+    /// Encodes a dataset with a model: mu, logvar and labels to a .safetensors file.
     #[command(allow_negative_numbers = true)]
     Encode {
-        /// The checkpoint (latentlab's or a PyTorch state_dict in safetensors).
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// mnist-10k, `[color-]dsprites[:N]`, a .npy file of images or a folder of IDX files.
+        #[command(flatten)]
+        model: model::ModelFlags,
+        /// mnist-10k, `[color-]dsprites[:N]`, FILE.npz[:N], a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files.
         #[arg(long, default_value = "mnist-10k")]
         data: String,
         /// test, train or all.
@@ -254,13 +254,13 @@ fn main() -> ExitCode {
         },
         Command::Train(args) => train::train(args),
         Command::Encode {
-            checkpoint,
+            model,
             data,
             split,
             out,
             device,
             json,
-        } => train::encode(&checkpoint, &data, &split, &out, device, json),
+        } => train::encode(&model, &data, &split, &out, device, json),
         Command::Decode(args) => train::decode(&args),
         Command::Interpolate(args) => geometry::interpolate_codes(&args),
         Command::Diagnose(args) => diagnose::run(&args),

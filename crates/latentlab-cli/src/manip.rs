@@ -11,16 +11,16 @@ use ndarray::{Array2, Axis, concatenate};
 use serde_json::{Value, json};
 
 use crate::error::{CliError, Context, Result};
-use crate::load::{index_of, load_model, load_test};
+use crate::load::{index_of, load_for};
+use crate::model::{ModelFlags, Need, open};
 use crate::picture::{shape_of, write_png};
 
 /// Flags every manipulation command shares.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// The checkpoint (latentlab's or a PyTorch state_dict in safetensors).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Images to start from: mnist-10k, `[color-]dsprites[:N]`, a .npy file of images or a folder of IDX files (their test split).
+    #[command(flatten)]
+    pub model: ModelFlags,
+    /// Images to start from: mnist-10k, `[color-]dsprites[:N]`, FILE.npz[:N], a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files (their test split).
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
     /// cpu, gpu or auto.
@@ -167,7 +167,7 @@ fn sample_on<B: Backend>(backend: B, a: &SampleArgs) -> Result<()> {
     if a.n == 0 || a.n > 10_000 {
         return Err(CliError::from(format!("--n: {} is not in 1..=10000", a.n)));
     }
-    let model = load_model(backend, &a.m.checkpoint)?;
+    let model = open(backend, &a.m.model, Need::Decoder)?;
     let x = model.sample(a.n, a.seed)?;
     write_png(&a.m.out, &x, shape_of(&model), 10)?;
     finish(
@@ -177,8 +177,8 @@ fn sample_on<B: Backend>(backend: B, a: &SampleArgs) -> Result<()> {
 }
 
 fn traverse_on<B: Backend>(backend: B, a: &TraverseArgs) -> Result<()> {
-    let model = load_model(backend, &a.m.checkpoint)?;
-    let s = load_test(&a.m.data, model.input_dim())?;
+    let model = open(backend, &a.m.model, Need::Both)?;
+    let s = load_for(&a.m.data, &model)?;
     let i = index_of(&s, a.index, "--index")?;
     let z = model
         .encode(s.test.images.slice(ndarray::s![i..=i, ..]))?
@@ -211,8 +211,8 @@ fn traverse_on<B: Backend>(backend: B, a: &TraverseArgs) -> Result<()> {
 }
 
 fn attribute_on<B: Backend>(backend: B, a: &AttributeArgs) -> Result<()> {
-    let model = load_model(backend, &a.m.checkpoint)?;
-    let s = load_test(&a.m.data, model.input_dim())?;
+    let model = open(backend, &a.m.model, Need::Both)?;
+    let s = load_for(&a.m.data, &model)?;
     let labels = s
         .test
         .labels
@@ -248,8 +248,8 @@ fn attribute_on<B: Backend>(backend: B, a: &AttributeArgs) -> Result<()> {
 }
 
 fn analogy_on<B: Backend>(backend: B, a: &AnalogyArgs) -> Result<()> {
-    let model = load_model(backend, &a.m.checkpoint)?;
-    let s = load_test(&a.m.data, model.input_dim())?;
+    let model = open(backend, &a.m.model, Need::Both)?;
+    let s = load_for(&a.m.data, &model)?;
     let xa = class_rows(&s, a.a, "--a")?;
     let xb = class_rows(&s, a.b, "--b")?;
     let man = Manipulator::new(&model);
@@ -267,8 +267,8 @@ fn analogy_on<B: Backend>(backend: B, a: &AnalogyArgs) -> Result<()> {
 }
 
 fn walk_on<B: Backend>(backend: B, a: &WalkArgs) -> Result<()> {
-    let model = load_model(backend, &a.m.checkpoint)?;
-    let s = load_test(&a.m.data, model.input_dim())?;
+    let model = open(backend, &a.m.model, Need::Both)?;
+    let s = load_for(&a.m.data, &model)?;
     let i = index_of(&s, a.index, "--index")?;
     if a.steps == 0 || a.steps > 1000 {
         return Err(CliError::from(format!(
@@ -293,7 +293,7 @@ macro_rules! device_command {
     ($name:ident, $args:ty, $on:ident) => {
         /// Runs the command on the chosen device.
         pub fn $name(a: &$args) -> Result<()> {
-            on_device!(a.m.device, backend => $on(backend, a))
+            on_device!(crate::model::device(&a.m.model, a.m.device), backend => $on(backend, a))
         }
     };
 }
@@ -304,17 +304,17 @@ device_command!(attribute, AttributeArgs, attribute_on);
 device_command!(analogy, AnalogyArgs, analogy_on);
 device_command!(walk, WalkArgs, walk_on);
 
-/// `latentlab interpolate --checkpoint`: decoded strips between two test
+/// `latentlab interpolate --checkpoint` (or `--encoder --decoder`): decoded strips between two test
 /// images' codes (the chosen method, then the decoder geodesic), and the
 /// path energies of linear, SLERP and the geodesic.
 pub fn interpolate_images(a: &ImageStrip<'_>) -> Result<Value> {
-    on_device!(a.device, backend => interpolate_on(backend, a))
+    on_device!(crate::model::device(a.model, a.device), backend => interpolate_on(backend, a))
 }
 
 /// What `interpolate --checkpoint` draws: test images `from` and `to` of
 /// `data`, `steps` codes by `method`, written to `image`.
 pub struct ImageStrip<'a> {
-    pub checkpoint: &'a Path,
+    pub model: &'a ModelFlags,
     pub image: &'a Path,
     pub data: &'a str,
     pub from: usize,
@@ -325,10 +325,10 @@ pub struct ImageStrip<'a> {
 }
 
 fn interpolate_on<B: Backend>(backend: B, a: &ImageStrip<'_>) -> Result<Value> {
-    let (checkpoint, image) = (a.checkpoint, a.image);
+    let image = a.image;
     let (data, from, to, steps, method) = (a.data, a.from, a.to, a.steps, a.method);
-    let model = load_model(backend, checkpoint)?;
-    let s = load_test(data, model.input_dim())?;
+    let model = open(backend, a.model, Need::Both)?;
+    let s = load_for(data, &model)?;
     let (i, j) = (index_of(&s, from, "--from")?, index_of(&s, to, "--to")?);
     if steps < 3 {
         return Err("--steps: an image strip needs at least 3 points".into());

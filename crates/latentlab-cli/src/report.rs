@@ -5,21 +5,22 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use latentlab::model::{Checkpoint, LatentModel, Progress, Vae, state_path};
+use latentlab::model::{Checkpoint, Progress, state_path};
 use latentlab::report::{About, Settings};
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 use serde_json::json;
 
 use crate::error::{CliError, Context, Result};
-use crate::load::{load_model, load_test};
+use crate::load::load_for;
+use crate::model::{Model, ModelFlags, Need, open};
 
 /// `latentlab report`.
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// The checkpoint to show.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// mnist-10k, `[color-]dsprites[:N]`, a .npy file of images or a folder of IDX files; the test split is shown.
+    /// The model to show.
+    #[command(flatten)]
+    pub model: ModelFlags,
+    /// mnist-10k, `[color-]dsprites[:N]`, FILE.npz[:N], a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files; the test split is shown.
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
     /// The folder to write index.html (and report.json) into.
@@ -52,7 +53,7 @@ pub struct DemoArgs {
 
 fn report_on<B: Backend>(backend: B, a: &ReportArgs) -> Result<()>
 where
-    Vae<B>: Sync,
+    Model<B>: Sync,
 {
     let started = Instant::now();
     if a.out.is_file() {
@@ -68,27 +69,23 @@ where
         )));
     }
     std::fs::create_dir_all(&a.out).context(format!("--out {}", a.out.display()))?;
-    let model = load_model(backend, &a.checkpoint)?;
-    let split = load_test(&a.data, model.input_dim())?;
-    let cfg = model.config();
+    let model = open(backend, &a.model, Need::Both)?;
+    let split = load_for(&a.data, &model)?;
     // The run's history, when its .resume file lies beside the checkpoint.
-    let history = Checkpoint::read(state_path(&a.checkpoint), &crate::load::load_options())
-        .ok()
+    let history = a
+        .model
+        .checkpoint
+        .as_ref()
+        .and_then(|c| Checkpoint::read(state_path(c), &crate::load::load_options()).ok())
         .and_then(|ck| ck.progress)
         .and_then(|p| serde_json::from_str::<Progress>(&p).ok())
         .map(|p| p.history)
         .unwrap_or_default();
     let about = About {
-        title: format!("latentlab report: {}", a.checkpoint.display()),
+        title: format!("latentlab report: {}", a.model.name()),
         description: format!(
-            "A {}-{:?}-{} {} on {} ({} test images), seed {}. Written by latentlab {}.",
-            cfg.input_dim,
-            cfg.hidden,
-            cfg.latent,
-            match cfg.kind {
-                latentlab::model::ModelKind::Vae => "VAE",
-                latentlab::model::ModelKind::Autoencoder => "autoencoder",
-            },
+            "{} on {} ({} test images), seed {}. Written by latentlab {}.",
+            model.describe(),
             split.name,
             split.test.len(),
             a.seed,
@@ -119,7 +116,7 @@ where
 
 /// Runs `latentlab report`.
 pub fn report(a: &ReportArgs) -> Result<()> {
-    on_device!(a.device, backend => report_on(backend, a))
+    on_device!(crate::model::device(&a.model, a.device), backend => report_on(backend, a))
 }
 
 #[derive(Parser)]
@@ -159,7 +156,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     .context("demo")?;
     crate::train::train(t.train)?;
     report(&ReportArgs {
-        checkpoint: ck,
+        model: ModelFlags::checkpoint(ck),
         data: "mnist-10k".into(),
         out: a.out.clone(),
         map_points: 2000,

@@ -8,14 +8,15 @@ use latentlab::data;
 use latentlab::diagnostics::CollapseWatch;
 use latentlab::model::{
     Capacity, Control, Event, FaultPoint, KlSchedule, LatentModel, Likelihood, ModelConfig,
-    ModelKind, SavePolicy, TrainConfig, Trainer, Vae, checkpoint, state_path,
+    ModelKind, SavePolicy, TrainConfig, Trainer, state_path,
 };
 use latentlab::tensor::{Activation, Backend, Device, DeviceChoice};
 use serde::Serialize;
 
 use crate::arch::{Arch, Hidden, parse_arch, parse_hidden};
 use crate::error::{CliError, Context, Result};
-use crate::load::{load_data, read_matrix, split_rows};
+use crate::load::{load_data, load_for, read_matrix, split_rows};
+use crate::model::{ModelFlags, Need, open};
 
 /// Parses an activation name.
 pub fn parse_activation(text: &str) -> Result<Activation, String> {
@@ -416,34 +417,26 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
 
 /// `latentlab encode`.
 pub fn encode(
-    checkpoint_path: &Path,
+    flags: &ModelFlags,
     data: &str,
     split: &str,
     out: &Path,
     device: DeviceChoice,
     json: bool,
 ) -> Result<()> {
-    on_device!(device, backend => encode_on(backend, checkpoint_path, data, split, out, json))
+    on_device!(crate::model::device(flags, device), backend => encode_on(backend, flags, data, split, out, json))
 }
 
 fn encode_on<B: Backend>(
     backend: B,
-    ckpt: &Path,
+    flags: &ModelFlags,
     data: &str,
     split: &str,
     out: &Path,
     json: bool,
 ) -> Result<()> {
-    let model: Vae<B> =
-        checkpoint::load(backend, ckpt, &crate::load::load_options()).context("--checkpoint")?;
-    let s = load_data(data, 0)?;
-    if s.train.dim() != model.input_dim() {
-        return Err(CliError::from(format!(
-            "--data {data}: images have {} values each but the checkpoint's model expects {}",
-            s.train.dim(),
-            model.input_dim()
-        )));
-    }
+    let model = open(backend, flags, Need::Encoder)?;
+    let s = load_for(data, &model)?;
     let (images, labels) = split_rows(&s, split)?;
     let post = model.encode(images.view())?;
     let (n, d) = post.mu.dim();
@@ -496,9 +489,8 @@ fn encode_on<B: Backend>(
 /// Every flag of `latentlab decode`.
 #[derive(clap::Args)]
 pub struct DecodeArgs {
-    /// The checkpoint (latentlab's or a PyTorch state_dict in safetensors).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub model: ModelFlags,
     /// Latent codes: an N × d .npy file (float32 or float64).
     #[arg(long)]
     pub latents: PathBuf,
@@ -515,24 +507,21 @@ pub struct DecodeArgs {
 
 /// `latentlab decode`.
 pub fn decode(args: &DecodeArgs) -> Result<()> {
-    on_device!(args.device, backend => decode_on(backend, args))
+    on_device!(crate::model::device(&args.model, args.device), backend => decode_on(backend, args))
 }
 
 /// Codes decoded per device call.
 const DECODE_CHUNK: usize = 1024;
 
 fn decode_on<B: Backend>(backend: B, a: &DecodeArgs) -> Result<()> {
-    let model: Vae<B> =
-        checkpoint::load(backend.clone(), &a.checkpoint, &crate::load::load_options())
-            .context("--checkpoint")?;
+    let model = open(backend, &a.model, Need::Decoder)?;
     let z = read_matrix(&a.latents, "--latents")?;
-    let cfg = model.config();
-    if z.ncols() != cfg.latent {
+    let latent = model.latent_dim();
+    if z.ncols() != latent {
         return Err(CliError::from(format!(
-            "--latents {}: codes have {} dimensions but the model's latent size is {}",
+            "--latents {}: codes have {} dimensions but the model's latent size is {latent}",
             a.latents.display(),
             z.ncols(),
-            cfg.latent
         )));
     }
     if let Some(i) = z.iter().position(|v| !v.is_finite()) {
@@ -542,25 +531,23 @@ fn decode_on<B: Backend>(backend: B, a: &DecodeArgs) -> Result<()> {
         )));
     }
     let n = z.nrows();
-    let mut out = Vec::with_capacity(n * cfg.input_dim);
+    let dim = model.input_dim();
+    let mut out = Vec::with_capacity(n * dim);
     for start in (0..n).step_by(DECODE_CHUNK) {
         let rows = DECODE_CHUNK.min(n - start);
-        let chunk: Vec<f32> = z
+        let chunk = z
             .slice(ndarray::s![start..start + rows, ..])
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
-        let zt = backend.upload(&chunk, latentlab::tensor::Shape::new(rows, cfg.latent))?;
+            .mapv(|v| v as f32);
         let x = if a.logits {
-            model.decode_raw_device(&zt)?
+            model.decode_raw(chunk.view())?
         } else {
-            model.decode_mean_device(&zt)?
+            model.decode(chunk.view())?
         };
-        out.extend(backend.download(&x)?);
+        out.extend(x.iter().copied());
     }
-    let shape = match cfg.image_shape {
-        Some((h, w)) => vec![n, cfg.channels, h, w],
-        None => vec![n, cfg.input_dim],
+    let shape = match model.image_shape() {
+        Some((h, w)) => vec![n, model.channels(), h, w],
+        None => vec![n, dim],
     };
     data::npy::write_f32(&a.out, &shape, &out).context("--out")?;
     eprintln!(

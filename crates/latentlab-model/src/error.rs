@@ -46,6 +46,10 @@ pub enum ModelError {
         /// What was not finite.
         detail: String,
     },
+    /// A model from outside latentlab (an ONNX graph, a callback) failed;
+    /// its own error, with what it says.
+    #[error(transparent)]
+    External(Box<dyn std::error::Error + Send + Sync>),
     /// The caller asked training to stop.
     #[error("training stopped at step {step}")]
     Stopped {

@@ -59,7 +59,9 @@ pub trait LatentModel {
 /// Rows processed per device call.
 const CHUNK: usize = 2048;
 
-fn check_finite(x: ArrayView2<'_, f32>, what: &str) -> Result<()> {
+/// An error naming the first value of `x` that is not finite, by row and
+/// column (`what` names the rows: "input", "code").
+pub fn check_finite(x: ArrayView2<'_, f32>, what: &str) -> Result<()> {
     if let Some((i, v)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         let c = x.ncols().max(1);
         return Err(ModelError::Data(format!(

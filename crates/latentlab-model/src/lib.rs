@@ -48,7 +48,7 @@ pub use config::{
 };
 pub use error::{ModelError, Result};
 pub use eval::{IwEstimate, Metrics, evaluate, importance_weighted_nll};
-pub use latent::{IdentityModel, LatentModel, Posterior};
+pub use latent::{IdentityModel, LatentModel, POINT_MASS_LOGVAR, Posterior, check_finite};
 pub use layers::{Dims, Init, Layer, LayerSpec, Mode, Pair, Param, Role, Stack, StackCache};
 pub use train::{
     Control, EpochReport, Event, FaultPoint, Progress, SavePolicy, Trainer, state_path,

@@ -7,6 +7,7 @@
 //! - [`data`]: datasets and `.npy` files;
 //! - [`geometry`]: interpolation, the Gaussian shell, prior sampling;
 //! - [`model`]: VAEs and autoencoders, training, checkpoints, `LatentModel`;
+//! - [`onnx`]: encoders and decoders from any framework, through ONNX;
 //! - the model, data, geometry, diagnostics, embedding, manipulation and
 //!   visualisation layers, as their issues fill them.
 //!
@@ -25,6 +26,7 @@ pub use latentlab_embed as embed;
 pub use latentlab_geometry as geometry;
 pub use latentlab_manipulate as manipulate;
 pub use latentlab_model as model;
+pub use latentlab_onnx as onnx;
 pub use latentlab_report as report;
 pub use latentlab_tensor as tensor;
 pub use latentlab_viz as viz;
