@@ -118,3 +118,40 @@ put("image", "rgba.png", encoded(Image.fromarray(np.dstack([colour, ramp]), "RGB
 put("image", "grey16.png", encoded(Image.fromarray(ramp.astype(np.uint16) * 257), "PNG"))
 put("image", "rgb.jpg", encoded(Image.fromarray(colour, "RGB"), "JPEG", quality=90))
 put("image", "grey.jpg", encoded(Image.fromarray(ramp, "L"), "JPEG", quality=90))
+
+# onnx: tiny graphs of the forms --encoder and --decoder take (an MLP and a
+# conv encoder with BatchNorm, a decoder) and one with an operator tract
+# lacks; small, so that the fuzzer mutates structure rather than weights.
+from onnx import helper, numpy_helper, TensorProto
+
+
+def model(nodes, inputs, outputs, weights, opset=17):
+    g = helper.make_graph(nodes, "fuzz", inputs, outputs,
+                          [numpy_helper.from_array(w, n) for n, w in weights.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
+
+
+f32 = lambda *s: np.linspace(-1, 1, int(np.prod(s)), dtype=np.float32).reshape(s)
+io = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+heads = [helper.make_node("Gemm", ["h", "wm", "bm"], ["mu"], transB=1),
+         helper.make_node("Gemm", ["h", "wl", "bl"], ["logvar"], transB=1)]
+head_w = {"wm": f32(2, 4), "bm": f32(2), "wl": f32(2, 4), "bl": f32(2)}
+put("onnx", "mlp_encoder.onnx", model(
+    [helper.make_node("Gemm", ["x", "w", "b"], ["a"], transB=1), helper.make_node("Relu", ["a"], ["h"])] + heads,
+    [io("x", ["batch", 16])], [io("mu", ["batch", 2]), io("logvar", ["batch", 2])],
+    {"w": f32(4, 16), "b": f32(4), **head_w}))
+put("onnx", "conv_encoder.onnx", model(
+    [helper.make_node("Conv", ["x", "k", "kb"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+     helper.make_node("BatchNormalization", ["c", "g", "be", "m", "v"], ["n"], epsilon=1e-5),
+     helper.make_node("Relu", ["n"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
+     helper.make_node("Gemm", ["f", "w", "b"], ["h"], transB=1)] + heads,
+    [io("x", ["batch", 1, 8, 8])], [io("mu", ["batch", 2]), io("logvar", ["batch", 2])],
+    {"k": f32(2, 1, 3, 3), "kb": f32(2), "g": f32(2) + 2, "be": f32(2), "m": f32(2), "v": f32(2) + 2,
+     "w": f32(4, 32), "b": f32(4), **head_w}))
+put("onnx", "decoder.onnx", model(
+    [helper.make_node("Gemm", ["z", "w", "b"], ["y"], transB=1)],
+    [io("z", ["batch", 2])], [io("y", ["batch", 16])], {"w": f32(16, 2), "b": f32(16)}))
+put("onnx", "unsupported.onnx", model(
+    [helper.make_node("Col2Im", ["x", "shape", "block"], ["y"])],
+    [io("x", ["batch", 4, 16])], [io("y", ["batch", 1, 8, 8])],
+    {"shape": np.array([8, 8], np.int64), "block": np.array([2, 2], np.int64)}, opset=18))

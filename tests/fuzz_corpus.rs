@@ -63,6 +63,27 @@ fn npz_inputs() {
 }
 
 #[test]
+fn onnx_inputs() {
+    use latentlab::model::LatentModel;
+    use latentlab::onnx::{DecoderOutput, OnnxModel};
+    let ok = each("onnx", |p, b| {
+        let enc = OnnxModel::from_bytes(Some((p, b)), None, DecoderOutput::Logits)
+            .map(|m| {
+                m.input_dim() <= 1 << 12
+                    && m.encode(ndarray::Array2::zeros((1, m.input_dim())).view())
+                        .is_ok()
+            })
+            .unwrap_or(false);
+        let dec = OnnxModel::from_bytes(None, Some((p, b)), DecoderOutput::Mean).is_ok();
+        enc || dec
+    });
+    assert!(
+        ok >= 3,
+        "the seed encoders encode and the decoder opens ({ok})"
+    );
+}
+
+#[test]
 fn npy_inputs() {
     let ok = each("npy", |p, b| npy::parse(p, b).map(|a| a.to_f64()).is_ok());
     assert!(ok >= 4);

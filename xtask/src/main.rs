@@ -4,6 +4,9 @@
 //! figures against their peers, writes `docs/benchmarks.md`, and prints the
 //! figures (as one JSON document with `--json`; progress goes to stderr).
 //!
+//! `cargo xtask onnx [--rounds R] [--threads T] [--json]`: the ONNX encode
+//! benchmark alone (see [`onnx`]), spliced into its section.
+//!
 //! `cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T]
 //! [--no-peer] [--json]`: the quality benchmark alone (see [`quality`]); it
 //! rewrites only its own section of `docs/benchmarks.md`.
@@ -15,6 +18,7 @@ use std::process::{Command, ExitCode, Stdio};
 use serde_json::{Value, json};
 
 mod conv;
+mod onnx;
 mod quality;
 
 /// Images per step of the training-step bench (`benches/lib.rs`'s
@@ -74,7 +78,7 @@ except Exception:
 print(json.dumps({"numpy": np.__version__, "blas": blas, "sgemm": out}))
 "#;
 
-const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--threads T] [--quality-seeds K] [--conv-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]\n       cargo xtask conv [--seeds K] [--epochs E] [--images N] [--rounds R] [--threads T] [--json]";
+const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--threads T] [--quality-seeds K] [--conv-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]\n       cargo xtask conv [--seeds K] [--epochs E] [--images N] [--rounds R] [--threads T] [--json]\n       cargo xtask onnx [--rounds R] [--threads T] [--json]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("quality") => quality_cmd(&args[1..]),
         Some("conv") => conv_cmd(&args[1..]),
+        Some("onnx") => onnx_cmd(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -203,7 +208,13 @@ fn bench(args: &[String]) -> Result<(), String> {
     let quality = quality::run(&root, &bin, &target.join("xtask-quality"), &quality_args)?;
     conv_args.threads = quality_args.threads;
     let conv = conv::run(&root, &bin, &target.join("xtask-conv"), &conv_args)?;
+    let onnx_args = onnx::OnnxArgs {
+        threads: quality_args.threads,
+        ..onnx::OnnxArgs::default()
+    };
+    let onnx = onnx::run(&root, &bin, &target.join("xtask-onnx"), &onnx_args)?;
     let doc = json!({
+        "onnx": onnx,
         "quality": quality,
         "conv": conv,
         "latent_maps": maps,
@@ -218,6 +229,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     let mut md = markdown(&doc);
     md.push_str(&quality_section(&doc["quality"], "cargo xtask bench"));
     md.push_str(&conv_section(&doc["conv"], "cargo xtask bench"));
+    md.push_str(&onnx_section(&doc["onnx"], "cargo xtask bench"));
     write_atomic(&root.join("docs/benchmarks.md"), &md)?;
     if json_out {
         println!(
@@ -629,6 +641,58 @@ fn conv_cmd(args: &[String]) -> Result<(), String> {
         &root.join("docs/benchmarks.md"),
         CONV_BEGIN,
         CONV_END,
+        &section,
+    )?;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&c).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{section}");
+    }
+    Ok(())
+}
+
+const ONNX_BEGIN: &str = "<!-- onnx: written by cargo xtask bench or cargo xtask onnx -->";
+const ONNX_END: &str = "<!-- /onnx -->";
+
+fn onnx_section(c: &Value, command: &str) -> String {
+    format!("\n{ONNX_BEGIN}\n{}{ONNX_END}\n", onnx::markdown(c, command))
+}
+
+/// `cargo xtask onnx`: the ONNX encode benchmark alone, spliced into its
+/// section of `docs/benchmarks.md`.
+fn onnx_cmd(args: &[String]) -> Result<(), String> {
+    let mut a = onnx::OnnxArgs::default();
+    let mut json_out = false;
+    let mut it = args.iter();
+    while let Some(f) = it.next() {
+        match f.as_str() {
+            "--rounds" => a.rounds = number(it.next(), f)?,
+            "--threads" => a.threads = number(it.next(), f)?,
+            "--json" => json_out = true,
+            other => return Err(format!("unknown flag {other:?}\n{USAGE}")),
+        }
+    }
+    if a.rounds == 0 || a.threads == 0 {
+        return Err("--rounds and --threads need at least 1".into());
+    }
+    let _ = THREADS.set(a.threads);
+    let root = root();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bin = build_cli(&root, &target)?;
+    let c = onnx::run(&root, &bin, &target.join("xtask-onnx"), &a)?;
+    let command = format!(
+        "cargo xtask onnx --rounds {} --threads {}",
+        a.rounds, a.threads
+    );
+    let section = onnx_section(&c, &command);
+    splice(
+        &root.join("docs/benchmarks.md"),
+        ONNX_BEGIN,
+        ONNX_END,
         &section,
     )?;
     if json_out {

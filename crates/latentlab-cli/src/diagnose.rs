@@ -13,8 +13,8 @@ use latentlab::tensor::{Backend, Device, DeviceChoice};
 use ndarray::Array2;
 
 use crate::error::{CliError, Context, Result};
-use crate::load::{load_data, load_for, split_rows};
-use crate::model::{Model, ModelFlags, Need, open};
+use crate::load::{load_data, split_rows};
+use crate::model::{Model, ModelFlags, Need, load_for, open};
 
 /// `latentlab diagnose`.
 #[derive(clap::Args, Debug)]
@@ -32,7 +32,7 @@ pub struct DiagnoseArgs {
     /// A model to encode --data with (--checkpoint, or --encoder).
     #[command(flatten)]
     pub model: ModelFlags,
-    /// With a model: mnist-10k, `[color-]dsprites[:N]`, FILE.npz[:N], a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files.
+    /// With a model: mnist-10k, `[color-]dsprites[:N]`, `FILE.npz[:N]`, a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files.
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
     /// With a model: test, train or all.

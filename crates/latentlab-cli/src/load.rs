@@ -4,11 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{CliError, Context, Result};
-use crate::model::Model;
 use latentlab::data::npy::{self, NpyData};
 use latentlab::data::{self, ImageFolderOptions, Split};
 use latentlab::model::{LoadOptions, Rename};
-use latentlab::tensor::Backend;
 use ndarray::Array2;
 
 /// The global flags that say how `--data` is read.
@@ -291,13 +289,6 @@ pub fn set_load_options(renames: Vec<Rename>, arch: Option<&Path>) -> Result<()>
 /// without a config, with the `--rename` rules and `--checkpoint-arch`.
 pub fn load_options() -> LoadOptions {
     LOAD_OPTIONS.get().cloned().unwrap_or_default()
-}
-
-/// `--data`, checked against the model's input.
-pub fn load_for<B: Backend>(spec: &str, model: &Model<B>) -> Result<Split> {
-    let s = load_data(spec, 0)?;
-    model.check_input(spec, s.test.chw())?;
-    Ok(s)
 }
 
 pub fn index_of(s: &Split, i: usize, flag: &str) -> Result<usize> {

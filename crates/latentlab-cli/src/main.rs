@@ -136,7 +136,7 @@ enum Command {
     Encode {
         #[command(flatten)]
         model: model::ModelFlags,
-        /// mnist-10k, `[color-]dsprites[:N]`, FILE.npz[:N], a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files.
+        /// mnist-10k, `[color-]dsprites[:N]`, `FILE.npz[:N]`, a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files.
         #[arg(long, default_value = "mnist-10k")]
         data: String,
         /// test, train or all.
@@ -225,6 +225,14 @@ enum GeometryCommand {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    // A panic inside tract on a malformed ONNX graph is caught and reported
+    // as an error naming the file; its message is not printed twice.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !latentlab::onnx::inside_guarded_call() {
+            default_hook(info);
+        }
+    }));
     let cli = Cli::parse();
     if let Err(e) = load::set_load_options(cli.renames, cli.checkpoint_arch.as_deref()) {
         eprintln!("latentlab: {e}");

@@ -11,8 +11,8 @@ use ndarray::{Array2, Axis, concatenate};
 use serde_json::{Value, json};
 
 use crate::error::{CliError, Context, Result};
-use crate::load::{index_of, load_for};
-use crate::model::{ModelFlags, Need, open};
+use crate::load::index_of;
+use crate::model::{ModelFlags, Need, load_for, open};
 use crate::picture::{shape_of, write_png};
 
 /// Flags every manipulation command shares.
@@ -20,7 +20,7 @@ use crate::picture::{shape_of, write_png};
 pub struct ModelArgs {
     #[command(flatten)]
     pub model: ModelFlags,
-    /// Images to start from: mnist-10k, `[color-]dsprites[:N]`, FILE.npz[:N], a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files (their test split).
+    /// Images to start from: mnist-10k, `[color-]dsprites[:N]`, `FILE.npz[:N]`, a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files (their test split).
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
     /// cpu, gpu or auto.

@@ -111,10 +111,22 @@ pub fn open<B: Backend>(backend: B, flags: &ModelFlags, need: Need) -> Result<Mo
 /// ONNX graphs, which tract runs there whatever `--device` says.
 pub fn device(flags: &ModelFlags, choice: DeviceChoice) -> DeviceChoice {
     if flags.checkpoint.is_none() && (flags.encoder.is_some() || flags.decoder.is_some()) {
+        if choice == DeviceChoice::Gpu {
+            eprintln!(
+                "latentlab: ONNX graphs run on the CPU (through tract); --device gpu does not apply to them"
+            );
+        }
         DeviceChoice::Cpu
     } else {
         choice
     }
+}
+
+/// `--data`, checked against the model's input.
+pub fn load_for<B: Backend>(spec: &str, model: &Model<B>) -> Result<latentlab::data::Split> {
+    let s = crate::load::load_data(spec, 0)?;
+    model.check_input(spec, s.test.chw())?;
+    Ok(s)
 }
 
 /// `a×b×c`.

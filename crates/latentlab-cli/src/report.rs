@@ -11,8 +11,7 @@ use latentlab::tensor::{Backend, Device, DeviceChoice};
 use serde_json::json;
 
 use crate::error::{CliError, Context, Result};
-use crate::load::load_for;
-use crate::model::{Model, ModelFlags, Need, open};
+use crate::model::{Model, ModelFlags, Need, load_for, open};
 
 /// `latentlab report`.
 #[derive(clap::Args, Debug)]
@@ -20,7 +19,7 @@ pub struct ReportArgs {
     /// The model to show.
     #[command(flatten)]
     pub model: ModelFlags,
-    /// mnist-10k, `[color-]dsprites[:N]`, FILE.npz[:N], a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files; the test split is shown.
+    /// mnist-10k, `[color-]dsprites[:N]`, `FILE.npz[:N]`, a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files; the test split is shown.
     #[arg(long, default_value = "mnist-10k")]
     pub data: String,
     /// The folder to write index.html (and report.json) into.

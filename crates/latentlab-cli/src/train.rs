@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use crate::arch::{Arch, Hidden, parse_arch, parse_hidden};
 use crate::error::{CliError, Context, Result};
-use crate::load::{load_data, load_for, read_matrix, split_rows};
-use crate::model::{ModelFlags, Need, open};
+use crate::load::{load_data, read_matrix, split_rows};
+use crate::model::{ModelFlags, Need, load_for, open};
 
 /// Parses an activation name.
 pub fn parse_activation(text: &str) -> Result<Activation, String> {
@@ -438,7 +438,9 @@ fn encode_on<B: Backend>(
     let model = open(backend, flags, Need::Encoder)?;
     let s = load_for(data, &model)?;
     let (images, labels) = split_rows(&s, split)?;
+    let started = Instant::now();
     let post = model.encode(images.view())?;
+    let encode_seconds = started.elapsed().as_secs_f64();
     let (n, d) = post.mu.dim();
     let mu_bytes: Vec<u8> = post.mu.iter().flat_map(|v| v.to_le_bytes()).collect();
     let lv_bytes: Vec<u8> = post.logvar.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -474,7 +476,7 @@ fn encode_on<B: Backend>(
     if json {
         println!(
             "{}",
-            serde_json::json!({"n": n, "latent": d, "split": split, "data": s.name, "out": out.display().to_string(), "labels": labels.is_some()})
+            serde_json::json!({"n": n, "latent": d, "split": split, "data": s.name, "out": out.display().to_string(), "labels": labels.is_some(), "encode_seconds": encode_seconds})
         );
     } else {
         eprintln!(
