@@ -279,6 +279,73 @@ fn bad_flags_and_files_are_clear_errors() {
             "/nonexistent.safetensors",
         ),
         (vec!["encode", "--checkpoint", d], "directory"),
+        // The objectives: out-of-range weights, flags of another family,
+        // families that do not fit the model or the run.
+        (
+            vec!["train", "--objective", "vq-vae"],
+            "unknown objective `vq-vae`",
+        ),
+        (
+            vec!["train", "--objective", "beta-tcvae", "--tc-beta", "-1"],
+            "--tc-beta",
+        ),
+        (
+            vec![
+                "train",
+                "--objective",
+                "beta-tcvae",
+                "--tc-estimator",
+                "exact",
+            ],
+            "unknown estimator `exact`",
+        ),
+        (
+            vec!["train", "--objective", "beta-tcvae", "--beta", "4"],
+            "do not apply",
+        ),
+        (
+            vec![
+                "train",
+                "--objective",
+                "dip-vae-i",
+                "--dip-lambda-od",
+                "nan",
+            ],
+            "--dip-lambda-od",
+        ),
+        (
+            vec!["train", "--objective", "mmd", "--mmd-scale", "0"],
+            "bandwidth",
+        ),
+        (
+            vec!["train", "--objective", "mmd", "--mmd-kernel", "laplace"],
+            "unknown kernel `laplace`",
+        ),
+        (
+            vec!["train", "--objective", "elbo", "--tc-beta", "6"],
+            "apply to --objective beta-tcvae",
+        ),
+        (
+            vec!["train", "--objective", "dip-vae-ii", "--mmd-lambda", "6"],
+            "apply to --objective mmd",
+        ),
+        (vec!["train", "--objective", "annealed-vae"], "--capacity"),
+        (
+            vec![
+                "train",
+                "--objective",
+                "dip-vae-i",
+                "--model",
+                "ae",
+                "--epochs",
+                "1",
+            ],
+            "autoencoder has no posterior",
+        ),
+        (
+            vec!["train", "--objective", "factor-vae"],
+            "not yet implemented",
+        ),
     ];
     common::assert_clean_errors(&cases);
     std::fs::remove_dir_all(dir).ok();

@@ -28,6 +28,8 @@ fn bench_backend<B: Backend>(c: &mut Criterion, id: &str, b: &B) {
         step: 0,
         lr: 1e-3,
         weight_decay: 0.0,
+        objective: latentlab_model::objective::Objective::Elbo,
+        dataset_size: 1 << 20,
     };
     let mut group = c.benchmark_group("train_step");
     group.throughput(Throughput::Elements(TRAIN_BATCH as u64));

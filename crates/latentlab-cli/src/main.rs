@@ -130,7 +130,7 @@ enum Command {
         command: GeometryCommand,
     },
     /// Trains a VAE (or autoencoder) and writes a checkpoint.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Encodes a dataset with a model: mu, logvar and labels to a .safetensors file.
     #[command(allow_negative_numbers = true)]
     Encode {
@@ -260,7 +260,7 @@ fn main() -> ExitCode {
                 json,
             } => geometry::sample_codes(n, dim, seed, shell, &out, json),
         },
-        Command::Train(args) => train::train(args),
+        Command::Train(args) => train::train(*args),
         Command::Encode {
             model,
             data,

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use latentlab::data;
 use latentlab::diagnostics::CollapseWatch;
+use latentlab::model::objective::Objective;
 use latentlab::model::{
     Capacity, Control, Event, FaultPoint, KlSchedule, LatentModel, Likelihood, ModelConfig,
     ModelKind, SavePolicy, TrainConfig, Trainer, state_path,
@@ -125,6 +126,36 @@ pub struct TrainArgs {
     /// Capacity annealing γ·|KL − C|: MAX_NATS, MAX_NATS:STEPS or MAX_NATS:STEPS:GAMMA (defaults 10000 steps, γ = 1000).
     #[arg(long, value_parser = parse_capacity)]
     pub capacity: Option<Capacity>,
+    /// The objective: elbo (with --beta, --kl-schedule, --free-bits, --capacity), annealed-vae (disentanglement_lib's name for the ELBO with --capacity), beta-tcvae, dip-vae-i, dip-vae-ii or mmd (see docs/model.md).
+    #[arg(long, default_value = "elbo")]
+    pub objective: String,
+    /// beta-tcvae: weight α of the index-code mutual information (default 1).
+    #[arg(long)]
+    pub tc_alpha: Option<f64>,
+    /// beta-tcvae: weight β of the total correlation (default 6, disentanglement_lib's middle setting).
+    #[arg(long)]
+    pub tc_beta: Option<f64>,
+    /// beta-tcvae: weight γ of the dimension-wise KL (default 1).
+    #[arg(long)]
+    pub tc_gamma: Option<f64>,
+    /// beta-tcvae: how log q(z) is estimated from a batch: mss (minibatch-stratified, the default) or mws (minibatch-weighted).
+    #[arg(long)]
+    pub tc_estimator: Option<String>,
+    /// dip-vae-i/-ii: λ_od, the weight of the off-diagonal covariances (default 5).
+    #[arg(long)]
+    pub dip_lambda_od: Option<f64>,
+    /// dip-vae-i/-ii: λ_d, the weight of the diagonal (default 10·λ_od for -I, λ_od for -II).
+    #[arg(long)]
+    pub dip_lambda_d: Option<f64>,
+    /// mmd: the weight λ of MMD² between the batch's codes and as many prior draws (default 100).
+    #[arg(long)]
+    pub mmd_lambda: Option<f64>,
+    /// mmd: rbf (exp(−‖x−y‖²/C)) or imq (C/(C + ‖x−y‖²), the default).
+    #[arg(long)]
+    pub mmd_kernel: Option<String>,
+    /// mmd: the kernel bandwidth C (default 2·latent, Tolstikhin et al.'s choice for N(0, I)).
+    #[arg(long)]
+    pub mmd_scale: Option<f64>,
     /// Images per step.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
@@ -160,6 +191,101 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+/// `--objective` and its flags; a flag of another objective is an error.
+fn objective_of(a: &TrainArgs) -> Result<Objective> {
+    use latentlab::model::objective::{DipVariant, MmdKernel, TcEstimator};
+    let family = a.objective.as_str();
+    let flags: [(&str, bool, &[&str]); 3] = [
+        (
+            "--tc-alpha/--tc-beta/--tc-gamma/--tc-estimator",
+            a.tc_alpha.is_some()
+                || a.tc_beta.is_some()
+                || a.tc_gamma.is_some()
+                || a.tc_estimator.is_some(),
+            &["beta-tcvae"],
+        ),
+        (
+            "--dip-lambda-od/--dip-lambda-d",
+            a.dip_lambda_od.is_some() || a.dip_lambda_d.is_some(),
+            &["dip-vae-i", "dip-vae-ii"],
+        ),
+        (
+            "--mmd-lambda/--mmd-kernel/--mmd-scale",
+            a.mmd_lambda.is_some() || a.mmd_kernel.is_some() || a.mmd_scale.is_some(),
+            &["mmd"],
+        ),
+    ];
+    for (names, given, families) in flags {
+        if given && !families.contains(&family) {
+            return Err(CliError::from(format!(
+                "{names} apply to --objective {}, not {family}",
+                families.join(" or ")
+            )));
+        }
+    }
+    let dip = |variant, factor: f64| {
+        let od = a.dip_lambda_od.unwrap_or(5.0);
+        Objective::DipVae {
+            variant,
+            lambda_od: od,
+            lambda_d: a.dip_lambda_d.unwrap_or(factor * od),
+        }
+    };
+    Ok(match family {
+        "elbo" => Objective::Elbo,
+        "annealed-vae" | "annealed_vae" => {
+            if a.capacity.is_none() {
+                return Err(
+                    "--objective annealed-vae is the ELBO with capacity annealing: give --capacity MAX_NATS[:STEPS[:GAMMA]] (disentanglement_lib's middle setting: 25:100000:1000)"
+                        .into(),
+                );
+            }
+            Objective::Elbo
+        }
+        "beta-tcvae" | "beta_tcvae" => Objective::BetaTcvae {
+            alpha: a.tc_alpha.unwrap_or(1.0),
+            beta: a.tc_beta.unwrap_or(6.0),
+            gamma: a.tc_gamma.unwrap_or(1.0),
+            estimator: match a.tc_estimator.as_deref().unwrap_or("mss") {
+                "mss" => TcEstimator::Mss,
+                "mws" => TcEstimator::Mws,
+                other => {
+                    return Err(CliError::from(format!(
+                        "--tc-estimator: unknown estimator `{other}`; expected mss or mws"
+                    )));
+                }
+            },
+        },
+        "dip-vae-i" | "dip_vae_i" => dip(DipVariant::I, 10.0),
+        "dip-vae-ii" | "dip_vae_ii" => dip(DipVariant::Ii, 1.0),
+        "mmd" => {
+            let scale = a.mmd_scale.unwrap_or(2.0 * a.latent as f64);
+            Objective::Mmd {
+                kernel: match a.mmd_kernel.as_deref().unwrap_or("imq") {
+                    "imq" => MmdKernel::InverseMultiquadratic { scale },
+                    "rbf" => MmdKernel::Rbf { scale },
+                    other => {
+                        return Err(CliError::from(format!(
+                            "--mmd-kernel: unknown kernel `{other}`; expected imq or rbf"
+                        )));
+                    }
+                },
+                lambda: a.mmd_lambda.unwrap_or(100.0),
+            }
+        }
+        "factor-vae" | "iwae" => {
+            return Err(CliError::from(format!(
+                "--objective {family}: not yet implemented; available: elbo, annealed-vae, beta-tcvae, dip-vae-i, dip-vae-ii, mmd"
+            )));
+        }
+        other => {
+            return Err(CliError::from(format!(
+                "--objective: unknown objective `{other}`; expected elbo, annealed-vae, beta-tcvae, dip-vae-i, dip-vae-ii or mmd"
+            )));
+        }
+    })
+}
+
 #[derive(Serialize)]
 struct Figures {
     rec: f64,
@@ -174,6 +300,8 @@ struct TrainReport {
     /// trains each of them once.
     train_images: usize,
     epochs: usize,
+    /// The `--objective`.
+    objective: &'static str,
     train: Figures,
     test: Figures,
     active_units: usize,
@@ -213,6 +341,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
                 }
             };
             let schedule = KlSchedule::parse(&a.kl_schedule).context("--kl-schedule")?;
+            let objective = objective_of(a)?;
             let run = TrainConfig {
                 epochs: a.epochs.unwrap_or(20),
                 batch_size: a.batch,
@@ -224,6 +353,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
                 free_bits: a.free_bits,
                 capacity: a.capacity,
                 clip_grad_norm: a.clip_grad,
+                objective,
             };
             run.validate().map_err(|e| CliError::prefixed("--", e))?;
             let hidden = match &a.arch {
@@ -392,6 +522,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
             samples_per_s,
             train_images: n,
             epochs: last.epoch,
+            objective: trainer.config().objective.name(),
             train: Figures {
                 rec: last.train_rec,
                 kl: last.train_kl,

@@ -534,6 +534,10 @@ pub struct TrainConfig {
     /// Clip the global gradient norm to this value.
     #[serde(default)]
     pub clip_grad_norm: Option<f32>,
+    /// The objective (the ELBO unless a disentanglement_lib family is
+    /// chosen).
+    #[serde(default)]
+    pub objective: crate::objective::Objective,
 }
 
 impl Default for TrainConfig {
@@ -549,6 +553,7 @@ impl Default for TrainConfig {
             free_bits: None,
             capacity: None,
             clip_grad_norm: None,
+            objective: crate::objective::Objective::Elbo,
         }
     }
 }
@@ -556,6 +561,18 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks every setting.
     pub fn validate(&self) -> Result<()> {
+        self.objective.validate()?;
+        if self.objective.replaces_kl()
+            && (self.beta != 1.0
+                || self.kl_schedule != KlSchedule::Constant
+                || self.free_bits.is_some()
+                || self.capacity.is_some())
+        {
+            return Err(config_err(
+                "objective",
+                "beta-tcvae weighs its own KL terms (--tc-alpha, --tc-beta, --tc-gamma); --beta, --kl-schedule, --free-bits and --capacity do not apply to it",
+            ));
+        }
         if self.epochs == 0 {
             return Err(config_err("epochs", "must be at least 1"));
         }

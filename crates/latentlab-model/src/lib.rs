@@ -38,6 +38,7 @@ pub mod error;
 pub mod eval;
 pub mod latent;
 pub mod layers;
+pub mod objective;
 pub mod streams;
 pub mod train;
 pub mod vae;

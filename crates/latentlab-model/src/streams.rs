@@ -45,3 +45,9 @@ pub fn importance_noise_key(seed: u64) -> u64 {
 pub fn prior_sample_key(seed: u64) -> u64 {
     stream_key(seed, Purpose::PriorSample, 0)
 }
+
+/// The Philox key of a training objective's own draws (MMD's prior
+/// samples); the step (from 1) is the Philox stream.
+pub fn objective_noise_key(seed: u64) -> u64 {
+    stream_key(seed, Purpose::ObjectiveNoise, 0)
+}

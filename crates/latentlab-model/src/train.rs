@@ -34,6 +34,11 @@ pub struct EpochReport {
     pub kl_weight: f32,
     /// Wall-clock seconds of the epoch's training steps (not evaluation).
     pub seconds: f64,
+    /// The objective's latent parts averaged over the epoch's batches
+    /// (β-TCVAE's `mi`, `tc`, `dwkl`, …; nats, or the regulariser's units);
+    /// empty for the ELBO.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub terms: std::collections::BTreeMap<String, f64>,
 }
 
 /// Where a run stands: what a resume needs beyond weights and moments.
@@ -51,6 +56,10 @@ pub struct Progress {
     pub epoch_images: u64,
     /// Training seconds of the current epoch so far.
     pub epoch_seconds: f64,
+    /// Sums over the current epoch's batches of the objective's latent
+    /// parts, each weighted by its batch's images.
+    #[serde(default)]
+    pub epoch_terms: std::collections::BTreeMap<String, f64>,
     /// Reports of finished epochs.
     pub history: Vec<EpochReport>,
     /// The version of the random-stream derivation the run draws from
@@ -163,6 +172,17 @@ impl<B: Backend> Trainer<B> {
     /// A fresh run: a new model seeded with `config.seed`.
     pub fn new(backend: B, model: ModelConfig, config: TrainConfig) -> Result<Self> {
         config.validate()?;
+        if model.kind == crate::config::ModelKind::Autoencoder
+            && config.objective != crate::objective::Objective::Elbo
+        {
+            return Err(crate::error::config_err(
+                "objective",
+                format!(
+                    "{} shapes a posterior's aggregate; an autoencoder has no posterior (use --model vae)",
+                    config.objective.name()
+                ),
+            ));
+        }
         let model = Vae::new(backend, model, config.seed)?;
         let adam = AdamState::new(&model)?;
         Ok(Self {
@@ -339,6 +359,8 @@ impl<B: Backend> Trainer<B> {
                     step,
                     lr: cfg.lr,
                     weight_decay: cfg.weight_decay,
+                    objective: cfg.objective,
+                    dataset_size: n,
                 };
                 let (model, adam) = (&mut self.model, &mut self.adam);
                 let stats = be.run(|| model.train_step(&x, &hp, adam))?;
@@ -360,6 +382,13 @@ impl<B: Backend> Trainer<B> {
                 self.progress.epoch_rec += stats.rec_sum;
                 self.progress.epoch_kl += stats.kl_dims_sum.iter().sum::<f64>();
                 self.progress.epoch_images += rows as u64;
+                for (name, v) in &stats.terms {
+                    *self
+                        .progress
+                        .epoch_terms
+                        .entry((*name).to_string())
+                        .or_default() += v * rows as f64;
+                }
                 let control = callback(Event::Step {
                     step,
                     total,
@@ -405,6 +434,10 @@ impl<B: Backend> Trainer<B> {
                 test: test_metrics,
                 kl_weight: cfg.kl_schedule.weight(self.progress.step - 1, total),
                 seconds,
+                terms: std::mem::take(&mut self.progress.epoch_terms)
+                    .into_iter()
+                    .map(|(k, v)| (k, v / images))
+                    .collect(),
             };
             self.progress.history.push(report.clone());
             self.progress.epoch_rec = 0.0;

@@ -10,6 +10,7 @@ use latentlab_tensor::{AdamStep, Backend, Shape, Transpose};
 use crate::config::{Likelihood, ModelConfig, Network};
 use crate::error::{ModelError, Result, config_err};
 use crate::layers::{Init, Mode};
+use crate::objective::{LatentBatch, Objective};
 use crate::streams;
 
 /// A VAE or autoencoder whose parameters live on `B`'s device.
@@ -73,6 +74,11 @@ pub struct StepParams {
     pub lr: f32,
     /// Decoupled weight decay (AdamW).
     pub weight_decay: f32,
+    /// The objective's latent term, beside (or for β-TCVAE, instead of)
+    /// the KL.
+    pub objective: Objective,
+    /// Images in the training set (β-TCVAE's estimators weigh by it).
+    pub dataset_size: usize,
 }
 
 /// What one step's backward pass gives, before its update.
@@ -96,6 +102,9 @@ pub struct StepStats {
     pub kl_dims_sum: Vec<f64>,
     /// The optimised objective per image.
     pub loss: f64,
+    /// The objective's latent parts on this batch (β-TCVAE's `mi`, `tc`,
+    /// `dwkl`; DIP-VAE's; `mmd`), unweighted; empty for the ELBO.
+    pub terms: Vec<(&'static str, f64)>,
 }
 
 impl<B: Backend> Vae<B> {
@@ -445,10 +454,44 @@ impl<B: Backend> Vae<B> {
                 .collect(),
             None => vec![0.0; self.config.latent],
         };
+        // The objective's latent term, on the host (O(B² d), see
+        // crate::objective).
+        let latent = match (&lv, hp.objective) {
+            (_, Objective::Elbo) | (None, _) => None,
+            (Some(lv), obj) => {
+                let host = |t: &B::Tensor| -> Result<Vec<f64>> {
+                    Ok(be.download(t)?.into_iter().map(f64::from).collect())
+                };
+                let (m, l, zz) = (host(&mu)?, host(lv)?, host(&z)?);
+                let prior = if obj.needs_prior_draws() {
+                    let mut buf = vec![0.0f32; m.len()];
+                    latentlab_tensor::philox::fill_normal(
+                        streams::objective_noise_key(hp.seed),
+                        hp.step,
+                        0,
+                        &mut buf,
+                    );
+                    Some(buf.into_iter().map(f64::from).collect::<Vec<_>>())
+                } else {
+                    None
+                };
+                let b = LatentBatch {
+                    mu: &m,
+                    logvar: &l,
+                    z: &zz,
+                    rows: batch,
+                    dims: self.config.latent,
+                };
+                obj.latent_term(&b, prior.as_deref(), hp.dataset_size)?
+            }
+        };
+        let replaces_kl = latent.is_some() && hp.objective.replaces_kl();
         let kl_bar: Vec<f64> = kl_dims_sum.iter().map(|k| k / batch as f64).collect();
         let kl_total: f64 = kl_bar.iter().sum();
         // The KL term's weight on each dimension, and its value.
-        let (coef, kl_term): (Vec<f32>, f64) = if let Some((c, gamma)) = hp.capacity {
+        let (coef, kl_term): (Vec<f32>, f64) = if replaces_kl {
+            (vec![0.0; kl_bar.len()], 0.0)
+        } else if let Some((c, gamma)) = hp.capacity {
             let diff = kl_total - f64::from(c);
             let sign = if diff > 0.0 {
                 1.0
@@ -473,11 +516,14 @@ impl<B: Backend> Vae<B> {
         } else {
             (vec![hp.beta; kl_bar.len()], f64::from(hp.beta) * kl_total)
         };
-        let loss = rec_sum / batch as f64 + if is_vae { kl_term } else { 0.0 };
+        let loss = rec_sum / batch as f64
+            + if is_vae { kl_term } else { 0.0 }
+            + latent.as_ref().map_or(0.0, |l| l.loss);
         let stats = StepStats {
             rec_sum,
             kl_dims_sum,
             loss,
+            terms: latent.as_ref().map(|l| l.parts.clone()).unwrap_or_default(),
         };
         if !loss.is_finite() {
             return Ok((
@@ -499,10 +545,17 @@ impl<B: Backend> Vae<B> {
         }
         let mut g_out = grad_out;
         be.scale_inplace(inv_b, &mut g_out)?;
-        let gz = net
+        let mut gz = net
             .decoder
             .backward(be, params, &z, &dec_cache, g_out, &mut grads, true)?
             .expect("the input gradient was asked for");
+        let up = |v: &[f64]| -> Result<B::Tensor> {
+            let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Ok(be.upload(&f, be.shape(&mu))?)
+        };
+        if let Some(l) = &latent {
+            be.axpy(1.0, &up(&l.grad_z)?, &mut gz)?;
+        }
         let gh = if let (Some(lv_l), Some((_, kg_mu, kg_lv))) = (&net.logvar, &kl) {
             // z = mu + σ ⊙ ε, so ∂z/∂logvar = ½ σ ⊙ ε = ½ (z − mu).
             let mut g_mu = gz.clone();
@@ -530,6 +583,10 @@ impl<B: Backend> Vae<B> {
                     &be.matmul(kg_lv, Transpose::No, &diag, Transpose::No)?,
                     &mut g_lv,
                 )?;
+            }
+            if let Some(l) = &latent {
+                be.axpy(1.0, &up(&l.grad_mu)?, &mut g_mu)?;
+                be.axpy(1.0, &up(&l.grad_logvar)?, &mut g_lv)?;
             }
             let head = |l: &crate::Layer, g, grads: &mut [Option<B::Tensor>]| {
                 l.backward(be, params, h, g, grads, true)

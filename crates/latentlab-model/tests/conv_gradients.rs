@@ -272,6 +272,8 @@ fn conv_vae_gradients_match_finite_differences() {
         step: STEP,
         lr: 1e-3,
         weight_decay: 0.0,
+        objective: latentlab_model::objective::Objective::Elbo,
+        dataset_size: 1 << 20,
     };
     let (stats, grads) = model.gradients(&x_t, &hp).unwrap();
     let grads: Vec<Option<Vec<f32>>> = grads

@@ -2,6 +2,7 @@
 //! model's f32 gradients against central differences of an independent f64
 //! re-implementation of the loss, with the same weights and the same ε.
 
+use latentlab_model::objective::{DipVariant, LatentBatch, MmdKernel, Objective, TcEstimator};
 use latentlab_model::{Likelihood, ModelConfig, ModelKind, StepParams, Vae, streams};
 use latentlab_tensor::{Activation, Backend, Cpu, Shape};
 
@@ -13,6 +14,7 @@ struct Setup {
     beta: f32,
     free_bits: Option<f32>,
     capacity: Option<(f32, f32)>,
+    objective: Objective,
 }
 
 const SEED: u64 = 11;
@@ -72,6 +74,7 @@ fn terms_f64(
     let d = cfg.latent;
     let mu = linear(&h, &p[k], &p[k + 1], d);
     k += 2;
+    let mut latent = 0.0;
     let (z, kl_dims) = if cfg.kind == ModelKind::Vae {
         let lv = linear(&h, &p[k], &p[k + 1], d);
         k += 2;
@@ -90,6 +93,29 @@ fn terms_f64(
                     / x.len() as f64
             })
             .collect();
+        // The objective's latent term, through objective.rs in f64 (that
+        // module is checked against PyTorch in tests/objectives.rs; here
+        // the step's wiring of its gradients is).
+        let flat = |a: &[Vec<f64>]| a.concat();
+        let (m, l, zz) = (flat(&mu), flat(&lv), flat(&z));
+        let mut prior = vec![0.0f32; m.len()];
+        latentlab_tensor::philox::fill_normal(
+            streams::objective_noise_key(SEED),
+            STEP,
+            0,
+            &mut prior,
+        );
+        let prior: Vec<f64> = prior.into_iter().map(f64::from).collect();
+        let b = LatentBatch {
+            mu: &m,
+            logvar: &l,
+            z: &zz,
+            rows: x.len(),
+            dims: d,
+        };
+        if let Some(t) = s.objective.latent_term(&b, Some(&prior), 1 << 20).unwrap() {
+            latent = t.loss;
+        }
         (z, kl)
     } else {
         (mu, vec![0.0; d])
@@ -143,14 +169,16 @@ fn terms_f64(
         return (rec, kl_dims);
     }
     let total: f64 = kl_dims.iter().sum();
-    let kl_term = if let Some((c, g)) = s.capacity {
+    let kl_term = if s.objective.replaces_kl() {
+        0.0
+    } else if let Some((c, g)) = s.capacity {
         f64::from(g) * (total - f64::from(c)).abs()
     } else if let Some(fb) = s.free_bits {
         f64::from(s.beta) * kl_dims.iter().map(|&k| k.max(f64::from(fb))).sum::<f64>()
     } else {
         f64::from(s.beta) * total
     };
-    (rec + kl_term, kl_dims)
+    (rec + kl_term + latent, kl_dims)
 }
 
 /// Checks every gradient; returns the per-dimension KLs at the weights.
@@ -182,6 +210,8 @@ fn check(s: Setup) -> Vec<f64> {
         step: STEP,
         lr: 0.0,
         weight_decay: 0.0,
+        objective: s.objective,
+        dataset_size: 1 << 20,
     };
     let (stats, grads) = model.gradients(&x_t, &hp).unwrap();
     let loss = stats.loss;
@@ -250,7 +280,48 @@ const BASE: Setup = Setup {
     beta: 1.0,
     free_bits: None,
     capacity: None,
+    objective: Objective::Elbo,
 };
+
+#[test]
+fn vae_objectives() {
+    // Every family's latent term, wired into the whole step: the backward
+    // pass against finite differences of the f64 loss.
+    for objective in [
+        Objective::BetaTcvae {
+            alpha: 1.0,
+            beta: 6.0,
+            gamma: 1.0,
+            estimator: TcEstimator::Mss,
+        },
+        Objective::BetaTcvae {
+            alpha: 0.5,
+            beta: 3.0,
+            gamma: 2.0,
+            estimator: TcEstimator::Mws,
+        },
+        Objective::DipVae {
+            variant: DipVariant::I,
+            lambda_od: 5.0,
+            lambda_d: 50.0,
+        },
+        Objective::DipVae {
+            variant: DipVariant::Ii,
+            lambda_od: 5.0,
+            lambda_d: 5.0,
+        },
+        Objective::Mmd {
+            kernel: MmdKernel::InverseMultiquadratic { scale: 6.0 },
+            lambda: 50.0,
+        },
+        Objective::Mmd {
+            kernel: MmdKernel::Rbf { scale: 6.0 },
+            lambda: 50.0,
+        },
+    ] {
+        check(Setup { objective, ..BASE });
+    }
+}
 
 #[test]
 fn vae_bernoulli() {

@@ -91,6 +91,9 @@ pub enum Purpose {
     Geometry = 13,
     /// Data made up for tests and benchmarks.
     Test = 14,
+    /// A training objective's own draws (MMD's prior samples), a Philox key
+    /// (index 0); the step is the Philox stream.
+    ObjectiveNoise = 15,
 }
 
 /// The key of stream `(seed, purpose, index)`: three absorptions of the

@@ -45,6 +45,8 @@ pub fn parity_step() -> latentlab_model::StepParams {
         step: 1,
         lr: 1e-4,
         weight_decay: 0.0,
+        objective: latentlab_model::objective::Objective::Elbo,
+        dataset_size: 1 << 20,
     }
 }
 
