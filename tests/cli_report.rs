@@ -539,3 +539,51 @@ fn an_onnx_model_reports_like_a_checkpoint() {
     check_in_browser(&index);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn the_report_shows_an_objectives_terms() {
+    let dir = scratch("objective-report");
+    let ck = dir.join("tc.safetensors");
+    let c = ck.to_str().unwrap();
+    let j = ok_json(&latentlab(&[
+        "train",
+        "--epochs",
+        "2",
+        "--latent",
+        "4",
+        "--hidden",
+        "64",
+        "--objective",
+        "beta-tcvae",
+        "--device",
+        "cpu",
+        "--out",
+        c,
+        "--json",
+    ]));
+    assert_eq!(j["objective"], "beta-tcvae");
+    for h in j["history"].as_array().unwrap() {
+        for t in ["mi", "tc", "dwkl"] {
+            assert!(h["terms"][t].as_f64().is_some_and(f64::is_finite), "{h}");
+        }
+    }
+    let out = dir.join("r");
+    let o = latentlab(&[
+        "report",
+        "--checkpoint",
+        c,
+        "--map-points",
+        "100",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("<h2>Training</h2>") && html.contains("Objective terms"));
+    for t in ["mi", "tc", "dwkl"] {
+        assert!(html.contains(&format!(">{t}<")), "legend {t}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -300,6 +300,27 @@ pub fn training(page: &mut Page, history: &[EpochReport]) {
         ),
         "The KL term per epoch: a fall towards zero would be posterior collapse.",
     );
+    // The objective's own terms (β-TCVAE's MI, TC and DWKL; DIP-VAE's
+    // covariance penalties; MMD), when the run optimised one.
+    let mut names: Vec<&String> = history.iter().flat_map(|r| r.terms.keys()).collect();
+    names.sort();
+    names.dedup();
+    if !names.is_empty() {
+        let series: Vec<Series> = names
+            .iter()
+            .map(|name| Series {
+                name: (*name).clone(),
+                points: history
+                    .iter()
+                    .filter_map(|r| r.terms.get(*name).map(|v| (r.epoch as f64, *v)))
+                    .collect(),
+            })
+            .collect();
+        page.svg(
+            &lines(&series, "Objective terms", "epoch", "per image", None),
+            "The objective's own terms per epoch, averaged over the epoch's batches (see docs/model.md, \"Objectives\"): mi, tc and dwkl for β-TCVAE, the covariance penalties for DIP-VAE, mmd for MMD.",
+        );
+    }
 }
 
 /// "Reconstructions and samples", and what lives in the holes.
