@@ -456,8 +456,11 @@ impl<B: Backend> Vae<B> {
         };
         // The objective's latent term, on the host (O(B² d), see
         // crate::objective).
+        // A lone code (an epoch's last batch of one image) has no batch to
+        // estimate an aggregate from: that step optimises the ELBO.
         let latent = match (&lv, hp.objective) {
             (_, Objective::Elbo) | (None, _) => None,
+            _ if batch < 2 => None,
             (Some(lv), obj) => {
                 let host = |t: &B::Tensor| -> Result<Vec<f64>> {
                     Ok(be.download(t)?.into_iter().map(f64::from).collect())

@@ -429,3 +429,77 @@ fn column_major_inputs_are_accepted() {
     let zt = a.mu.t().as_standard_layout().into_owned();
     assert_eq!(m.decode(zt.t()).unwrap(), m.decode(a.mu.view()).unwrap());
 }
+
+#[test]
+fn every_objective_trains_resumes_and_reports_its_terms() {
+    use latentlab_model::objective::{DipVariant, MmdKernel, Objective, TcEstimator};
+    // 101 images in batches of 50: each epoch ends on a batch of one,
+    // which has no aggregate to estimate and takes the ELBO.
+    let (train, test) = small_mnist(101, 50);
+    for (objective, parts) in [
+        (
+            Objective::BetaTcvae {
+                alpha: 1.0,
+                beta: 6.0,
+                gamma: 1.0,
+                estimator: TcEstimator::Mss,
+            },
+            &["dwkl", "mi", "tc"][..],
+        ),
+        (
+            Objective::DipVae {
+                variant: DipVariant::Ii,
+                lambda_od: 5.0,
+                lambda_d: 5.0,
+            },
+            &["dip_diagonal", "dip_off_diagonal"][..],
+        ),
+        (
+            Objective::Mmd {
+                kernel: MmdKernel::InverseMultiquadratic { scale: 12.0 },
+                lambda: 100.0,
+            },
+            &["mmd"][..],
+        ),
+    ] {
+        let cfg = TrainConfig {
+            objective,
+            ..run(2, 4)
+        };
+        let mut straight = Trainer::new(Cpu::new(), small_config(), cfg.clone()).unwrap();
+        let want = straight
+            .fit(&train, &test, &SavePolicy::default(), &mut go)
+            .unwrap();
+        for r in &want {
+            let names: Vec<&str> = r.terms.keys().map(String::as_str).collect();
+            assert_eq!(names, parts, "{}", objective.name());
+            assert!(r.terms.values().all(|v| v.is_finite()));
+            assert!(r.test.neg_elbo.is_finite());
+        }
+        // Stopped after step 4 (in epoch 2) and resumed: the same weights
+        // and the same per-epoch terms.
+        let dir = scratch(objective.name());
+        let state = dir.join("run.resume");
+        let save = SavePolicy {
+            model: None,
+            state: Some(state.clone()),
+            every_steps: 1,
+            fault: None,
+        };
+        let mut t = Trainer::new(Cpu::new(), small_config(), cfg).unwrap();
+        let stop = |e: Event<'_>| match e {
+            Event::Step { step: 4, .. } => Control::Stop,
+            _ => Control::Continue,
+        };
+        assert!(t.fit(&train, &test, &save, &mut { stop }).is_err());
+        let mut resumed = Trainer::resume(Cpu::new(), &state, None).unwrap();
+        let got = resumed.fit(&train, &test, &save, &mut go).unwrap();
+        assert_eq!(weights(resumed.model()), weights(straight.model()));
+        for (a, b) in got.iter().zip(&want) {
+            for (k, v) in &b.terms {
+                assert!((a.terms[k] - v).abs() <= 1e-9 * v.abs().max(1.0), "{k}");
+            }
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
