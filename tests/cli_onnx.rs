@@ -224,6 +224,9 @@ fn graphs_and_data_that_do_not_fit_are_clear_errors() {
     let mut px = vec![0.5f32; 4 * 784];
     px[784 + 3] = f32::NAN;
     npy::write_f32(&nan, &[4, 28, 28], &px).unwrap();
+    // 784 values per image, as the encoder takes, but 14 × 56.
+    let wide = p("wide.npy");
+    npy::write_f32(&wide, &[4, 1, 14, 56], &vec![0.5f32; 4 * 784]).unwrap();
     let (out, png, rep) = (p("lat.safetensors"), p("x.png"), p("r"));
     let (unsup, d4, b1) = (
         fixture("unsupported.onnx"),
@@ -254,6 +257,10 @@ fn graphs_and_data_that_do_not_fit_are_clear_errors() {
                 &out,
             ],
             "--data gives 3×64×64",
+        ),
+        (
+            vec!["encode", "--encoder", &enc, "--data", &wide, "--out", &out],
+            "--data gives 1×14×56",
         ),
         (
             vec!["encode", "--encoder", &dec, "--out", &out],

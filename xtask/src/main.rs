@@ -130,8 +130,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     }
     let _ = THREADS.set(quality_args.threads);
     let root = root();
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = target_dir(&root);
     let crit = target.join("criterion");
     for group in ["matmul", "train_step"] {
         let _ = std::fs::remove_dir_all(crit.join(group));
@@ -546,8 +545,7 @@ fn quality_cmd(args: &[String]) -> Result<(), String> {
     }
     let _ = THREADS.set(a.threads);
     let root = root();
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = target_dir(&root);
     let bin = build_cli(&root, &target)?;
     let q = quality::run(&root, &bin, &target.join("xtask-quality"), &a)?;
     let mut command = format!(
@@ -564,21 +562,7 @@ fn quality_cmd(args: &[String]) -> Result<(), String> {
         command.push_str(" --no-peer");
     }
     let section = quality_section(&q, &command);
-    splice(
-        &root.join("docs/benchmarks.md"),
-        QUALITY_BEGIN,
-        QUALITY_END,
-        &section,
-    )?;
-    if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&q).map_err(|e| e.to_string())?
-        );
-    } else {
-        print!("{section}");
-    }
-    Ok(())
+    publish(&root, (QUALITY_BEGIN, QUALITY_END), &section, &q, json_out)
 }
 
 /// Replaces the section between `begin` and `end` in the file at `path`
@@ -628,8 +612,7 @@ fn conv_cmd(args: &[String]) -> Result<(), String> {
     }
     let _ = THREADS.set(a.threads);
     let root = root();
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = target_dir(&root);
     let bin = build_cli(&root, &target)?;
     let c = conv::run(&root, &bin, &target.join("xtask-conv"), &a)?;
     let command = format!(
@@ -637,21 +620,7 @@ fn conv_cmd(args: &[String]) -> Result<(), String> {
         a.seeds, a.epochs, a.images, a.rounds, a.threads
     );
     let section = conv_section(&c, &command);
-    splice(
-        &root.join("docs/benchmarks.md"),
-        CONV_BEGIN,
-        CONV_END,
-        &section,
-    )?;
-    if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&c).map_err(|e| e.to_string())?
-        );
-    } else {
-        print!("{section}");
-    }
-    Ok(())
+    publish(&root, (CONV_BEGIN, CONV_END), &section, &c, json_out)
 }
 
 const ONNX_BEGIN: &str = "<!-- onnx: written by cargo xtask bench or cargo xtask onnx -->";
@@ -680,8 +649,7 @@ fn onnx_cmd(args: &[String]) -> Result<(), String> {
     }
     let _ = THREADS.set(a.threads);
     let root = root();
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = target_dir(&root);
     let bin = build_cli(&root, &target)?;
     let c = onnx::run(&root, &bin, &target.join("xtask-onnx"), &a)?;
     let command = format!(
@@ -689,16 +657,29 @@ fn onnx_cmd(args: &[String]) -> Result<(), String> {
         a.rounds, a.threads
     );
     let section = onnx_section(&c, &command);
-    splice(
-        &root.join("docs/benchmarks.md"),
-        ONNX_BEGIN,
-        ONNX_END,
-        &section,
-    )?;
+    publish(&root, (ONNX_BEGIN, ONNX_END), &section, &c, json_out)
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR`, or `target/` in the repository.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+/// What a single benchmark command ends with: `section` spliced between
+/// `begin` and `end` in `docs/benchmarks.md`, then the figures printed (as
+/// JSON with `--json`, else the section).
+fn publish(
+    root: &Path,
+    (begin, end): (&str, &str),
+    section: &str,
+    figures: &Value,
+    json_out: bool,
+) -> Result<(), String> {
+    splice(&root.join("docs/benchmarks.md"), begin, end, section)?;
     if json_out {
         println!(
             "{}",
-            serde_json::to_string_pretty(&c).map_err(|e| e.to_string())?
+            serde_json::to_string_pretty(figures).map_err(|e| e.to_string())?
         );
     } else {
         print!("{section}");

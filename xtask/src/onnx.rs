@@ -11,7 +11,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::pinned;
+use crate::{fmt as f, pinned};
 
 /// What `cargo xtask onnx` was asked for.
 pub struct OnnxArgs {
@@ -129,11 +129,6 @@ pub fn run(root: &Path, bin: &Path, work: &Path, a: &OnnxArgs) -> Result<Value, 
         "onnxruntime_version": version,
         "peer_note": note,
     }))
-}
-
-fn f(v: &Value, digits: usize) -> String {
-    v.as_f64()
-        .map_or_else(|| "–".into(), |x| format!("{x:.digits$}"))
 }
 
 /// The section of `docs/benchmarks.md`.

@@ -188,6 +188,7 @@ pub fn beta_tcvae(
     let mut dmu = vec![0.0; b * d];
     let mut dlv = vec![0.0; b * d];
     let mut col = vec![0.0; b];
+    let mut c_jk = vec![0.0; b * d];
     for i in 0..b {
         for j in 0..b {
             for k in 0..d {
@@ -209,7 +210,6 @@ pub fn beta_tcvae(
         }
         let (a_j, joint) = softmax(&col);
         let mut prod = 0.0;
-        let mut c_jk = vec![0.0; b * d];
         for k in 0..d {
             for j in 0..b {
                 col[j] = lw[i * b + j] + m[j * d + k];
@@ -398,26 +398,28 @@ pub fn mmd(
         ));
     }
     let r2 = |a: &[f64], c: &[f64]| a.iter().zip(c).map(|(x, y)| (x - y) * (x - y)).sum::<f64>();
-    let row = |x: &'_ [f64], i: usize| x[i * d..(i + 1) * d].to_vec();
+    fn row(x: &[f64], i: usize, d: usize) -> &[f64] {
+        &x[i * d..(i + 1) * d]
+    }
     let inv = 1.0 / (b * b) as f64;
     let (mut zz, mut pp, mut zp) = (0.0, 0.0, 0.0);
     let mut g_z = vec![0.0; b * d];
     for i in 0..b {
-        let zi = row(batch.z, i);
+        let zi = row(batch.z, i, d);
         for j in 0..b {
-            let (zj, pj) = (row(batch.z, j), row(prior, j));
-            let (k, dk) = kernel.eval(r2(&zi, &zj));
+            let (zj, pj) = (row(batch.z, j, d), row(prior, j, d));
+            let (k, dk) = kernel.eval(r2(zi, zj));
             zz += k;
             // d/dz_i of k(z_i, z_j) + k(z_j, z_i).
             for t in 0..d {
                 g_z[i * d + t] += lambda * inv * 2.0 * dk * (zi[t] - zj[t]);
             }
-            let (k, dk) = kernel.eval(r2(&zi, &pj));
+            let (k, dk) = kernel.eval(r2(zi, pj));
             zp += k;
             for t in 0..d {
                 g_z[i * d + t] -= lambda * inv * 2.0 * dk * (zi[t] - pj[t]);
             }
-            pp += kernel.eval(r2(&row(prior, i), &pj)).0;
+            pp += kernel.eval(r2(row(prior, i, d), pj)).0;
         }
     }
     let value = (zz + pp - 2.0 * zp) * inv;
