@@ -543,47 +543,59 @@ fn an_onnx_model_reports_like_a_checkpoint() {
 #[test]
 fn the_report_shows_an_objectives_terms() {
     let dir = scratch("objective-report");
-    let ck = dir.join("tc.safetensors");
-    let c = ck.to_str().unwrap();
-    let j = ok_json(&latentlab(&[
-        "train",
-        "--epochs",
-        "2",
-        "--latent",
-        "4",
-        "--hidden",
-        "64",
-        "--objective",
-        "beta-tcvae",
-        "--device",
-        "cpu",
-        "--out",
-        c,
-        "--json",
-    ]));
-    assert_eq!(j["objective"], "beta-tcvae");
-    for h in j["history"].as_array().unwrap() {
-        for t in ["mi", "tc", "dwkl"] {
-            assert!(h["terms"][t].as_f64().is_some_and(f64::is_finite), "{h}");
+    for (objective, flags, terms) in [
+        ("beta-tcvae", &[][..], &["mi", "tc", "dwkl"][..]),
+        (
+            "factor-vae",
+            &["--factor-disc-width", "64", "--factor-disc-depth", "2"][..],
+            &["tc_estimate", "disc_loss", "disc_accuracy"][..],
+        ),
+        ("iwae", &["--iwae-k", "3"][..], &["iw_bound"][..]),
+    ] {
+        let ck = dir.join(format!("{objective}.safetensors"));
+        let c = ck.to_str().unwrap();
+        let mut args = vec![
+            "train",
+            "--epochs",
+            "2",
+            "--latent",
+            "4",
+            "--hidden",
+            "64",
+            "--objective",
+            objective,
+            "--device",
+            "cpu",
+            "--out",
+            c,
+            "--json",
+        ];
+        args.extend_from_slice(flags);
+        let j = ok_json(&latentlab(&args));
+        assert_eq!(j["objective"], objective);
+        for h in j["history"].as_array().unwrap() {
+            for t in terms {
+                assert!(h["terms"][t].as_f64().is_some_and(f64::is_finite), "{h}");
+            }
         }
-    }
-    let out = dir.join("r");
-    let o = latentlab(&[
-        "report",
-        "--checkpoint",
-        c,
-        "--map-points",
-        "100",
-        "--device",
-        "cpu",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
-    assert!(html.contains("<h2>Training</h2>") && html.contains("Objective terms"));
-    for t in ["mi", "tc", "dwkl"] {
-        assert!(html.contains(&format!(">{t}<")), "legend {t}");
+        let out = dir.join(format!("r-{objective}"));
+        let o = latentlab(&[
+            "report",
+            "--checkpoint",
+            c,
+            "--map-points",
+            "100",
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+        assert!(html.contains("<h2>Training</h2>") && html.contains("Objective terms"));
+        for t in terms {
+            assert!(html.contains(&format!(">{t}<")), "{objective}: legend {t}");
+        }
     }
     std::fs::remove_dir_all(dir).ok();
 }

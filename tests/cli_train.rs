@@ -331,6 +331,30 @@ fn bad_flags_and_files_are_clear_errors() {
         ),
         (vec!["train", "--objective", "annealed-vae"], "--capacity"),
         (
+            vec!["train", "--objective", "iwae", "--iwae-k", "0"],
+            "0 importance samples per image",
+        ),
+        (
+            vec!["train", "--objective", "iwae", "--free-bits", "0.5"],
+            "no separate KL term",
+        ),
+        (
+            vec!["train", "--objective", "elbo", "--iwae-k", "5"],
+            "apply to --objective iwae",
+        ),
+        (
+            vec![
+                "train",
+                "--objective",
+                "iwae",
+                "--model",
+                "ae",
+                "--epochs",
+                "1",
+            ],
+            "autoencoder has no posterior",
+        ),
+        (
             vec![
                 "train",
                 "--objective",
@@ -343,8 +367,44 @@ fn bad_flags_and_files_are_clear_errors() {
             "autoencoder has no posterior",
         ),
         (
-            vec!["train", "--objective", "factor-vae"],
-            "not yet implemented",
+            vec!["train", "--objective", "factor-vae", "--factor-gamma", "-2"],
+            "--factor-gamma",
+        ),
+        (
+            vec![
+                "train",
+                "--objective",
+                "factor-vae",
+                "--factor-disc-lr",
+                "0",
+            ],
+            "learning rate 0",
+        ),
+        (
+            vec![
+                "train",
+                "--objective",
+                "factor-vae",
+                "--factor-disc-depth",
+                "0",
+            ],
+            "0 hidden layers",
+        ),
+        (
+            vec!["train", "--objective", "beta-tcvae", "--factor-gamma", "10"],
+            "apply to --objective factor-vae",
+        ),
+        (
+            vec![
+                "train",
+                "--objective",
+                "factor-vae",
+                "--model",
+                "ae",
+                "--epochs",
+                "1",
+            ],
+            "autoencoder has no posterior",
         ),
     ];
     common::assert_clean_errors(&cases);

@@ -11,6 +11,14 @@
 #   Kumar et al. 2018 (DIP-VAE): Cov(mu) [+ E diag(exp(logvar))],
 #     lambda_od sum_{i!=j} C_ij^2 + lambda_d sum_i (C_ii - 1)^2.
 #   Gretton et al. 2012 / Tolstikhin et al. 2018: the V-statistic MMD^2.
+#   Kim & Mnih 2018 (FactorVAE) as disentanglement_lib trains it: an MLP
+#     discriminator (leaky ReLU 0.2, here 3 x 16 so the fixture stays
+#     small), TC = mean(logit0(z) - logit1(z)), its loss
+#     -0.5 mean log p0(z) - 0.5 mean log p1(z~) with probabilities clipped
+#     to [1e-6, 1 - 1e-6], and two torch.optim.Adam steps (lr 1e-4,
+#     betas 0.5, 0.9) of the discriminator.
+#   Burda et al. 2016 (IWAE): -mean_i log mean_s w_is, log w = log p(x|z)
+#     + log p(z) - log q(z|x), on K samples per image with given NLLs.
 # Usage: python3 benches/peers/objectives_fixture.py OUT.json
 import json, math, sys
 import torch
@@ -94,6 +102,86 @@ for name, params, f in cases:
         **{f'grad_{k}': (t.grad if t.grad is not None else torch.zeros_like(t)).flatten().tolist()
            for k, t in [('mu', m), ('logvar', l), ('z', zz)]},
     })
+# IWAE: K samples per image and each sample's reconstruction NLL as inputs
+# of their own, so autograd gives the partials the objective module returns
+# (the decoder's path is the NLL's weight).
+K = 4
+iw_z = (mu[:, None, :] + torch.exp(0.5 * logvar)[:, None, :]
+        * torch.randn(B, K, D, dtype=torch.float64)).reshape(B * K, D)
+iw_nll = torch.rand(B * K, dtype=torch.float64) * 20.0 + 40.0
+m, l, zz, nn = (t.clone().requires_grad_(True) for t in (mu, logvar, iw_z, iw_nll))
+zk = zz.reshape(B, K, D)
+log_w = (-nn.reshape(B, K)
+         + (-0.5 * (math.log(2 * math.pi) + zk ** 2)).sum(2)
+         - log_normal(zk, m[:, None, :], l[:, None, :]).sum(2))
+bound = (torch.logsumexp(log_w, dim=1) - math.log(K)).mean()
+(-bound).backward()
+out['iwae'] = {'samples': K, 'z': iw_z.flatten().tolist(), 'nll': iw_nll.tolist(),
+               'loss': -bound.item(), 'iw_bound': bound.item(),
+               'grad_mu': m.grad.flatten().tolist(), 'grad_logvar': l.grad.flatten().tolist(),
+               'grad_z': zz.grad.flatten().tolist(), 'grad_nll': nn.grad.tolist()}
+# FactorVAE: z, its dimension-wise permutation within the batch, the
+# discriminator's weights (nn.Linear's layout, [out, in]), and gamma.
+# The discriminator runs in f32 in latentlab: its inputs here are rounded
+# to f32 first, so the two differ by latentlab's arithmetic alone.
+W, DEPTH, GAMMA = 16, 3, 20.0
+f32 = lambda t: t.float().double()
+z_d = f32(z)
+perm = torch.stack([torch.randperm(B) for _ in range(D)], dim=1)
+z_shuf = torch.gather(z_d, 0, perm)
+layers = []
+fan = D
+for i in range(DEPTH + 1):
+    out_f = 2 if i == DEPTH else W
+    lin = torch.nn.Linear(fan, out_f).double()
+    with torch.no_grad():
+        lin.weight.copy_(f32(lin.weight))
+        lin.bias.copy_(f32(lin.bias))
+    layers.append(lin)
+    fan = out_f
+
+
+def disc(v):
+    h = v
+    for i, lin in enumerate(layers):
+        h = lin(h)
+        if i < DEPTH:
+            h = torch.nn.functional.leaky_relu(h, 0.2)
+    return h
+
+
+weights = [t.detach().clone() for lin in layers for t in (lin.weight, lin.bias)]
+zz = z_d.clone().requires_grad_(True)
+logits = disc(zz)
+tc = (logits[:, 0] - logits[:, 1]).mean()
+(GAMMA * tc).backward()
+grad_z_tc = zz.grad.clone()
+for lin in layers:
+    lin.zero_grad()
+lz = disc(z_d)
+ls = disc(z_shuf)
+pz = torch.softmax(lz, 1).clamp(1e-6, 1 - 1e-6)
+ps = torch.softmax(ls, 1).clamp(1e-6, 1 - 1e-6)
+dloss = -(0.5 * pz[:, 0].log().mean() + 0.5 * ps[:, 1].log().mean())
+dloss.backward()
+acc = ((lz[:, 0] > lz[:, 1]).double().mean() + (ls[:, 1] > ls[:, 0]).double().mean()) / 2
+dgrads = [t.grad.clone() for lin in layers for t in (lin.weight, lin.bias)]
+opt = torch.optim.Adam([t for lin in layers for t in (lin.weight, lin.bias)], lr=1e-4, betas=(0.5, 0.9))
+opt.step()
+# A second step on the same codes: the first of Adam's bias-corrected
+# steps is lr * sign(g) whatever the betas; the second depends on them.
+opt.zero_grad()
+p2z = torch.softmax(disc(z_d), 1).clamp(1e-6, 1 - 1e-6)
+p2s = torch.softmax(disc(z_shuf), 1).clamp(1e-6, 1 - 1e-6)
+(-(0.5 * p2z[:, 0].log().mean() + 0.5 * p2s[:, 1].log().mean())).backward()
+opt.step()
+after = [t.detach().clone() for lin in layers for t in (lin.weight, lin.bias)]
+flat = lambda ts: [t.flatten().tolist() for t in ts]
+out['factor_vae'] = {'width': W, 'depth': DEPTH, 'gamma': GAMMA,
+                     'z': z_d.flatten().tolist(), 'z_shuffled': z_shuf.flatten().tolist(),
+                     'weights': flat(weights), 'tc': tc.item(),
+                     'grad_z': grad_z_tc.flatten().tolist(), 'disc_loss': dloss.item(),
+                     'accuracy': acc.item(), 'disc_grads': flat(dgrads), 'after_adam': flat(after)}
 with open(sys.argv[1] if len(sys.argv) > 1 else 'objectives.json', 'w') as fh:
     json.dump(out, fh)
 print(f"torch {torch.__version__}: {len(cases)} cases")

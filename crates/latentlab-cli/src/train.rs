@@ -126,7 +126,7 @@ pub struct TrainArgs {
     /// Capacity annealing γ·|KL − C|: MAX_NATS, MAX_NATS:STEPS or MAX_NATS:STEPS:GAMMA (defaults 10000 steps, γ = 1000).
     #[arg(long, value_parser = parse_capacity)]
     pub capacity: Option<Capacity>,
-    /// The objective: elbo (with --beta, --kl-schedule, --free-bits, --capacity), annealed-vae (disentanglement_lib's name for the ELBO with --capacity), beta-tcvae, dip-vae-i, dip-vae-ii or mmd (see docs/model.md).
+    /// The objective: elbo (with --beta, --kl-schedule, --free-bits, --capacity), annealed-vae (disentanglement_lib's name for the ELBO with --capacity), beta-tcvae, factor-vae, dip-vae-i, dip-vae-ii, mmd or iwae (see docs/model.md).
     #[arg(long, default_value = "elbo")]
     pub objective: String,
     /// beta-tcvae: weight α of the index-code mutual information (default 1).
@@ -156,6 +156,21 @@ pub struct TrainArgs {
     /// mmd: the kernel bandwidth C (default 2·latent, Tolstikhin et al.'s choice for N(0, I)).
     #[arg(long)]
     pub mmd_scale: Option<f64>,
+    /// factor-vae: γ, the weight of the discriminator's total-correlation estimate (default 20, the middle of disentanglement_lib's sweep).
+    #[arg(long)]
+    pub factor_gamma: Option<f64>,
+    /// factor-vae: the discriminator's Adam learning rate (default 1e-4, with β1 0.5 and β2 0.9 as in disentanglement_lib).
+    #[arg(long)]
+    pub factor_disc_lr: Option<f32>,
+    /// factor-vae: units per hidden layer of the discriminator (default 1000).
+    #[arg(long)]
+    pub factor_disc_width: Option<usize>,
+    /// factor-vae: hidden layers of the discriminator (default 6).
+    #[arg(long)]
+    pub factor_disc_depth: Option<usize>,
+    /// iwae: importance samples per image, k (default 5; 1 is the ELBO's one-sample estimate).
+    #[arg(long)]
+    pub iwae_k: Option<usize>,
     /// Images per step.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
@@ -193,9 +208,10 @@ pub struct TrainArgs {
 
 /// `--objective` and its flags; a flag of another objective is an error.
 fn objective_of(a: &TrainArgs) -> Result<Objective> {
+    use latentlab::model::discriminator::DiscriminatorSpec;
     use latentlab::model::objective::{DipVariant, MmdKernel, TcEstimator};
     let family = a.objective.as_str();
-    let flags: [(&str, bool, &[&str]); 3] = [
+    let flags: [(&str, bool, &[&str]); 5] = [
         (
             "--tc-alpha/--tc-beta/--tc-gamma/--tc-estimator",
             a.tc_alpha.is_some()
@@ -214,6 +230,15 @@ fn objective_of(a: &TrainArgs) -> Result<Objective> {
             a.mmd_lambda.is_some() || a.mmd_kernel.is_some() || a.mmd_scale.is_some(),
             &["mmd"],
         ),
+        (
+            "--factor-gamma/--factor-disc-lr/--factor-disc-width/--factor-disc-depth",
+            a.factor_gamma.is_some()
+                || a.factor_disc_lr.is_some()
+                || a.factor_disc_width.is_some()
+                || a.factor_disc_depth.is_some(),
+            &["factor-vae"],
+        ),
+        ("--iwae-k", a.iwae_k.is_some(), &["iwae"]),
     ];
     for (names, given, families) in flags {
         if given && !families.contains(&family) {
@@ -273,14 +298,24 @@ fn objective_of(a: &TrainArgs) -> Result<Objective> {
                 lambda: a.mmd_lambda.unwrap_or(100.0),
             }
         }
-        "factor-vae" | "iwae" => {
-            return Err(CliError::from(format!(
-                "--objective {family}: not yet implemented; available: elbo, annealed-vae, beta-tcvae, dip-vae-i, dip-vae-ii, mmd"
-            )));
+        "iwae" => Objective::Iwae {
+            samples: a.iwae_k.unwrap_or(5),
+        },
+        "factor-vae" | "factor_vae" => {
+            let d = DiscriminatorSpec::default();
+            Objective::FactorVae {
+                gamma: a.factor_gamma.unwrap_or(20.0),
+                discriminator: DiscriminatorSpec {
+                    lr: a.factor_disc_lr.unwrap_or(d.lr),
+                    width: a.factor_disc_width.unwrap_or(d.width),
+                    depth: a.factor_disc_depth.unwrap_or(d.depth),
+                    ..d
+                },
+            }
         }
         other => {
             return Err(CliError::from(format!(
-                "--objective: unknown objective `{other}`; expected elbo, annealed-vae, beta-tcvae, dip-vae-i, dip-vae-ii or mmd"
+                "--objective: unknown objective `{other}`; expected elbo, annealed-vae, beta-tcvae, factor-vae, dip-vae-i, dip-vae-ii, mmd or iwae"
             )));
         }
     })

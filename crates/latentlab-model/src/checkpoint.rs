@@ -321,8 +321,25 @@ pub fn save_state<B: Backend>(
     progress: &str,
     path: impl AsRef<Path>,
 ) -> Result<()> {
+    save_state_with(model, adam, progress, Vec::new(), path)
+}
+
+/// [`save_state`] with more of the run's tensors (FactorVAE's
+/// discriminator and its moments), each named with a prefix of
+/// [`STATE_EXTRA_PREFIXES`].
+pub fn save_state_with<B: Backend>(
+    model: &Vae<B>,
+    adam: &AdamState<B>,
+    progress: &str,
+    extra: Vec<(String, Vec<usize>, Vec<f32>)>,
+    path: impl AsRef<Path>,
+) -> Result<()> {
     let path = path.as_ref();
     let mut tensors = model_tensors(model)?;
+    for (name, dims, values) in extra {
+        debug_assert!(STATE_EXTRA_PREFIXES.iter().any(|p| name.starts_with(p)));
+        tensors.push((name, dims, Dtype::F32, to_bytes(&values)));
+    }
     let params = model.config().parameters();
     let be = model.backend();
     // Moments of the trainable parameters (buffers have none).
@@ -357,7 +374,19 @@ pub struct Checkpoint {
     pub adam: Option<(HostTensors, HostTensors)>,
     /// The training progress JSON, when the file is a training state.
     pub progress: Option<String>,
+    /// A training state's other tensors by name (FactorVAE's
+    /// discriminator, `discriminator.*`, and its moments,
+    /// `adam.m.discriminator.*` and `adam.v.discriminator.*`).
+    pub extra: std::collections::BTreeMap<String, Vec<f32>>,
 }
+
+/// The name prefixes of a training state's tensors beyond the model and
+/// its moments.
+pub const STATE_EXTRA_PREFIXES: [&str; 3] = [
+    "discriminator.",
+    "adam.m.discriminator.",
+    "adam.v.discriminator.",
+];
 
 impl Checkpoint {
     /// Reads and checks a checkpoint.
@@ -467,6 +496,32 @@ impl Checkpoint {
         } else {
             None
         };
+        let mut extra = std::collections::BTreeMap::new();
+        if progress.is_some() {
+            for name in st.names() {
+                if !STATE_EXTRA_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                    continue;
+                }
+                let t = st.tensor(name).expect("listed");
+                if t.dtype() != Dtype::F32 {
+                    return Err(bad(format!(
+                        "tensor {name} is {:?}; latentlab reads F32",
+                        t.dtype()
+                    )));
+                }
+                let v: Vec<f32> = t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(bad(format!(
+                        "tensor {name} holds a non-finite value at {i}"
+                    )));
+                }
+                extra.insert(name.to_string(), v);
+            }
+        }
         Ok(Self {
             path: path.into(),
             config,
@@ -474,6 +529,7 @@ impl Checkpoint {
             params,
             adam,
             progress,
+            extra,
         })
     }
 

@@ -568,9 +568,17 @@ impl TrainConfig {
                 || self.free_bits.is_some()
                 || self.capacity.is_some())
         {
+            let why = match self.objective {
+                crate::objective::Objective::Iwae { .. } => {
+                    "iwae optimises the importance-weighted bound, which has no separate KL term"
+                }
+                _ => "beta-tcvae weighs its own KL terms (--tc-alpha, --tc-beta, --tc-gamma)",
+            };
             return Err(config_err(
                 "objective",
-                "beta-tcvae weighs its own KL terms (--tc-alpha, --tc-beta, --tc-gamma); --beta, --kl-schedule, --free-bits and --capacity do not apply to it",
+                format!(
+                    "{why}; --beta, --kl-schedule, --free-bits and --capacity do not apply to it"
+                ),
             ));
         }
         if self.epochs == 0 {

@@ -13,6 +13,8 @@
 //!   checkpoints and exact resume;
 //! - [`eval`]: −ELBO, KL per dimension, active units and the
 //!   importance-weighted `log p(x)`;
+//! - [`objective`] and [`discriminator`]: the disentanglement_lib family
+//!   of objectives and IWAE, and FactorVAE's discriminator;
 //! - [`checkpoint`]: PyTorch-compatible safetensors files;
 //! - [`latent`]: the [`LatentModel`] trait the analysis layers use.
 //!
@@ -34,6 +36,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod discriminator;
 pub mod error;
 pub mod eval;
 pub mod latent;

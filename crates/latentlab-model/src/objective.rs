@@ -19,13 +19,21 @@
 //!   aggregate posterior pushed towards the identity;
 //! - [`mmd`]: the maximum mean discrepancy between the batch's samples and
 //!   prior samples (InfoVAE, WAE-MMD), with an RBF or inverse multiquadratic
-//!   kernel.
+//!   kernel;
+//! - [`iwae`]: the importance-weighted bound of Burda et al. (2016) over
+//!   `k` samples per image, with its partial gradients (the decoder's part
+//!   goes back through the network as per-sample weights on the
+//!   reconstruction NLL).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config_err};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// The most importance samples per image IWAE takes (the decoder runs on
+/// `batch × k` codes each step).
+pub const MAX_IWAE_SAMPLES: usize = 5000;
 
 /// A batch of codes: `rows × dims` row-major arrays.
 #[derive(Clone, Copy, Debug)]
@@ -432,6 +440,126 @@ pub fn mmd(
     })
 }
 
+/// A batch of IWAE's importance samples: `rows` images with `samples`
+/// codes each. Sample `s` of image `i` is row `i · samples + s` of `z` and
+/// `nll`.
+#[derive(Clone, Copy, Debug)]
+pub struct IwaeBatch<'a> {
+    /// Posterior means (`rows × dims`).
+    pub mu: &'a [f64],
+    /// Posterior log-variances (`rows × dims`).
+    pub logvar: &'a [f64],
+    /// The samples (`rows · samples × dims`).
+    pub z: &'a [f64],
+    /// `−log p(x_i | z_is)` of each sample (`rows · samples`).
+    pub nll: &'a [f64],
+    /// Images (`B`).
+    pub rows: usize,
+    /// Latent dimensions (`d`).
+    pub dims: usize,
+    /// Samples per image (`k`).
+    pub samples: usize,
+}
+
+/// IWAE's loss with its partial gradients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IwaeLoss {
+    /// `−(1/B) Σ_i log (1/k) Σ_s w_is`: the negative k-sample bound per
+    /// image.
+    pub loss: f64,
+    /// `∂loss/∂nll_is`: each sample's normalised importance weight over
+    /// `B`. The reconstruction's gradient through the decoder is the
+    /// per-sample NLL gradient scaled by it.
+    pub nll_weights: Vec<f64>,
+    /// `∂loss/∂mu` with the samples held fixed (`rows × dims`).
+    pub grad_mu: Vec<f64>,
+    /// `∂loss/∂logvar` with the samples held fixed (`rows × dims`).
+    pub grad_logvar: Vec<f64>,
+    /// `∂loss/∂z` through the prior and the posterior density, not through
+    /// the decoder (`rows · samples × dims`).
+    pub grad_z: Vec<f64>,
+    /// `iw_bound`, the k-sample bound on log p(x) per image (nats).
+    pub parts: Vec<(&'static str, f64)>,
+}
+
+/// The importance-weighted bound of Burda et al. (2016): for each image,
+/// `log (1/k) Σ_s w_is` with `log w_is = log p(x_i|z_is) + log p(z_is) −
+/// log q(z_is|x_i)`, averaged over the batch and negated. With `k = 1` it is
+/// the one-sample Monte Carlo ELBO; it does not decrease in `k` in
+/// expectation, and tends to `log p(x)`.
+pub fn iwae(batch: &IwaeBatch<'_>) -> Result<IwaeLoss> {
+    let (b, d, k) = (batch.rows, batch.dims, batch.samples);
+    if b == 0 || d == 0 || k == 0 {
+        return Err(config_err(
+            "iwae",
+            format!("needs at least 1 image, 1 dimension and 1 sample, not {b} × {d} × {k}"),
+        ));
+    }
+    if batch.mu.len() != b * d
+        || batch.logvar.len() != b * d
+        || batch.z.len() != b * k * d
+        || batch.nll.len() != b * k
+    {
+        return Err(config_err(
+            "iwae",
+            format!(
+                "{b} images of {d} dimensions with {k} samples need {} means and log-variances, {} sample values and {} NLLs; got {}, {}, {} and {}",
+                b * d,
+                b * k * d,
+                b * k,
+                batch.mu.len(),
+                batch.logvar.len(),
+                batch.z.len(),
+                batch.nll.len()
+            ),
+        ));
+    }
+    let inv_b = 1.0 / b as f64;
+    let mut out = IwaeLoss {
+        loss: 0.0,
+        nll_weights: vec![0.0; b * k],
+        grad_mu: vec![0.0; b * d],
+        grad_logvar: vec![0.0; b * d],
+        grad_z: vec![0.0; b * k * d],
+        parts: Vec::new(),
+    };
+    let mut log_w = vec![0.0; k];
+    for i in 0..b {
+        for (s, lw) in log_w.iter_mut().enumerate() {
+            let r = i * k + s;
+            let mut v = -batch.nll[r];
+            for j in 0..d {
+                let z = batch.z[r * d + j];
+                let (lq, ..) = log_normal(z, batch.mu[i * d + j], batch.logvar[i * d + j]);
+                v += -0.5 * (LN_2PI + z * z) - lq;
+            }
+            *lw = v;
+        }
+        let (a, lse) = softmax(&log_w);
+        out.loss -= inv_b * (lse - (k as f64).ln());
+        // ∂loss/∂log w_is = −a_s / B.
+        for (s, &a_s) in a.iter().enumerate() {
+            let r = i * k + s;
+            let c = a_s * inv_b;
+            out.nll_weights[r] = c;
+            for j in 0..d {
+                let (_, dz, dmu, dlv) = log_normal(
+                    batch.z[r * d + j],
+                    batch.mu[i * d + j],
+                    batch.logvar[i * d + j],
+                );
+                // log w = … − z²/2 − log q: ∂/∂z = −z − dz, ∂/∂mu = −dmu,
+                // ∂/∂logvar = −dlv.
+                out.grad_z[r * d + j] = c * (batch.z[r * d + j] + dz);
+                out.grad_mu[i * d + j] += c * dmu;
+                out.grad_logvar[i * d + j] += c * dlv;
+            }
+        }
+    }
+    out.parts = vec![("iw_bound", -out.loss)];
+    Ok(out)
+}
+
 /// The training objective: the ELBO (with today's β, warm-up, free bits
 /// and capacity), or one of the disentanglement_lib family, saved in the
 /// checkpoint's training config.
@@ -471,6 +599,22 @@ pub enum Objective {
         /// λ, the MMD's weight.
         lambda: f64,
     },
+    /// The ELBO + γ·TC, the total correlation estimated by a discriminator
+    /// between the batch's codes and their dimension-wise permutation
+    /// (Kim & Mnih 2018; [`crate::discriminator`]).
+    FactorVae {
+        /// γ, the weight of the TC estimate.
+        gamma: f64,
+        /// The discriminator and its optimiser.
+        #[serde(default)]
+        discriminator: crate::discriminator::DiscriminatorSpec,
+    },
+    /// The negative importance-weighted bound ([`iwae`]) over `samples`
+    /// codes per image, in place of the ELBO.
+    Iwae {
+        /// Importance samples per image (`k`; 1 is the ELBO).
+        samples: usize,
+    },
 }
 
 impl Objective {
@@ -485,13 +629,16 @@ impl Objective {
             } => "dip-vae-i",
             Self::DipVae { .. } => "dip-vae-ii",
             Self::Mmd { .. } => "mmd",
+            Self::FactorVae { .. } => "factor-vae",
+            Self::Iwae { .. } => "iwae",
         }
     }
 
-    /// Whether the latent term replaces the analytic KL (β-TCVAE's
-    /// decomposition is the whole KL) rather than adding to it.
+    /// Whether the objective replaces the analytic KL (β-TCVAE's
+    /// decomposition is the whole KL; IWAE's bound holds its own
+    /// log-density ratio) rather than adding to it.
     pub fn replaces_kl(&self) -> bool {
-        matches!(self, Self::BetaTcvae { .. })
+        matches!(self, Self::BetaTcvae { .. } | Self::Iwae { .. })
     }
 
     /// Whether [`Objective::latent_term`] needs prior draws.
@@ -537,6 +684,25 @@ impl Objective {
                     ))
                 }
             }
+            Self::FactorVae {
+                gamma,
+                discriminator,
+            } => {
+                weight("factor-gamma", gamma)?;
+                discriminator.validate()
+            }
+            Self::Iwae { samples } => {
+                if (1..=MAX_IWAE_SAMPLES).contains(&samples) {
+                    Ok(())
+                } else {
+                    Err(config_err(
+                        "iwae-k",
+                        format!(
+                            "{samples} importance samples per image: give 1 to {MAX_IWAE_SAMPLES} (Burda et al. train with 5 and 50)"
+                        ),
+                    ))
+                }
+            }
         }
     }
 
@@ -565,6 +731,18 @@ impl Objective {
             Self::Mmd { kernel, lambda } => {
                 let p = prior.ok_or_else(|| config_err("mmd", "no prior draws given"))?;
                 mmd(batch, p, kernel, lambda)?
+            }
+            Self::Iwae { .. } => {
+                return Err(config_err(
+                    "iwae",
+                    "the importance-weighted bound is over decoded samples, not a term of the codes alone: see iwae()",
+                ));
+            }
+            Self::FactorVae { .. } => {
+                return Err(config_err(
+                    "factor-vae",
+                    "the TC estimate comes from a trained discriminator, not from the codes alone: see crate::discriminator",
+                ));
             }
         }))
     }

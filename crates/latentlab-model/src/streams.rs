@@ -51,3 +51,15 @@ pub fn prior_sample_key(seed: u64) -> u64 {
 pub fn objective_noise_key(seed: u64) -> u64 {
     stream_key(seed, Purpose::ObjectiveNoise, 0)
 }
+
+/// The stream of the FactorVAE discriminator's initial values of parameter
+/// tensor `tensor`.
+pub fn discriminator_init(seed: u64, tensor: usize) -> SplitMix64 {
+    SplitMix64::new(seed, Purpose::DiscriminatorInit, tensor as u64)
+}
+
+/// The stream of FactorVAE's within-batch permutations of each code
+/// dimension at `step` (from 1).
+pub fn code_shuffle(seed: u64, step: u64) -> SplitMix64 {
+    SplitMix64::new(seed, Purpose::CodeShuffle, step)
+}

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, LoadOptions};
 use crate::config::{ModelConfig, TrainConfig};
+use crate::discriminator::Discriminator;
 use crate::error::{ModelError, Result, ckpt_err};
 use crate::eval::{Metrics, evaluate};
+use crate::objective::Objective;
 use crate::vae::{AdamState, StepParams, Vae};
 
 /// Figures of one epoch.
@@ -67,6 +69,13 @@ pub struct Progress {
     /// and read as version 1.
     #[serde(default = "first_streams")]
     pub streams: u32,
+    /// FactorVAE: the discriminator's Adam steps so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub discriminator_steps: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 fn first_streams() -> u32 {
@@ -166,6 +175,25 @@ pub struct Trainer<B: Backend> {
     adam: AdamState<B>,
     config: TrainConfig,
     progress: Progress,
+    /// FactorVAE's discriminator, with its own optimiser.
+    disc: Option<Discriminator<B>>,
+}
+
+/// A new discriminator for a FactorVAE run, `None` for other objectives.
+fn new_discriminator<B: Backend>(
+    backend: &B,
+    model: &ModelConfig,
+    config: &TrainConfig,
+) -> Result<Option<Discriminator<B>>> {
+    match config.objective {
+        Objective::FactorVae { discriminator, .. } => Ok(Some(Discriminator::new(
+            backend.clone(),
+            model.latent,
+            discriminator,
+            config.seed,
+        )?)),
+        _ => Ok(None),
+    }
 }
 
 impl<B: Backend> Trainer<B> {
@@ -183,11 +211,13 @@ impl<B: Backend> Trainer<B> {
                 ),
             ));
         }
+        let disc = new_discriminator(&backend, &model, &config)?;
         let model = Vae::new(backend, model, config.seed)?;
         let adam = AdamState::new(&model)?;
         Ok(Self {
             model,
             adam,
+            disc,
             progress: Progress {
                 config: Some(config.clone()),
                 streams: crate::streams::VERSION,
@@ -242,11 +272,46 @@ impl<B: Backend> Trainer<B> {
         let adam = ckpt
             .adam_state(&backend)?
             .ok_or_else(|| ckpt_err(&file, "no optimiser state"))?;
+        let disc = match config.objective {
+            Objective::FactorVae {
+                discriminator: spec,
+                ..
+            } => {
+                // Its weights and moments, by name, from the state file.
+                let latent = model.config().latent;
+                let names = Discriminator::<B>::names_for(&spec, latent)?;
+                let take = |prefix: &str| -> Result<Vec<Vec<f32>>> {
+                    names
+                        .iter()
+                        .map(|n| {
+                            let key = format!("{prefix}{n}");
+                            ckpt.extra.get(&key).cloned().ok_or_else(|| {
+                                ckpt_err(&file, format!("a FactorVAE state needs tensor {key}"))
+                            })
+                        })
+                        .collect()
+                };
+                let (w, m, v) = (take("")?, take("adam.m.")?, take("adam.v.")?);
+                Some(
+                    Discriminator::from_host(
+                        backend.clone(),
+                        latent,
+                        spec,
+                        w,
+                        Some((m, v)),
+                        progress.discriminator_steps,
+                    )
+                    .map_err(|e| ckpt_err(&file, e.to_string()))?,
+                )
+            }
+            _ => None,
+        };
         Ok(Self {
             model,
             adam,
             config,
             progress,
+            disc,
         })
     }
 
@@ -270,12 +335,27 @@ impl<B: Backend> Trainer<B> {
         &self.progress
     }
 
+    /// FactorVAE's discriminator.
+    pub fn discriminator(&self) -> Option<&Discriminator<B>> {
+        self.disc.as_ref()
+    }
+
     /// Writes the training state atomically.
     pub fn save_state(&self, path: &Path) -> Result<()> {
         let mut p = self.progress.clone();
         p.config = Some(self.config.clone());
+        let mut extra = Vec::new();
+        if let Some(d) = &self.disc {
+            p.discriminator_steps = d.step();
+            let (w, m, v) = d.to_host()?;
+            for (prefix, values) in [("", w), ("adam.m.", m), ("adam.v.", v)] {
+                for ((name, dims), x) in d.names().zip(values) {
+                    extra.push((format!("{prefix}{name}"), dims.to_vec(), x));
+                }
+            }
+        }
         let json = serde_json::to_string(&p).expect("progress serialises");
-        checkpoint::save_state(&self.model, &self.adam, &json, path)
+        checkpoint::save_state_with(&self.model, &self.adam, &json, extra, path)
     }
 
     /// Trains to the configured number of epochs on `train`, evaluating on
@@ -362,8 +442,8 @@ impl<B: Backend> Trainer<B> {
                     objective: cfg.objective,
                     dataset_size: n,
                 };
-                let (model, adam) = (&mut self.model, &mut self.adam);
-                let stats = be.run(|| model.train_step(&x, &hp, adam))?;
+                let (model, adam, disc) = (&mut self.model, &mut self.adam, self.disc.as_mut());
+                let stats = be.run(|| model.train_step_with(&x, &hp, adam, disc))?;
                 if !stats.loss.is_finite() {
                     return Err(ModelError::Diverged {
                         step,

@@ -4,13 +4,18 @@
 //! one small read-back per step (the batch's reconstruction sum and the KL of
 //! each latent dimension, `d + 1` floats) lets the step detect a non-finite
 //! loss *before* the update and drive free bits and capacity annealing.
+//! The objectives that couple a batch read more back: the codes for the
+//! host terms of [`crate::objective`] and for FactorVAE's permutation (with
+//! the discriminator's `B × 2` logits), and IWAE's per-sample NLLs and the
+//! decoder's gradient with respect to its `B·k` codes.
 
 use latentlab_tensor::{AdamStep, Backend, Shape, Transpose};
 
 use crate::config::{Likelihood, ModelConfig, Network};
+use crate::discriminator::{Discriminator, shuffle_codes};
 use crate::error::{ModelError, Result, config_err};
-use crate::layers::{Init, Mode};
-use crate::objective::{LatentBatch, Objective};
+use crate::layers::{Init, Mode, StackCache};
+use crate::objective::{IwaeBatch, LatentBatch, Objective};
 use crate::streams;
 
 /// A VAE or autoencoder whose parameters live on `B`'s device.
@@ -91,6 +96,9 @@ pub struct StepGrads<T> {
     /// computed (batch normalisation's running statistics), by parameter
     /// index; [`Vae::train_step`] writes them with the update.
     pub buffers: Vec<(usize, T)>,
+    /// FactorVAE: the gradients of the discriminator's own loss, taken at
+    /// the same weights, for [`Discriminator::apply`].
+    pub discriminator: Option<Vec<T>>,
 }
 
 /// What a step measured, before its update.
@@ -304,8 +312,25 @@ impl<B: Backend> Vae<B> {
         hp: &StepParams,
         adam: &mut AdamState<B>,
     ) -> Result<StepStats> {
-        let (stats, grads) = self.gradients(x, hp)?;
-        let Some(StepGrads { mut grads, buffers }) = grads else {
+        self.train_step_with(x, hp, adam, None)
+    }
+
+    /// [`Vae::train_step`] with FactorVAE's discriminator, which takes its
+    /// own Adam step on the same batch after the model's.
+    pub fn train_step_with(
+        &mut self,
+        x: &B::Tensor,
+        hp: &StepParams,
+        adam: &mut AdamState<B>,
+        disc: Option<&mut Discriminator<B>>,
+    ) -> Result<StepStats> {
+        let (stats, grads) = self.gradients_at(x, hp, None, disc.as_deref())?;
+        let Some(StepGrads {
+            mut grads,
+            buffers,
+            discriminator,
+        }) = grads
+        else {
             return Ok(stats);
         };
         let be = self.backend.clone();
@@ -353,6 +378,9 @@ impl<B: Backend> Vae<B> {
         for (i, t) in buffers {
             self.params[i] = t;
         }
+        if let (Some(d), Some(g)) = (disc, discriminator) {
+            d.apply(&g)?;
+        }
         Ok(stats)
     }
 
@@ -367,20 +395,33 @@ impl<B: Backend> Vae<B> {
         x: &B::Tensor,
         hp: &StepParams,
     ) -> Result<(StepStats, Option<StepGrads<B::Tensor>>)> {
-        self.gradients_at(x, hp, None)
+        self.gradients_at(x, hp, None, None)
     }
 
     /// [`Vae::gradients`] with the reparameterisation noise ε given
-    /// (`batch × latent`) instead of drawn from the run's stream: for parity
-    /// checks against another implementation's step. `z = mu + σ ⊙ ε` is
-    /// formed through the host.
+    /// (`batch × latent`, or `batch · k × latent` for IWAE's `k` samples
+    /// per image, image by image) instead of drawn from the run's stream:
+    /// for parity checks against another implementation's step.
+    /// `z = mu + σ ⊙ ε` is formed through the host.
     pub fn gradients_with_noise(
         &self,
         x: &B::Tensor,
         eps: &B::Tensor,
         hp: &StepParams,
     ) -> Result<(StepStats, Option<StepGrads<B::Tensor>>)> {
-        self.gradients_at(x, hp, Some(eps))
+        self.gradients_at(x, hp, Some(eps), None)
+    }
+
+    /// [`Vae::gradients`] for FactorVAE, with its discriminator (and,
+    /// optionally, the noise ε as [`Vae::gradients_with_noise`] takes it).
+    pub fn gradients_with_discriminator(
+        &self,
+        x: &B::Tensor,
+        eps: Option<&B::Tensor>,
+        hp: &StepParams,
+        disc: &Discriminator<B>,
+    ) -> Result<(StepStats, Option<StepGrads<B::Tensor>>)> {
+        self.gradients_at(x, hp, eps, Some(disc))
     }
 
     fn gradients_at(
@@ -388,6 +429,7 @@ impl<B: Backend> Vae<B> {
         x: &B::Tensor,
         hp: &StepParams,
         eps: Option<&B::Tensor>,
+        disc: Option<&Discriminator<B>>,
     ) -> Result<(StepStats, Option<StepGrads<B::Tensor>>)> {
         self.check_input(x)?;
         let be = &self.backend;
@@ -404,6 +446,9 @@ impl<B: Backend> Vae<B> {
             Some(l) => Some(l.forward(be, params, h)?),
             None => None,
         };
+        if let (Objective::Iwae { samples }, Some(lv)) = (hp.objective, &lv) {
+            return self.iwae_gradients(x, hp, eps, samples, enc_cache, &mu, lv);
+        }
         let z = match (&lv, eps) {
             (Some(lv), None) => {
                 be.reparameterize(&mu, lv, streams::train_noise_key(hp.seed), hp.step)?
@@ -459,7 +504,7 @@ impl<B: Backend> Vae<B> {
         // A lone code (an epoch's last batch of one image) has no batch to
         // estimate an aggregate from: that step optimises the ELBO.
         let latent = match (&lv, hp.objective) {
-            (_, Objective::Elbo) | (None, _) => None,
+            (_, Objective::Elbo | Objective::FactorVae { .. }) | (None, _) => None,
             _ if batch < 2 => None,
             (Some(lv), obj) => {
                 let host = |t: &B::Tensor| -> Result<Vec<f64>> {
@@ -487,6 +532,23 @@ impl<B: Backend> Vae<B> {
                 };
                 obj.latent_term(&b, prior.as_deref(), hp.dataset_size)?
             }
+        };
+        // FactorVAE: γ·TC from the discriminator, on the codes and their
+        // dimension-wise permutation (a lone code has none: the ELBO).
+        let factor = match (hp.objective, &lv) {
+            (Objective::FactorVae { gamma, .. }, Some(_)) if batch >= 2 => {
+                let d = disc.ok_or_else(|| {
+                    config_err(
+                        "factor-vae",
+                        "FactorVAE needs its discriminator (the Trainer keeps one)",
+                    )
+                })?;
+                let zh = be.download(&z)?;
+                let sh = shuffle_codes(&zh, batch, self.config.latent, hp.seed, hp.step);
+                let shuffled = be.upload(&sh, be.shape(&z))?;
+                Some((gamma, d.terms(&z, &shuffled, gamma)?))
+            }
+            _ => None,
         };
         let replaces_kl = latent.is_some() && hp.objective.replaces_kl();
         let kl_bar: Vec<f64> = kl_dims_sum.iter().map(|k| k / batch as f64).collect();
@@ -521,12 +583,21 @@ impl<B: Backend> Vae<B> {
         };
         let loss = rec_sum / batch as f64
             + if is_vae { kl_term } else { 0.0 }
-            + latent.as_ref().map_or(0.0, |l| l.loss);
+            + latent.as_ref().map_or(0.0, |l| l.loss)
+            + factor.as_ref().map_or(0.0, |(g, f)| g * f.tc);
+        let mut terms = latent.as_ref().map(|l| l.parts.clone()).unwrap_or_default();
+        if let Some((_, f)) = &factor {
+            terms.extend([
+                ("tc_estimate", f.tc),
+                ("disc_loss", f.loss),
+                ("disc_accuracy", f.accuracy),
+            ]);
+        }
         let stats = StepStats {
             rec_sum,
             kl_dims_sum,
             loss,
-            terms: latent.as_ref().map(|l| l.parts.clone()).unwrap_or_default(),
+            terms,
         };
         if !loss.is_finite() {
             return Ok((
@@ -559,6 +630,13 @@ impl<B: Backend> Vae<B> {
         if let Some(l) = &latent {
             be.axpy(1.0, &up(&l.grad_z)?, &mut gz)?;
         }
+        let discriminator = match factor {
+            Some((_, f)) => {
+                be.axpy(1.0, &f.grad_z, &mut gz)?;
+                Some(f.grads)
+            }
+            None => None,
+        };
         let gh = if let (Some(lv_l), Some((_, kg_mu, kg_lv))) = (&net.logvar, &kl) {
             // z = mu + σ ⊙ ε, so ∂z/∂logvar = ½ σ ⊙ ε = ½ (z − mu).
             let mut g_mu = gz.clone();
@@ -614,6 +692,174 @@ impl<B: Backend> Vae<B> {
         );
         let mut buffers = enc_cache.take_updates();
         buffers.append(&mut dec_cache.take_updates());
-        Ok((stats, Some(StepGrads { grads, buffers })))
+        Ok((
+            stats,
+            Some(StepGrads {
+                grads,
+                buffers,
+                discriminator,
+            }),
+        ))
+    }
+
+    /// The rest of [`Vae::gradients_at`] for IWAE: `k` samples of each
+    /// image's code, the decoder on all `batch · k` of them, the bound and
+    /// its weights on the host ([`crate::objective::iwae`]), and the
+    /// backward pass with each sample's reconstruction gradient scaled by
+    /// its normalised importance weight.
+    #[allow(clippy::too_many_arguments)]
+    fn iwae_gradients(
+        &self,
+        x: &B::Tensor,
+        hp: &StepParams,
+        eps: Option<&B::Tensor>,
+        k: usize,
+        mut enc_cache: StackCache<B::Tensor>,
+        mu: &B::Tensor,
+        lv: &B::Tensor,
+    ) -> Result<(StepStats, Option<StepGrads<B::Tensor>>)> {
+        let be = &self.backend;
+        let (net, params) = (&self.net, &self.params[..]);
+        let (b, d) = (be.shape(x).rows, self.config.latent);
+        let rows = b * k;
+        let eps = match eps {
+            Some(e) => {
+                if be.shape(e) != Shape::new(rows, d) {
+                    return Err(ModelError::Data(format!(
+                        "ε is {}, IWAE's {k} samples of {b} codes need {}",
+                        be.shape(e),
+                        Shape::new(rows, d)
+                    )));
+                }
+                be.download(e)?
+            }
+            None => be.download(&be.randn(
+                Shape::new(rows, d),
+                streams::train_noise_key(hp.seed),
+                hp.step,
+            )?)?,
+        };
+        let host = |t: &B::Tensor| -> Result<Vec<f64>> {
+            Ok(be.download(t)?.into_iter().map(f64::from).collect())
+        };
+        let (m, l) = (host(mu)?, host(lv)?);
+        let mut zh = vec![0.0f64; rows * d];
+        for (r, zr) in zh.chunks_exact_mut(d).enumerate() {
+            let i = r / k;
+            for (j, v) in zr.iter_mut().enumerate() {
+                *v = m[i * d + j] + (0.5 * l[i * d + j]).exp() * f64::from(eps[r * d + j]);
+            }
+        }
+        let up = |v: &[f64], shape: Shape| -> Result<B::Tensor> {
+            let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Ok(be.upload(&f, shape)?)
+        };
+        let z = up(&zh, Shape::new(rows, d))?;
+        // Each image repeated k times, as the decoder's targets.
+        let xh = be.download(x)?;
+        let dim = self.config.input_dim;
+        let mut xr = Vec::with_capacity(rows * dim);
+        for img in xh.chunks_exact(dim) {
+            for _ in 0..k {
+                xr.extend_from_slice(img);
+            }
+        }
+        let x_rep = be.upload(&xr, Shape::new(rows, dim))?;
+        let mut dec_cache = net.decoder.forward_cached(be, params, &z, Mode::Train)?;
+        let out = net.decoder.cached_output(&dec_cache, &z);
+        let (rec_el, grad_out, grad_dec_lv) = match self.decoder_logvar() {
+            None => {
+                let (l, g) = be.bce_with_logits_elementwise(out, &x_rep)?;
+                (l, g, None)
+            }
+            Some(dlv) => {
+                let (l, gm, glv) = be.gaussian_nll_elementwise(&x_rep, out, dlv)?;
+                (l, gm, Some(glv))
+            }
+        };
+        let nll = host(&be.sum_cols(&rec_el)?)?;
+        let kl_dims_sum: Vec<f64> = be
+            .download(&be.sum_rows(&be.kl_normal_elementwise(mu, lv)?.0)?)?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let bound = crate::objective::iwae(&IwaeBatch {
+            mu: &m,
+            logvar: &l,
+            z: &zh,
+            nll: &nll,
+            rows: b,
+            dims: d,
+            samples: k,
+        })?;
+        let stats = StepStats {
+            // The mean over an image's samples, as the ELBO's one sample.
+            rec_sum: nll.iter().sum::<f64>() / k as f64,
+            kl_dims_sum,
+            loss: bound.loss,
+            terms: bound.parts.clone(),
+        };
+        if !bound.loss.is_finite() {
+            return Ok((
+                StepStats {
+                    loss: f64::NAN,
+                    ..stats
+                },
+                None,
+            ));
+        }
+
+        // Backward: each sample's rows of ∂nll/∂out weighted by a_is / B.
+        let mut wh = Vec::with_capacity(rows * dim);
+        for &w in &bound.nll_weights {
+            wh.extend(std::iter::repeat_n(w as f32, dim));
+        }
+        let weights = be.upload(&wh, Shape::new(rows, dim))?;
+        let mut grads: Vec<Option<B::Tensor>> = vec![None; self.params.len()];
+        if let Some(glv) = grad_dec_lv
+            && let Likelihood::Gaussian { learned: true, .. } = self.config.likelihood
+        {
+            let last = self.params.len() - 1;
+            grads[last] = Some(be.sum_rows(&be.mul(&glv, &weights)?)?);
+        }
+        let g_out = be.mul(&grad_out, &weights)?;
+        let gz = net
+            .decoder
+            .backward(be, params, &z, &dec_cache, g_out, &mut grads, true)?
+            .expect("the input gradient was asked for");
+        let gz = host(&gz)?;
+        // z = mu + exp(logvar / 2) ⊙ ε: ∂z/∂mu = 1, ∂z/∂logvar = ½ (z − mu).
+        let (mut g_mu, mut g_lv) = (bound.grad_mu, bound.grad_logvar);
+        for r in 0..rows {
+            let i = r / k;
+            for j in 0..d {
+                let g = gz[r * d + j] + bound.grad_z[r * d + j];
+                g_mu[i * d + j] += g;
+                g_lv[i * d + j] += g * 0.5 * (zh[r * d + j] - m[i * d + j]);
+            }
+        }
+        let h = net.encoder.cached_output(&enc_cache, x);
+        let lv_layer = net.logvar.as_ref().expect("IWAE runs on a VAE");
+        let shape = Shape::new(b, d);
+        let mut gh = net
+            .mu
+            .backward(be, params, h, &up(&g_mu, shape)?, &mut grads, true)?
+            .expect("the input gradient was asked for");
+        let gh_lv = lv_layer
+            .backward(be, params, h, &up(&g_lv, shape)?, &mut grads, true)?
+            .expect("the input gradient was asked for");
+        be.axpy(1.0, &gh_lv, &mut gh)?;
+        net.encoder
+            .backward(be, params, x, &enc_cache, gh, &mut grads, false)?;
+        let mut buffers = enc_cache.take_updates();
+        buffers.append(&mut dec_cache.take_updates());
+        Ok((
+            stats,
+            Some(StepGrads {
+                grads,
+                buffers,
+                discriminator: None,
+            }),
+        ))
     }
 }

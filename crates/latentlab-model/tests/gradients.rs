@@ -2,6 +2,7 @@
 //! model's f32 gradients against central differences of an independent f64
 //! re-implementation of the loss, with the same weights and the same ε.
 
+use latentlab_model::discriminator::{Discriminator, DiscriminatorSpec};
 use latentlab_model::objective::{DipVariant, LatentBatch, MmdKernel, Objective, TcEstimator};
 use latentlab_model::{Likelihood, ModelConfig, ModelKind, StepParams, Vae, streams};
 use latentlab_tensor::{Activation, Backend, Cpu, Shape};
@@ -48,18 +49,50 @@ fn linear(x: &[Vec<f64>], w: &[f64], b: &[f64], out: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
-fn loss_f64(cfg: &ModelConfig, s: &Setup, p: &[Vec<f64>], x: &[Vec<f64>], eps: &[Vec<f64>]) -> f64 {
-    terms_f64(cfg, s, p, x, eps).0
-}
+/// FactorVAE's discriminator weights (nn.Linear layout) for the f64 loss.
+type DiscWeights<'a> = Option<&'a [Vec<f64>]>;
 
-/// The loss and each latent dimension's batch-mean KL, in f64.
-fn terms_f64(
+fn loss_f64(
     cfg: &ModelConfig,
     s: &Setup,
     p: &[Vec<f64>],
     x: &[Vec<f64>],
     eps: &[Vec<f64>],
-) -> (f64, Vec<f64>) {
+    disc: DiscWeights<'_>,
+) -> f64 {
+    terms_f64(cfg, s, p, x, eps, disc).0
+}
+
+/// The discriminator's mean `logit₀ − logit₁` on codes `z`, in f64.
+fn tc_f64(w: &[Vec<f64>], z: &[Vec<f64>]) -> f64 {
+    let layers = w.len() / 2;
+    let mut h = z.to_vec();
+    for l in 0..layers {
+        let out = w[2 * l + 1].len();
+        h = linear(&h, &w[2 * l], &w[2 * l + 1], out);
+        if l + 1 < layers {
+            h = h
+                .into_iter()
+                .map(|r| {
+                    r.into_iter()
+                        .map(|v| if v > 0.0 { v } else { 0.2 * v })
+                        .collect()
+                })
+                .collect();
+        }
+    }
+    h.iter().map(|r| r[0] - r[1]).sum::<f64>() / h.len() as f64
+}
+
+/// The encoder in f64: `(mu, logvar, index of the decoder's first
+/// parameter)`; `logvar` is empty for an autoencoder.
+#[allow(clippy::type_complexity)]
+fn encode_f64(
+    cfg: &ModelConfig,
+    s: &Setup,
+    p: &[Vec<f64>],
+    x: &[Vec<f64>],
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, usize) {
     let shapes = cfg.parameter_shapes();
     let mut k = 0;
     let mut h = x.to_vec();
@@ -74,10 +107,130 @@ fn terms_f64(
     let d = cfg.latent;
     let mu = linear(&h, &p[k], &p[k + 1], d);
     k += 2;
+    let lv = if cfg.kind == ModelKind::Vae {
+        k += 2;
+        linear(&h, &p[k - 2], &p[k - 1], d)
+    } else {
+        Vec::new()
+    };
+    (mu, lv, k)
+}
+
+/// The decoder from parameter `k` on, and each row's `−log p(x|z)`.
+fn nll_f64(
+    cfg: &ModelConfig,
+    s: &Setup,
+    p: &[Vec<f64>],
+    mut k: usize,
+    z: Vec<Vec<f64>>,
+    x: &[Vec<f64>],
+) -> Vec<f64> {
+    let mut h = z;
+    let widths: Vec<usize> = cfg
+        .hidden
+        .iter()
+        .rev()
+        .copied()
+        .chain([cfg.input_dim])
+        .collect();
+    for (li, &w) in widths.iter().enumerate() {
+        h = linear(&h, &p[k], &p[k + 1], w);
+        if li + 1 < widths.len() {
+            h = h
+                .into_iter()
+                .map(|r| r.into_iter().map(|v| act(s.activation, v)).collect())
+                .collect();
+        }
+        k += 2;
+    }
+    match s.likelihood {
+        Likelihood::Bernoulli => x
+            .iter()
+            .zip(&h)
+            .map(|(xr, lr)| {
+                xr.iter()
+                    .zip(lr)
+                    .map(|(&t, &l)| l.max(0.0) - l * t + (1.0 + (-l.abs()).exp()).ln())
+                    .sum::<f64>()
+            })
+            .collect(),
+        Likelihood::Gaussian { logvar, learned } => {
+            let lv: Vec<f64> = if learned {
+                p[k].clone()
+            } else {
+                vec![f64::from(logvar); cfg.input_dim]
+            };
+            x.iter()
+                .zip(&h)
+                .map(|(xr, mr)| {
+                    xr.iter()
+                        .zip(mr)
+                        .zip(&lv)
+                        .map(|((&t, &m), &v)| {
+                            0.5 * ((2.0 * std::f64::consts::PI).ln()
+                                + v
+                                + (t - m).powi(2) * (-v).exp())
+                        })
+                        .sum::<f64>()
+                })
+                .collect()
+        }
+    }
+}
+
+/// The loss and each latent dimension's batch-mean KL, in f64.
+fn terms_f64(
+    cfg: &ModelConfig,
+    s: &Setup,
+    p: &[Vec<f64>],
+    x: &[Vec<f64>],
+    eps: &[Vec<f64>],
+    disc: DiscWeights<'_>,
+) -> (f64, Vec<f64>) {
+    let (mu, lv, k) = encode_f64(cfg, s, p, x);
+    let d = cfg.latent;
+    if let Objective::Iwae { samples } = s.objective {
+        // Burda et al.'s bound, written out: image i's sample j is ε's row
+        // i·k + j.
+        let ln2pi = (2.0 * std::f64::consts::PI).ln();
+        let mut z = Vec::new();
+        let mut xr = Vec::new();
+        for (r, e) in eps.iter().enumerate() {
+            let i = r / samples;
+            z.push(
+                (0..d)
+                    .map(|j| mu[i][j] + (0.5 * lv[i][j]).exp() * e[j])
+                    .collect::<Vec<f64>>(),
+            );
+            xr.push(x[i].clone());
+        }
+        let nll = nll_f64(cfg, s, p, k, z.clone(), &xr);
+        let mut loss = 0.0;
+        for i in 0..x.len() {
+            let lw: Vec<f64> = (0..samples)
+                .map(|j| {
+                    let r = i * samples + j;
+                    -nll[r]
+                        + (0..d)
+                            .map(|t| {
+                                let zt = z[r][t];
+                                let q = -0.5
+                                    * (ln2pi
+                                        + lv[i][t]
+                                        + (zt - mu[i][t]).powi(2) * (-lv[i][t]).exp());
+                                -0.5 * (ln2pi + zt * zt) - q
+                            })
+                            .sum::<f64>()
+                })
+                .collect();
+            let m = lw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + lw.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            loss -= lse - (samples as f64).ln();
+        }
+        return (loss / x.len() as f64, vec![0.0; d]);
+    }
     let mut latent = 0.0;
     let (z, kl_dims) = if cfg.kind == ModelKind::Vae {
-        let lv = linear(&h, &p[k], &p[k + 1], d);
-        k += 2;
         let z: Vec<Vec<f64>> = (0..x.len())
             .map(|i| {
                 (0..d)
@@ -113,58 +266,17 @@ fn terms_f64(
             rows: x.len(),
             dims: d,
         };
-        if let Some(t) = s.objective.latent_term(&b, Some(&prior), 1 << 20).unwrap() {
+        if let Objective::FactorVae { gamma, .. } = s.objective {
+            latent = gamma * tc_f64(disc.expect("FactorVAE's weights"), &z);
+        } else if let Some(t) = s.objective.latent_term(&b, Some(&prior), 1 << 20).unwrap() {
             latent = t.loss;
         }
         (z, kl)
     } else {
         (mu, vec![0.0; d])
     };
-    let mut h = z;
-    let widths: Vec<usize> = cfg
-        .hidden
-        .iter()
-        .rev()
-        .copied()
-        .chain([cfg.input_dim])
-        .collect();
-    for (li, &w) in widths.iter().enumerate() {
-        h = linear(&h, &p[k], &p[k + 1], w);
-        if li + 1 < widths.len() {
-            h = h
-                .into_iter()
-                .map(|r| r.into_iter().map(|v| act(s.activation, v)).collect())
-                .collect();
-        }
-        k += 2;
-    }
     let n = x.len() as f64;
-    let rec: f64 = match s.likelihood {
-        Likelihood::Bernoulli => x
-            .iter()
-            .zip(&h)
-            .flat_map(|(xr, lr)| {
-                xr.iter()
-                    .zip(lr)
-                    .map(|(&t, &l)| l.max(0.0) - l * t + (1.0 + (-l.abs()).exp()).ln())
-            })
-            .sum::<f64>(),
-        Likelihood::Gaussian { logvar, learned } => {
-            let lv: Vec<f64> = if learned {
-                p[k].clone()
-            } else {
-                vec![f64::from(logvar); cfg.input_dim]
-            };
-            x.iter()
-                .zip(&h)
-                .flat_map(|(xr, mr)| {
-                    xr.iter().zip(mr).zip(&lv).map(|((&t, &m), &v)| {
-                        0.5 * ((2.0 * std::f64::consts::PI).ln() + v + (t - m).powi(2) * (-v).exp())
-                    })
-                })
-                .sum::<f64>()
-        }
-    } / n;
+    let rec: f64 = nll_f64(cfg, s, p, k, z, x).iter().sum::<f64>() / n;
     if cfg.kind == ModelKind::Autoencoder {
         return (rec, kl_dims);
     }
@@ -213,7 +325,30 @@ fn check(s: Setup) -> Vec<f64> {
         objective: s.objective,
         dataset_size: 1 << 20,
     };
-    let (stats, grads) = model.gradients(&x_t, &hp).unwrap();
+    let samples = match s.objective {
+        Objective::Iwae { samples } => samples,
+        _ => 1,
+    };
+    let disc = match s.objective {
+        Objective::FactorVae { discriminator, .. } => {
+            Some(Discriminator::new(cpu, cfg.latent, discriminator, 8).unwrap())
+        }
+        _ => None,
+    };
+    let disc_w: Option<Vec<Vec<f64>>> = disc.as_ref().map(|d| {
+        d.to_host()
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|v| v.into_iter().map(f64::from).collect())
+            .collect()
+    });
+    let (stats, grads) = match &disc {
+        Some(d) => model
+            .gradients_with_discriminator(&x_t, None, &hp, d)
+            .unwrap(),
+        None => model.gradients(&x_t, &hp).unwrap(),
+    };
     let loss = stats.loss;
     let grads: Vec<Vec<f32>> = grads
         .expect("a finite loss")
@@ -226,8 +361,12 @@ fn check(s: Setup) -> Vec<f64> {
         .collect();
     let eps_flat = cpu
         .download(
-            &cpu.randn(Shape::new(batch, 3), streams::train_noise_key(SEED), STEP)
-                .unwrap(),
+            &cpu.randn(
+                Shape::new(batch * samples, 3),
+                streams::train_noise_key(SEED),
+                STEP,
+            )
+            .unwrap(),
         )
         .unwrap();
     let eps: Vec<Vec<f64>> = eps_flat
@@ -244,7 +383,7 @@ fn check(s: Setup) -> Vec<f64> {
         .into_iter()
         .map(|(_, _, v)| v.into_iter().map(f64::from).collect())
         .collect();
-    let (l0, kl_dims) = terms_f64(&cfg, &s, &params, &x, &eps);
+    let (l0, kl_dims) = terms_f64(&cfg, &s, &params, &x, &eps, disc_w.as_deref());
     assert!(
         (l0 - loss).abs() < 1e-4 * (1.0 + l0.abs()),
         "loss {loss} vs f64 {l0}"
@@ -255,9 +394,9 @@ fn check(s: Setup) -> Vec<f64> {
         for i in 0..params[k].len() {
             let mut p = params.clone();
             p[k][i] += h;
-            let up = loss_f64(&cfg, &s, &p, &x, &eps);
+            let up = loss_f64(&cfg, &s, &p, &x, &eps, disc_w.as_deref());
             p[k][i] -= 2.0 * h;
-            let down = loss_f64(&cfg, &s, &p, &x, &eps);
+            let down = loss_f64(&cfg, &s, &p, &x, &eps, disc_w.as_deref());
             let fd = (up - down) / (2.0 * h);
             let g = f64::from(grads[k][i]);
             let err = (g - fd).abs() / (1e-3 + fd.abs());
@@ -320,6 +459,45 @@ fn vae_objectives() {
         },
     ] {
         check(Setup { objective, ..BASE });
+    }
+}
+
+#[test]
+fn vae_factor_vae() {
+    // γ·TC through the discriminator into z, with the ELBO's KL beside it.
+    check(Setup {
+        objective: Objective::FactorVae {
+            gamma: 20.0,
+            discriminator: DiscriminatorSpec {
+                width: 7,
+                depth: 2,
+                ..DiscriminatorSpec::default()
+            },
+        },
+        ..BASE
+    });
+}
+
+#[test]
+fn vae_iwae() {
+    // The bound over k decoded samples per image, with each sample's
+    // reconstruction gradient weighted by its importance weight; k = 1 is
+    // the one-sample ELBO. A learned Gaussian variance checks the
+    // decoder's weighted variance gradient too.
+    for samples in [1, 3] {
+        check(Setup {
+            objective: Objective::Iwae { samples },
+            ..BASE
+        });
+        check(Setup {
+            objective: Objective::Iwae { samples },
+            likelihood: Likelihood::Gaussian {
+                logvar: -1.0,
+                learned: true,
+            },
+            activation: Activation::Softplus,
+            ..BASE
+        });
     }
 }
 

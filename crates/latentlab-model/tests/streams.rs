@@ -36,7 +36,8 @@ fn normals(cpu: &Cpu, key: u64, stream: u64) -> Vec<f64> {
 
 /// The streams a run seeded with `seed` draws: every parameter tensor's
 /// initial values, five epochs' orders, eight steps' ε, four evaluation
-/// batches, the importance samples and the prior samples.
+/// batches, the importance samples, the prior samples and the objectives'
+/// draws.
 fn run_streams(seed: u64) -> Vec<Stream> {
     let cpu = Cpu::new();
     let tensors = ModelConfig::mnist(LATENT).parameter_shapes().len();
@@ -75,6 +76,26 @@ fn run_streams(seed: u64) -> Vec<Stream> {
         name: format!("seed {seed} prior samples"),
         values: normals(&cpu, streams::prior_sample_key(seed), 0),
     });
+    // The objectives' own draws: MMD's prior samples, FactorVAE's
+    // discriminator weights and its within-batch permutations.
+    for t in 1..=4 {
+        out.push(Stream {
+            name: format!("seed {seed} objective draws step {t}"),
+            values: normals(&cpu, streams::objective_noise_key(seed), t),
+        });
+        let mut g = streams::code_shuffle(seed, t);
+        out.push(Stream {
+            name: format!("seed {seed} code shuffle step {t}"),
+            values: (0..N).map(|_| g.uniform()).collect(),
+        });
+    }
+    for k in 0..4 {
+        let mut g = streams::discriminator_init(seed, k);
+        out.push(Stream {
+            name: format!("seed {seed} discriminator init {k}"),
+            values: (0..N).map(|_| g.uniform()).collect(),
+        });
+    }
     out
 }
 
@@ -140,7 +161,7 @@ fn the_model_draws_its_weights_from_the_named_streams() {
 #[test]
 fn the_streams_of_one_run_are_independent() {
     let s = run_streams(0);
-    assert_eq!(s.len(), 14 + 5 + 8 + 4 + 2);
+    assert_eq!(s.len(), 14 + 5 + 8 + 4 + 2 + 8 + 4);
     let bad = correlated_pairs(&s, None);
     assert_none_correlated(&bad);
 }

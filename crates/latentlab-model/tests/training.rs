@@ -8,7 +8,7 @@ use latentlab_model::{
     ModelError, ModelKind, SavePolicy, TrainConfig, Trainer, Vae, checkpoint, evaluate,
     importance_weighted_nll,
 };
-use latentlab_tensor::{Backend, Cpu, conformance::test_gpu};
+use latentlab_tensor::{Backend, Cpu, Shape, conformance::test_gpu};
 use ndarray::{Array2, s};
 
 fn scratch(name: &str) -> PathBuf {
@@ -152,6 +152,39 @@ fn a_state_from_earlier_streams_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("random streams differ (version 1"), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_factor_vae_state_without_its_discriminator_is_refused() {
+    use latentlab_model::discriminator::DiscriminatorSpec;
+    use latentlab_model::objective::Objective;
+    let dir = scratch("factor-state");
+    let state = dir.join("run.resume");
+    let cfg = TrainConfig {
+        objective: Objective::FactorVae {
+            gamma: 10.0,
+            discriminator: DiscriminatorSpec {
+                width: 8,
+                depth: 1,
+                ..DiscriminatorSpec::default()
+            },
+        },
+        ..run(1, 3)
+    };
+    let t = Trainer::new(Cpu::new(), small_config(), cfg).unwrap();
+    t.save_state(&state).unwrap();
+    assert!(Trainer::resume(Cpu::new(), &state, None).is_ok());
+    // The same state written without the discriminator's tensors.
+    let adam = AdamState::new(t.model()).unwrap();
+    let mut p = t.progress().clone();
+    p.config = Some(t.config().clone());
+    let json = serde_json::to_string(&p).unwrap();
+    checkpoint::save_state(t.model(), &adam, &json, &state).unwrap();
+    let e = Trainer::resume(Cpu::new(), &state, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs tensor discriminator.0.weight"), "{e}");
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -373,6 +406,82 @@ fn importance_weighting_tightens_the_bound() {
 }
 
 #[test]
+fn iwae_with_one_sample_is_the_elbo_and_its_bound_grows_with_k() {
+    use latentlab_model::StepParams;
+    use latentlab_model::objective::Objective;
+    let (train, test) = small_mnist(400, 40);
+    let cfg = TrainConfig {
+        objective: Objective::Iwae { samples: 5 },
+        ..run(2, 3)
+    };
+    let mut t = Trainer::new(Cpu::new(), small_config(), cfg).unwrap();
+    let reports = t
+        .fit(&train, &test, &SavePolicy::default(), &mut go)
+        .unwrap();
+    // The bound for k = 5 lies above the one-sample ELBO on the training
+    // batches (−iw_bound below the −ELBO).
+    let last = reports.last().unwrap();
+    assert!(
+        -last.terms["iw_bound"] < last.train_neg_elbo,
+        "k = 5 bound {} vs ELBO {}",
+        last.terms["iw_bound"],
+        -last.train_neg_elbo
+    );
+    // On the trained model the bound does not decrease in k.
+    let mut prev = f64::INFINITY;
+    for k in [1, 5, 50, 500] {
+        let iw = importance_weighted_nll(t.model(), test.view(), k, 7).unwrap();
+        assert!(
+            iw.nll <= prev,
+            "k = {k}: −log p(x) ≈ {} after {prev}",
+            iw.nll
+        );
+        prev = iw.nll;
+    }
+    // k = 1: the step's loss is the one-sample ELBO, rec + log q − log p,
+    // whose mean over noise draws is the analytic ELBO the ELBO step takes.
+    let model = t.model();
+    let be = Cpu::new();
+    let x = be
+        .upload(
+            train.images.slice(s![..50, ..]).as_slice().unwrap(),
+            Shape::new(50, 784),
+        )
+        .unwrap();
+    let hp = |objective, step| StepParams {
+        beta: 1.0,
+        free_bits: None,
+        capacity: None,
+        clip_grad_norm: None,
+        seed: 1,
+        step,
+        lr: 1e-3,
+        weight_decay: 0.0,
+        objective,
+        dataset_size: 400,
+    };
+    let (mut diffs, mut elbo) = (Vec::new(), 0.0);
+    for step in 1..=400 {
+        let one = model
+            .gradients(&x, &hp(Objective::Iwae { samples: 1 }, step))
+            .unwrap()
+            .0;
+        let e = model.gradients(&x, &hp(Objective::Elbo, step)).unwrap().0;
+        // The same noise, so the same sample and reconstruction.
+        assert!((one.rec_sum - e.rec_sum).abs() <= 1e-5 * e.rec_sum.abs());
+        diffs.push(one.loss - e.loss);
+        elbo = e.loss;
+    }
+    let n = diffs.len() as f64;
+    let mean = diffs.iter().sum::<f64>() / n;
+    let se = (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+    assert!(
+        mean.abs() < 4.0 * se + 1e-3 * elbo.abs(),
+        "k = 1 minus the ELBO: {mean} ± {se}"
+    );
+}
+
+#[test]
 fn gpu_training_matches_cpu() {
     let Some(gpu) = test_gpu() else { return };
     let (train, test) = small_mnist(100, 20);
@@ -413,6 +522,63 @@ fn gpu_training_matches_cpu() {
     }
 }
 
+#[test]
+fn iwae_and_factor_vae_train_alike_on_the_gpu() {
+    use latentlab_model::discriminator::DiscriminatorSpec;
+    use latentlab_model::objective::Objective;
+    let Some(gpu) = test_gpu() else { return };
+    let (train, test) = small_mnist(100, 20);
+    let cfg = ModelConfig {
+        hidden: vec![32],
+        latent: 4,
+        ..ModelConfig::mnist(4)
+    };
+    for objective in [
+        Objective::Iwae { samples: 4 },
+        Objective::FactorVae {
+            gamma: 20.0,
+            discriminator: DiscriminatorSpec {
+                width: 64,
+                depth: 2,
+                ..DiscriminatorSpec::default()
+            },
+        },
+    ] {
+        let run = TrainConfig {
+            epochs: 1,
+            batch_size: 25,
+            objective,
+            ..TrainConfig::default()
+        };
+        let mut c = Trainer::new(Cpu::new(), cfg.clone(), run.clone()).unwrap();
+        let mut g = Trainer::new(gpu.clone(), cfg.clone(), run).unwrap();
+        let rc = c
+            .fit(&train, &test, &SavePolicy::default(), &mut go)
+            .unwrap();
+        let rg = g
+            .fit(&train, &test, &SavePolicy::default(), &mut go)
+            .unwrap();
+        let (wc, wg) = (weights(c.model()), weights(g.model()));
+        let worst = wc
+            .iter()
+            .zip(&wg)
+            .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-3,
+            "{}: CPU and GPU weights differ by {worst}",
+            objective.name()
+        );
+        for (k, v) in &rc[0].terms {
+            let w = rg[0].terms[k];
+            assert!(
+                (v - w).abs() < 1e-3 * v.abs().max(1.0),
+                "{k}: CPU {v}, GPU {w}"
+            );
+        }
+    }
+}
+
 /// Inputs in any memory layout (a transposed view is column-major) encode
 /// and decode like their row-major copies.
 #[test]
@@ -432,6 +598,7 @@ fn column_major_inputs_are_accepted() {
 
 #[test]
 fn every_objective_trains_resumes_and_reports_its_terms() {
+    use latentlab_model::discriminator::DiscriminatorSpec;
     use latentlab_model::objective::{DipVariant, MmdKernel, Objective, TcEstimator};
     // 101 images in batches of 50: each epoch ends on a batch of one,
     // which has no aggregate to estimate and takes the ELBO.
@@ -460,6 +627,20 @@ fn every_objective_trains_resumes_and_reports_its_terms() {
                 lambda: 100.0,
             },
             &["mmd"][..],
+        ),
+        (Objective::Iwae { samples: 3 }, &["iw_bound"][..]),
+        (
+            // The discriminator (weights, moments and step count) goes
+            // into the training state and comes back on resume.
+            Objective::FactorVae {
+                gamma: 20.0,
+                discriminator: DiscriminatorSpec {
+                    width: 32,
+                    depth: 2,
+                    ..DiscriminatorSpec::default()
+                },
+            },
+            &["disc_accuracy", "disc_loss", "tc_estimate"][..],
         ),
     ] {
         let cfg = TrainConfig {
@@ -495,6 +676,16 @@ fn every_objective_trains_resumes_and_reports_its_terms() {
         let mut resumed = Trainer::resume(Cpu::new(), &state, None).unwrap();
         let got = resumed.fit(&train, &test, &save, &mut go).unwrap();
         assert_eq!(weights(resumed.model()), weights(straight.model()));
+        if let Some(d) = straight.discriminator() {
+            let r = resumed
+                .discriminator()
+                .expect("resumed with its discriminator");
+            assert_eq!(r.step(), d.step());
+            assert!(
+                r.to_host().unwrap() == d.to_host().unwrap(),
+                "the resumed discriminator's weights or moments differ"
+            );
+        }
         for (a, b) in got.iter().zip(&want) {
             for (k, v) in &b.terms {
                 assert!((a.terms[k] - v).abs() <= 1e-9 * v.abs().max(1.0), "{k}");

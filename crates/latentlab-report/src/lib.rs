@@ -318,7 +318,7 @@ pub fn training(page: &mut Page, history: &[EpochReport]) {
             .collect();
         page.svg(
             &lines(&series, "Objective terms", "epoch", "per image", None),
-            "The objective's own terms per epoch, averaged over the epoch's batches (see docs/model.md, \"Objectives\"): mi, tc and dwkl for β-TCVAE, the covariance penalties for DIP-VAE, mmd for MMD.",
+            "The objective's own terms per epoch, averaged over the epoch's batches (see docs/model.md, \"Objectives\"): mi, tc and dwkl for β-TCVAE, the covariance penalties for DIP-VAE, mmd for MMD, tc_estimate, disc_loss and disc_accuracy (the discriminator's) for FactorVAE, iw_bound (the k-sample bound on log p(x)) for IWAE.",
         );
     }
 }

@@ -94,6 +94,12 @@ pub enum Purpose {
     /// A training objective's own draws (MMD's prior samples), a Philox key
     /// (index 0); the step is the Philox stream.
     ObjectiveNoise = 15,
+    /// FactorVAE discriminator's initial weights; index: the parameter
+    /// tensor's position.
+    DiscriminatorInit = 16,
+    /// FactorVAE's permutation of each code dimension within a batch;
+    /// index: the step.
+    CodeShuffle = 17,
 }
 
 /// The key of stream `(seed, purpose, index)`: three absorptions of the
