@@ -159,6 +159,10 @@ fn bad_input_is_a_clear_error() {
             "isomap",
         ),
         (
+            vec!["embed", "--latents", &ok, "--tsne-method", "fmm"],
+            "--tsne-method: unknown method `fmm`",
+        ),
+        (
             vec![
                 "embed",
                 "--latents",

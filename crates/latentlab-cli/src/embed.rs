@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use latentlab::data::npy::{self, NpyData};
 use latentlab::embed::{
-    Pca, PcaParams, Tsne, TsneParams, Umap, UmapParams, knn_accuracy, trustworthiness,
+    Pca, PcaParams, Tsne, TsneMethod, TsneParams, Umap, UmapParams, knn_accuracy, trustworthiness,
 };
 use ndarray::Array2;
 use serde::Serialize;
@@ -46,6 +46,9 @@ pub struct EmbedArgs {
     /// t-SNE iterations.
     #[arg(long, default_value_t = 750)]
     pub iterations: usize,
+    /// t-SNE's gradient: auto (exact up to 1,000 points, Barnes–Hut above), exact, barnes-hut or fft (the repulsion interpolated on a grid with FFTs, as FIt-SNE and openTSNE do).
+    #[arg(long, default_value = "auto")]
+    pub tsne_method: String,
     /// UMAP neighbourhood size (the point itself included).
     #[arg(long, default_value_t = 15)]
     pub neighbors: usize,
@@ -129,7 +132,19 @@ pub fn run(a: &EmbedArgs) -> Result<()> {
             (y, Some(pca.explained_variance_ratio().to_vec()))
         }
         "tsne" => {
+            let method = match a.tsne_method.as_str() {
+                "auto" => TsneMethod::Auto,
+                "exact" => TsneMethod::Exact,
+                "barnes-hut" | "bh" => TsneMethod::BarnesHut,
+                "fft" => TsneMethod::Fft,
+                other => {
+                    return Err(CliError::from(format!(
+                        "--tsne-method: unknown method `{other}`; expected auto, exact, barnes-hut or fft"
+                    )));
+                }
+            };
             let p = TsneParams {
+                method,
                 perplexity: a.perplexity,
                 iterations: a.iterations,
                 exaggeration_iters: a.iterations.min(250),

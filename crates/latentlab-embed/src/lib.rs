@@ -2,8 +2,9 @@
 //!
 //! - [`Pca`]: exact (covariance eigendecomposition) or randomized.
 //! - [`Tsne`]: perplexity calibration, early exaggeration, momentum and
-//!   gains; exact O(N²) gradients for small N, Barnes–Hut for large N; PCA
-//!   initialisation; seeded, deterministic for any thread count.
+//!   gains; exact O(N²) gradients for small N, Barnes–Hut or FFT-accelerated
+//!   interpolation ([`interp`], FIt-SNE's) for large N; PCA initialisation;
+//!   seeded, deterministic for any thread count.
 //! - [`Umap`]: exact k-NN, the fuzzy simplicial set, spectral
 //!   initialisation, SGD with negative sampling; seeded.
 //! - [`trustworthiness`] and [`knn_accuracy`] compare maps.
@@ -19,6 +20,7 @@
 //! ```
 
 mod error;
+pub mod interp;
 mod knn;
 mod linalg;
 mod pca;

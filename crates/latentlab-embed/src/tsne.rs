@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, param};
+use crate::interp::{self, FftParams};
 use crate::pca::{Pca, PcaParams, PcaSolver};
 use latentlab_rng::{Purpose, SplitMix64 as Rng};
 
@@ -25,6 +26,9 @@ pub enum TsneMethod {
     Exact,
     /// O(N log N) Barnes–Hut with sparse affinities.
     BarnesHut,
+    /// Sparse affinities and the repulsion by interpolation on a grid with
+    /// FFT convolutions, O(N) per iteration (FIt-SNE's; [`crate::interp`]).
+    Fft,
 }
 
 /// t-SNE settings.
@@ -188,15 +192,16 @@ impl Tsne {
         crate::check_input(x, 3)?;
         let n = x.nrows();
         validate(n, p)?;
-        let bh = match p.method {
-            TsneMethod::Exact => false,
-            TsneMethod::BarnesHut => true,
-            TsneMethod::Auto => n > 1000,
+        let method = match p.method {
+            TsneMethod::Auto if n > 1000 => TsneMethod::BarnesHut,
+            TsneMethod::Auto => TsneMethod::Exact,
+            m => m,
         };
+        let bh = method != TsneMethod::Exact;
         if bh && p.dim != 2 {
             return Err(param(
                 "dim",
-                "Barnes–Hut maps are 2-D; use the exact method",
+                "Barnes–Hut and FFT maps are 2-D; use the exact method",
             ));
         }
         let k = Self::neighbours_needed(n, p);
@@ -275,10 +280,10 @@ impl Tsne {
             } else {
                 (1.0, 0.8)
             };
-            let grad = if bh {
-                bh_gradient(&y, &pm, exag, p.theta)
-            } else {
-                exact_gradient(&y, &pm, exag)
+            let grad = match method {
+                TsneMethod::Fft => fft_gradient(&y, &pm, exag, &FftParams::default()),
+                TsneMethod::BarnesHut => bh_gradient(&y, &pm, exag, p.theta),
+                _ => exact_gradient(&y, &pm, exag),
             };
             for ((u, g), (gr, _)) in update
                 .iter_mut()
@@ -520,15 +525,12 @@ impl Quad {
     }
 }
 
-fn bh_gradient(y: &Array2<f64>, pm: &Sparse, exag: f64, theta: f64) -> Array2<f64> {
-    let n = y.nrows();
-    let tree = Quad::build(y);
-    let theta2 = theta * theta;
-    let parts: Vec<([f64; 2], f64, [f64; 2])> = (0..n)
+/// The attraction `Σ_j p_ij w_ij (y_i − y_j)` of every point of a 2-D map.
+fn attraction(y: &Array2<f64>, pm: &Sparse) -> Vec<[f64; 2]> {
+    (0..y.nrows())
         .into_par_iter()
         .map(|i| {
             let p = [y[[i, 0]], y[[i, 1]]];
-            let (rep, z) = tree.repulse(i as u32, p, theta2);
             let mut attr = [0.0; 2];
             for t in pm.start[i]..pm.start[i + 1] {
                 let j = pm.col[t];
@@ -538,8 +540,33 @@ fn bh_gradient(y: &Array2<f64>, pm: &Sparse, exag: f64, theta: f64) -> Array2<f6
                 attr[0] += w * dx;
                 attr[1] += w * dy;
             }
-            (attr, z, rep)
+            attr
         })
+        .collect()
+}
+
+/// The gradient with the repulsion interpolated ([`crate::interp`]).
+fn fft_gradient(y: &Array2<f64>, pm: &Sparse, exag: f64, params: &FftParams) -> Array2<f64> {
+    let attr = attraction(y, pm);
+    let (rep, z) = interp::repulsion(y, params);
+    let z = z.max(f64::MIN_POSITIVE);
+    let mut g = Array2::<f64>::zeros((y.nrows(), 2));
+    for (i, a) in attr.iter().enumerate() {
+        for c in 0..2 {
+            g[[i, c]] = 4.0 * (exag * a[c] - rep[[i, c]] / z);
+        }
+    }
+    g
+}
+
+fn bh_gradient(y: &Array2<f64>, pm: &Sparse, exag: f64, theta: f64) -> Array2<f64> {
+    let n = y.nrows();
+    let tree = Quad::build(y);
+    let theta2 = theta * theta;
+    let attr = attraction(y, pm);
+    let parts: Vec<([f64; 2], f64)> = (0..n)
+        .into_par_iter()
+        .map(|i| tree.repulse(i as u32, [y[[i, 0]], y[[i, 1]]], theta2))
         .collect();
     let z: f64 = parts
         .iter()
@@ -547,9 +574,9 @@ fn bh_gradient(y: &Array2<f64>, pm: &Sparse, exag: f64, theta: f64) -> Array2<f6
         .sum::<f64>()
         .max(f64::MIN_POSITIVE);
     let mut g = Array2::<f64>::zeros((n, 2));
-    for (i, (attr, _, rep)) in parts.iter().enumerate() {
+    for (i, ((rep, _), a)) in parts.iter().zip(&attr).enumerate() {
         for c in 0..2 {
-            g[[i, c]] = 4.0 * (exag * attr[c] - rep[c] / z);
+            g[[i, c]] = 4.0 * (exag * a[c] - rep[c] / z);
         }
     }
     g

@@ -140,6 +140,25 @@ fn tsne_separates_clusters_on_both_gradient_paths_and_is_seeded() {
     assert!(knn_accuracy(ex.embedding.view(), &labels[..300], 10).unwrap() > 0.99);
     let kl = ex.kl_divergence.unwrap();
     assert!(kl > 0.0 && kl < 2.0, "KL {kl}");
+    // The interpolated repulsion (FIt-SNE's): a map as trustworthy as
+    // Barnes–Hut's, the same for any thread count.
+    let fft_params = TsneParams {
+        method: TsneMethod::Fft,
+        ..quick
+    };
+    let fft = Tsne::fit(x.view(), &fft_params, &mut |_, _| {}).unwrap();
+    assert!(knn_accuracy(fft.embedding.view(), &labels, 10).unwrap() > 0.99);
+    let (tb, tf) = (
+        trustworthiness(x.view(), bh.embedding.view(), 10).unwrap(),
+        trustworthiness(x.view(), fft.embedding.view(), 10).unwrap(),
+    );
+    assert!((tb - tf).abs() < 0.005, "Barnes–Hut {tb}, FFT {tf}");
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| Tsne::fit(x.view(), &fft_params, &mut |_, _| {}).unwrap());
+    assert_eq!(one.embedding, fft.embedding, "one thread, the same map");
 }
 
 #[test]
