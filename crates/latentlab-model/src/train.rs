@@ -206,7 +206,7 @@ impl<B: Backend> Trainer<B> {
             return Err(crate::error::config_err(
                 "objective",
                 format!(
-                    "{} shapes a posterior's aggregate; an autoencoder has no posterior (use --model vae)",
+                    "{} needs the posterior q(z|x), and an autoencoder has no posterior (use --model vae)",
                     config.objective.name()
                 ),
             ));
