@@ -241,6 +241,19 @@ impl<'a> Tensors<'a> {
     }
 }
 
+/// An F32 tensor's values, each checked finite.
+fn finite_f32(name: &str, t: &TensorView<'_>) -> std::result::Result<Vec<f32>, String> {
+    let v: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(format!("tensor {name} holds a non-finite value at {i}")),
+        None => Ok(v),
+    }
+}
+
 fn to_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -509,16 +522,7 @@ impl Checkpoint {
                         t.dtype()
                     )));
                 }
-                let v: Vec<f32> = t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                    return Err(bad(format!(
-                        "tensor {name} holds a non-finite value at {i}"
-                    )));
-                }
+                let v = finite_f32(name, &t).map_err(bad)?;
                 extra.insert(name.to_string(), v);
             }
         }

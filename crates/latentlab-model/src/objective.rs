@@ -524,13 +524,18 @@ pub fn iwae(batch: &IwaeBatch<'_>) -> Result<IwaeLoss> {
         parts: Vec::new(),
     };
     let mut log_w = vec![0.0; k];
+    // The posterior density's derivatives of image i's samples, kept from
+    // the bound for the gradients.
+    let mut derivs = vec![(0.0, 0.0, 0.0); k * d];
     for i in 0..b {
         for (s, lw) in log_w.iter_mut().enumerate() {
             let r = i * k + s;
             let mut v = -batch.nll[r];
             for j in 0..d {
                 let z = batch.z[r * d + j];
-                let (lq, ..) = log_normal(z, batch.mu[i * d + j], batch.logvar[i * d + j]);
+                let (lq, dz, dmu, dlv) =
+                    log_normal(z, batch.mu[i * d + j], batch.logvar[i * d + j]);
+                derivs[s * d + j] = (dz, dmu, dlv);
                 v += -0.5 * (LN_2PI + z * z) - lq;
             }
             *lw = v;
@@ -543,11 +548,7 @@ pub fn iwae(batch: &IwaeBatch<'_>) -> Result<IwaeLoss> {
             let c = a_s * inv_b;
             out.nll_weights[r] = c;
             for j in 0..d {
-                let (_, dz, dmu, dlv) = log_normal(
-                    batch.z[r * d + j],
-                    batch.mu[i * d + j],
-                    batch.logvar[i * d + j],
-                );
+                let (dz, dmu, dlv) = derivs[s * d + j];
                 // log w = … − z²/2 − log q: ∂/∂z = −z − dz, ∂/∂mu = −dmu,
                 // ∂/∂logvar = −dlv.
                 out.grad_z[r * d + j] = c * (batch.z[r * d + j] + dz);
