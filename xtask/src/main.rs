@@ -1,3 +1,6 @@
+//! `cargo xtask test [--rust-only | --python-only]`: every test, Rust and
+//! Python (see [`test`]): the README's test command.
+//!
 //! `cargo xtask bench [--json] [--quick] [--quality-seeds K]`: runs
 //! latentlab's criterion benches, measures numpy's sgemm in the same run
 //! where `python3` with numpy exists, the latent-map, training and quality
@@ -20,6 +23,7 @@ use serde_json::{Value, json};
 mod conv;
 mod onnx;
 mod quality;
+mod test;
 
 /// Images per step of the training-step bench (`benches/lib.rs`'s
 /// `TRAIN_BATCH`).
@@ -78,11 +82,12 @@ except Exception:
 print(json.dumps({"numpy": np.__version__, "blas": blas, "sgemm": out}))
 "#;
 
-const USAGE: &str = "usage: cargo xtask bench [--json] [--quick] [--threads T] [--quality-seeds K] [--conv-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]\n       cargo xtask conv [--seeds K] [--epochs E] [--images N] [--rounds R] [--threads T] [--json]\n       cargo xtask onnx [--rounds R] [--threads T] [--json]";
+const USAGE: &str = "usage: cargo xtask test [--rust-only | --python-only]\n       cargo xtask bench [--json] [--quick] [--threads T] [--quality-seeds K] [--conv-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]\n       cargo xtask conv [--seeds K] [--epochs E] [--images N] [--rounds R] [--threads T] [--json]\n       cargo xtask onnx [--rounds R] [--threads T] [--json]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("test") => test::test_cmd(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("quality") => quality_cmd(&args[1..]),
         Some("conv") => conv_cmd(&args[1..]),
@@ -229,6 +234,11 @@ fn bench(args: &[String]) -> Result<(), String> {
     md.push_str(&quality_section(&doc["quality"], "cargo xtask bench"));
     md.push_str(&conv_section(&doc["conv"], "cargo xtask bench"));
     md.push_str(&onnx_section(&doc["onnx"], "cargo xtask bench"));
+    md.push_str(&kept_section(
+        &root.join("docs/benchmarks.md"),
+        PYTHON_BEGIN,
+        PYTHON_END,
+    ));
     write_atomic(&root.join("docs/benchmarks.md"), &md)?;
     if json_out {
         println!(
@@ -563,6 +573,22 @@ fn quality_cmd(args: &[String]) -> Result<(), String> {
     }
     let section = quality_section(&q, &command);
     publish(&root, (QUALITY_BEGIN, QUALITY_END), &section, &q, json_out)
+}
+
+/// The Python package's section, which `benches/peers/python_speed.py
+/// --write` splices in (it needs the installed package); a full bench run
+/// keeps it as it is.
+const PYTHON_BEGIN: &str = "<!-- python: written by benches/peers/python_speed.py --write -->";
+const PYTHON_END: &str = "<!-- /python -->";
+
+/// The section between `begin` and `end` (markers included) of the file at
+/// `path`, or nothing.
+fn kept_section(path: &Path, begin: &str, end: &str) -> String {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    match (old.find(begin), old.find(end)) {
+        (Some(b), Some(e)) if b < e => format!("\n{}\n", &old[b..e + end.len()]),
+        _ => String::new(),
+    }
 }
 
 /// Replaces the section between `begin` and `end` in the file at `path`

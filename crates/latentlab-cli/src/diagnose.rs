@@ -68,10 +68,90 @@ fn latents_from_model<B: Backend>(backend: B, a: &DiagnoseArgs) -> Result<Latent
 /// Rows per chunk when streaming latents from disk.
 const CHUNK_ROWS: usize = 1 << 16;
 
-/// Streams mu and logvar from disk: the page's figures over every row, the
-/// Monte Carlo figures over a seeded subset of at most 10,000 rows. Memory
-/// follows the chunk and the subset, not the file.
-fn streamed(mut mu: RawMatrix, mut lv: RawMatrix, opts: &Options) -> Result<Diagnosis> {
+/// Rows of posterior parameters read a chunk at a time: a file on disk
+/// ([`RawMatrix`]) or an array in memory (the Python package's).
+pub trait RowSource {
+    /// Rows.
+    fn rows(&self) -> usize;
+    /// Columns.
+    fn cols(&self) -> usize;
+    /// Up to `count` rows from `start`, as f64.
+    fn read_rows(&mut self, start: usize, count: usize)
+    -> std::result::Result<Array2<f64>, String>;
+    /// The rows `idx`, in that order, as f64.
+    fn read_selected(&mut self, idx: &[usize]) -> std::result::Result<Array2<f64>, String>;
+}
+
+impl RowSource for RawMatrix {
+    fn rows(&self) -> usize {
+        RawMatrix::rows(self)
+    }
+    fn cols(&self) -> usize {
+        RawMatrix::cols(self)
+    }
+    fn read_rows(
+        &mut self,
+        start: usize,
+        count: usize,
+    ) -> std::result::Result<Array2<f64>, String> {
+        RawMatrix::read_rows(self, start, count)
+    }
+    fn read_selected(&mut self, idx: &[usize]) -> std::result::Result<Array2<f64>, String> {
+        RawMatrix::read_selected(self, idx)
+    }
+}
+
+impl<T: Copy + Into<f64>> RowSource for ndarray::ArrayView2<'_, T> {
+    fn rows(&self) -> usize {
+        self.nrows()
+    }
+    fn cols(&self) -> usize {
+        self.ncols()
+    }
+    fn read_rows(
+        &mut self,
+        start: usize,
+        count: usize,
+    ) -> std::result::Result<Array2<f64>, String> {
+        let end = (start + count).min(self.nrows());
+        Ok(self.slice(ndarray::s![start..end, ..]).mapv(Into::into))
+    }
+    fn read_selected(&mut self, idx: &[usize]) -> std::result::Result<Array2<f64>, String> {
+        Ok(self.select(ndarray::Axis(0), idx).mapv(Into::into))
+    }
+}
+
+/// `latentlab diagnose`'s settings, checked as the command checks its flags.
+pub fn options(samples: usize, probes: usize, hole_ratio: f64, seed: u64) -> Result<Options> {
+    if samples == 0 {
+        return Err("--samples: must be at least 1".into());
+    }
+    if probes == 0 {
+        return Err("--probes: must be at least 1".into());
+    }
+    if !(hole_ratio > 0.0 && hole_ratio < 1.0) {
+        return Err(CliError::from(format!(
+            "--hole-ratio: {hole_ratio} is not in (0, 1)"
+        )));
+    }
+    Ok(Options {
+        samples,
+        hole_probes: probes,
+        hole_ratio,
+        seed,
+        ..Options::default()
+    })
+}
+
+/// Streams mu and logvar: the page's figures over every row, the Monte
+/// Carlo figures over a seeded subset of at most 10,000 rows. Memory follows
+/// the chunk and the subset, not the file. `latentlab diagnose --mu/--logvar`
+/// and `--latents`, and the Python package's `diagnose`, all run this.
+pub fn streamed(
+    mut mu: impl RowSource,
+    mut lv: impl RowSource,
+    opts: &Options,
+) -> Result<Diagnosis> {
     if (mu.rows(), mu.cols()) != (lv.rows(), lv.cols()) {
         return Err(CliError::from(format!(
             "mu is {}×{} but logvar is {}×{}; they must have the same shape",
@@ -110,25 +190,7 @@ fn streamed(mut mu: RawMatrix, mut lv: RawMatrix, opts: &Options) -> Result<Diag
 
 /// Runs `latentlab diagnose`.
 pub fn run(a: &DiagnoseArgs) -> Result<()> {
-    if a.samples == 0 {
-        return Err("--samples: must be at least 1".into());
-    }
-    if a.probes == 0 {
-        return Err("--probes: must be at least 1".into());
-    }
-    if !(a.hole_ratio > 0.0 && a.hole_ratio < 1.0) {
-        return Err(CliError::from(format!(
-            "--hole-ratio: {} is not in (0, 1)",
-            a.hole_ratio
-        )));
-    }
-    let opts = Options {
-        samples: a.samples,
-        hole_probes: a.probes,
-        hole_ratio: a.hole_ratio,
-        seed: a.seed,
-        ..Options::default()
-    };
+    let opts = options(a.samples, a.probes, a.hole_ratio, a.seed)?;
     let d = match (&a.latents, &a.mu, &a.logvar, a.model.given()) {
         (Some(p), ..) => {
             if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
@@ -249,6 +311,39 @@ pub struct DisentanglementArgs {
     pub json: bool,
 }
 
+/// The settings of every metric of `latentlab disentanglement` with a
+/// model, checked as the command checks its flags.
+pub fn settings(
+    num_train: usize,
+    num_eval: usize,
+    sap: Option<&str>,
+    seed: u64,
+) -> Result<Settings> {
+    if num_train < 2 {
+        return Err("--num-train: must be at least 2".into());
+    }
+    if num_eval < 1 {
+        return Err("--num-eval: must be at least 1".into());
+    }
+    let sap_mode = match sap {
+        Some("correlation") => SapMode::Correlation,
+        None | Some("classifier") => SapMode::Classifier,
+        Some(other) => {
+            return Err(CliError::from(format!(
+                "--sap: unknown score `{other}`; expected classifier or correlation"
+            )));
+        }
+    };
+    Ok(Settings {
+        seed,
+        num_train,
+        num_eval,
+        num_variance_estimate: num_train,
+        sap_mode,
+        ..Settings::default()
+    })
+}
+
 fn disentangle_on<B: Backend>(backend: B, a: &DisentanglementArgs) -> Result<disentangle::Scores>
 where
     Model<B>: Sync,
@@ -257,17 +352,7 @@ where
         return Err("give a model (--checkpoint, or --encoder) or --codes".into());
     }
     let model = open(backend, &a.model, Need::Encoder)?;
-    let settings = Settings {
-        seed: a.seed,
-        num_train: a.num_train,
-        num_eval: a.num_eval,
-        num_variance_estimate: a.num_train,
-        sap_mode: match a.sap.as_deref() {
-            Some("correlation") => SapMode::Correlation,
-            _ => SapMode::Classifier,
-        },
-        ..Settings::default()
-    };
+    let settings = settings(a.num_train, a.num_eval, a.sap.as_deref(), a.seed)?;
     let code = if a.code == "sample" {
         Code::Sample
     } else {
@@ -354,18 +439,23 @@ where
     Ok(scores?)
 }
 
-/// `latentlab disentanglement --codes`: the code-level metrics of arrays
-/// from any model.
-fn disentangle_codes(a: &DisentanglementArgs, codes: &Path) -> Result<()> {
-    let factors = crate::load::data_options().factors.ok_or(
-        "--codes needs --factors: the factors of its rows, a .npy file of N × K (or N) values",
-    )?;
-    let kind = if a.continuous {
+/// The code-level metrics of `train` (codes, factors) and, when given,
+/// held-out `test` codes and factors, with `latentlab disentanglement
+/// --codes`'s checks and messages: `continuous` factors are real values,
+/// `sap` is `classifier` or `correlation` (None: the factors' default).
+pub fn score_codes(
+    train: (Array2<f64>, Array2<f64>),
+    test: Option<(Array2<f64>, Array2<f64>)>,
+    continuous: bool,
+    sap: Option<&str>,
+    seed: u64,
+) -> Result<disentangle::CodeScores> {
+    let kind = if continuous {
         FactorKind::Continuous
     } else {
         FactorKind::Discrete
     };
-    let sap_mode = match (a.sap.as_deref(), kind) {
+    let sap_mode = match (sap, kind) {
         (Some("classifier"), FactorKind::Continuous) => {
             return Err(
                 "--sap classifier: continuous factors have no classes to classify; \
@@ -374,11 +464,14 @@ fn disentangle_codes(a: &DisentanglementArgs, codes: &Path) -> Result<()> {
             );
         }
         (Some("correlation"), _) | (None, FactorKind::Continuous) => SapMode::Correlation,
-        _ => SapMode::Classifier,
+        (Some("classifier"), _) | (None, _) => SapMode::Classifier,
+        (Some(other), _) => {
+            return Err(CliError::from(format!(
+                "--sap: unknown score `{other}`; expected classifier or correlation"
+            )));
+        }
     };
-    let pair = |c: &Path, f: &Path, cflag: &str, fflag: &str| -> Result<_> {
-        let c = crate::load::read_matrix(c, cflag)?;
-        let f = crate::load::read_factors(f, fflag)?;
+    let rows = |(c, f): &(Array2<f64>, Array2<f64>), cflag: &str, fflag: &str| -> Result<()> {
         if c.nrows() != f.nrows() {
             return Err(CliError::from(format!(
                 "{fflag}: {} rows of factors for {} rows of {cflag}",
@@ -386,21 +479,40 @@ fn disentangle_codes(a: &DisentanglementArgs, codes: &Path) -> Result<()> {
                 c.nrows()
             )));
         }
-        Ok((c, f))
+        Ok(())
     };
-    let (c, f) = pair(codes, &factors, "--codes", "--factors")?;
+    rows(&train, "--codes", "--factors")?;
+    if let Some(t) = &test {
+        rows(t, "--test-codes", "--test-factors")?;
+    }
+    let opts = CodeOptions {
+        factors: kind,
+        sap_mode,
+        seed,
+        ..CodeOptions::default()
+    };
+    Ok(disentangle::evaluate_codes(train.0, train.1, test, &opts)?)
+}
+
+/// `latentlab disentanglement --codes`: the code-level metrics of arrays
+/// from any model.
+fn disentangle_codes(a: &DisentanglementArgs, codes: &Path) -> Result<()> {
+    let factors = crate::load::data_options().factors.ok_or(
+        "--codes needs --factors: the factors of its rows, a .npy file of N × K (or N) values",
+    )?;
+    let pair = |c: &Path, f: &Path, cflag: &str, fflag: &str| -> Result<_> {
+        Ok((
+            crate::load::read_matrix(c, cflag)?,
+            crate::load::read_factors(f, fflag)?,
+        ))
+    };
+    let train = pair(codes, &factors, "--codes", "--factors")?;
     let test = match (&a.test_codes, &a.test_factors) {
         (Some(tc), Some(tf)) => Some(pair(tc, tf, "--test-codes", "--test-factors")?),
         (None, None) => None,
         _ => return Err("--test-codes and --test-factors go together".into()),
     };
-    let opts = CodeOptions {
-        factors: kind,
-        sap_mode,
-        seed: a.seed,
-        ..CodeOptions::default()
-    };
-    let s = disentangle::evaluate_codes(c, f, test, &opts)?;
+    let s = score_codes(train, test, a.continuous, a.sap.as_deref(), a.seed)?;
     if a.json {
         println!("{}", serde_json::to_string(&s)?);
         return Ok(());

@@ -98,6 +98,126 @@ fn read_labels(path: &std::path::Path, n: usize) -> Result<Vec<i64>> {
     Ok(v)
 }
 
+/// What to map and how: `latentlab embed`'s flags, which the Python
+/// package's `embed` takes as keywords.
+#[derive(Clone, Debug)]
+pub struct MapSpec {
+    /// pca, tsne or umap.
+    pub method: String,
+    /// t-SNE perplexity.
+    pub perplexity: f64,
+    /// t-SNE iterations.
+    pub iterations: usize,
+    /// auto, exact, barnes-hut or fft.
+    pub tsne_method: String,
+    /// UMAP neighbourhood size.
+    pub neighbors: usize,
+    /// Where the neighbours are computed.
+    pub device: DeviceChoice,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// The 2-D map of `x` (N × 2) and, for PCA, the explained variance ratios;
+/// `progress(phase, i, total)` is called as iterations finish. Errors name
+/// the flag at fault, as `latentlab embed` prints them.
+pub fn map(
+    x: &Array2<f64>,
+    spec: &MapSpec,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<(Array2<f64>, Option<Vec<f64>>)> {
+    let n = x.nrows();
+    let out = match spec.method.as_str() {
+        "pca" => {
+            let pca = Pca::fit(
+                x.view(),
+                &PcaParams {
+                    seed: spec.seed,
+                    ..PcaParams::default()
+                },
+            )?;
+            let y = pca.transform(x.view())?;
+            (y, Some(pca.explained_variance_ratio().to_vec()))
+        }
+        "tsne" => {
+            let method = match spec.tsne_method.as_str() {
+                "auto" => TsneMethod::Auto,
+                "exact" => TsneMethod::Exact,
+                "barnes-hut" | "bh" => TsneMethod::BarnesHut,
+                "fft" => TsneMethod::Fft,
+                other => {
+                    return Err(CliError::from(format!(
+                        "--tsne-method: unknown method `{other}`; expected auto, exact, barnes-hut or fft"
+                    )));
+                }
+            };
+            let p = TsneParams {
+                method,
+                perplexity: spec.perplexity,
+                iterations: spec.iterations,
+                exaggeration_iters: spec.iterations.min(250),
+                seed: spec.seed,
+                ..TsneParams::default()
+            };
+            if !(p.perplexity > 0.0 && p.perplexity < n as f64) {
+                return Err(CliError::from(format!(
+                    "--perplexity: {} must be positive and below the number of points ({n})",
+                    p.perplexity
+                )));
+            }
+            let k = Tsne::neighbours_needed(n, &p);
+            let nb = on_device!(spec.device, backend => neighbours(backend, x, k))?;
+            let t = Tsne::fit_with_neighbours(x.view(), nb.as_ref(), &p, &mut |i, total| {
+                progress("t-SNE iteration", i, total)
+            })
+            .map_err(|e| match e {
+                latentlab::embed::EmbedError::Param { name, detail } => {
+                    CliError::from(format!("--{name}: {detail}"))
+                }
+                other => CliError::Layer {
+                    prefix: String::new(),
+                    source: Box::new(other),
+                },
+            })?;
+            (t.embedding, None)
+        }
+        "umap" => {
+            let p = UmapParams {
+                n_neighbors: spec.neighbors,
+                seed: spec.seed,
+                ..UmapParams::default()
+            };
+            if p.n_neighbors < 2 || p.n_neighbors > n {
+                return Err(CliError::from(format!(
+                    "--neighbors: {} is not in 2..={n} (the number of points)",
+                    p.n_neighbors
+                )));
+            }
+            let nb = on_device!(spec.device, backend => neighbours(backend, x, p.n_neighbors - 1))?;
+            let u = Umap::fit_with_neighbours(x.view(), nb.as_ref(), &p, &mut |i, total| {
+                progress("UMAP epoch", i, total)
+            })
+            .map_err(|e| match e {
+                latentlab::embed::EmbedError::Param { name, detail } => CliError::from(format!(
+                    "--{}: {detail}",
+                    name.replace('_', "-").replace("n-neighbors", "neighbors")
+                )),
+                other => CliError::Layer {
+                    prefix: String::new(),
+                    source: Box::new(other),
+                },
+            })?;
+            (u.embedding, None)
+        }
+        other => {
+            return Err(CliError::from(format!(
+                "--method: unknown method `{other}`; expected pca, tsne or umap"
+            )));
+        }
+    };
+    Ok(out)
+}
+
 /// Runs `latentlab embed`.
 pub fn run(a: &EmbedArgs) -> Result<()> {
     let is_st = a
@@ -118,101 +238,30 @@ pub fn run(a: &EmbedArgs) -> Result<()> {
     };
     let started = Instant::now();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (y, ratio) = match a.method.as_str() {
-        "pca" => {
-            let pca = Pca::fit(
-                x.view(),
-                &PcaParams {
-                    seed: a.seed,
-                    ..PcaParams::default()
-                },
-            )
-            .context(format!("--latents {}", a.latents.display()))?;
-            let y = pca.transform(x.view())?;
-            (y, Some(pca.explained_variance_ratio().to_vec()))
-        }
-        "tsne" => {
-            let method = match a.tsne_method.as_str() {
-                "auto" => TsneMethod::Auto,
-                "exact" => TsneMethod::Exact,
-                "barnes-hut" | "bh" => TsneMethod::BarnesHut,
-                "fft" => TsneMethod::Fft,
-                other => {
-                    return Err(CliError::from(format!(
-                        "--tsne-method: unknown method `{other}`; expected auto, exact, barnes-hut or fft"
-                    )));
-                }
-            };
-            let p = TsneParams {
-                method,
-                perplexity: a.perplexity,
-                iterations: a.iterations,
-                exaggeration_iters: a.iterations.min(250),
-                seed: a.seed,
-                ..TsneParams::default()
-            };
-            if !(p.perplexity > 0.0 && p.perplexity < n as f64) {
-                return Err(CliError::from(format!(
-                    "--perplexity: {} must be positive and below the number of points ({n})",
-                    p.perplexity
-                )));
-            }
-            let k = Tsne::neighbours_needed(n, &p);
-            let nb = on_device!(a.device, backend => neighbours(backend, &x, k))?;
-            let t = Tsne::fit_with_neighbours(x.view(), nb.as_ref(), &p, &mut |i, total| {
-                if interactive {
-                    eprint!("\r  t-SNE iteration {i}/{total}   ");
-                }
-            })
-            .map_err(|e| match e {
-                latentlab::embed::EmbedError::Param { name, detail } => {
-                    format!("--{name}: {detail}")
-                }
-                other => format!("--latents {}: {other}", a.latents.display()),
-            })?;
-            if interactive {
-                eprintln!();
-            }
-            (t.embedding, None)
-        }
-        "umap" => {
-            let p = UmapParams {
-                n_neighbors: a.neighbors,
-                seed: a.seed,
-                ..UmapParams::default()
-            };
-            if p.n_neighbors < 2 || p.n_neighbors > n {
-                return Err(CliError::from(format!(
-                    "--neighbors: {} is not in 2..={n} (the number of points)",
-                    p.n_neighbors
-                )));
-            }
-            let nb = on_device!(a.device, backend => neighbours(backend, &x, p.n_neighbors - 1))?;
-            let u = Umap::fit_with_neighbours(x.view(), nb.as_ref(), &p, &mut |i, total| {
-                if interactive {
-                    eprint!("\r  UMAP epoch {i}/{total}   ");
-                }
-            })
-            .map_err(|e| match e {
-                latentlab::embed::EmbedError::Param { name, detail } => {
-                    format!(
-                        "--{}: {detail}",
-                        name.replace('_', "-").replace("n-neighbors", "neighbors")
-                    )
-                }
-                other => format!("--latents {}: {other}", a.latents.display()),
-            })?;
-            if interactive {
-                eprintln!();
-            }
-            (u.embedding, None)
-        }
-        other => {
-            return Err(CliError::from(format!(
-                "--method: unknown method `{other}`; expected pca, tsne or umap"
-            )));
-        }
+    let spec = MapSpec {
+        method: a.method.clone(),
+        perplexity: a.perplexity,
+        iterations: a.iterations,
+        tsne_method: a.tsne_method.clone(),
+        neighbors: a.neighbors,
+        device: a.device,
+        seed: a.seed,
     };
+    let (y, ratio) = map(&x, &spec, &mut |phase, i, total| {
+        if interactive {
+            eprint!("\r  {phase} {i}/{total}   ");
+            if i == total {
+                eprintln!();
+            }
+        }
+    })
+    .map_err(|e| match e {
+        CliError::Layer { prefix, source } if prefix.is_empty() => CliError::Layer {
+            prefix: format!("--latents {}: ", a.latents.display()),
+            source,
+        },
+        other => other,
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let tw = if n > 20 {
         Some(trustworthiness(x.view(), y.view(), 10)?)

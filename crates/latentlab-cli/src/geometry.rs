@@ -26,8 +26,10 @@ pub fn parse_dim(text: &str) -> Result<usize, String> {
     }
 }
 
+/// One row of `latentlab geometry shell --json`: the norm of a standard
+/// normal code of dimension `dim`.
 #[derive(Serialize)]
-struct ShellRow {
+pub struct ShellRow {
     dim: usize,
     mean_norm: f64,
     std_norm: f64,
@@ -36,22 +38,30 @@ struct ShellRow {
     log10_mass_within_radius_1: f64,
 }
 
+/// The rows `latentlab geometry shell --json` prints for `dims`, each
+/// checked as `--dims` is.
+pub fn shell_rows(dims: &[usize]) -> Result<Vec<ShellRow>> {
+    for d in dims {
+        parse_dim(&d.to_string()).map_err(|e| format!("--dims: {e}"))?;
+    }
+    Ok(shell::table(dims)?
+        .iter()
+        .map(|s| ShellRow {
+            dim: s.dim,
+            mean_norm: s.mean_norm,
+            std_norm: s.std_norm,
+            norm_q05: s.norm_q05,
+            norm_q95: s.norm_q95,
+            log10_mass_within_radius_1: s.log10_mass_within_radius_1,
+        })
+        .collect())
+}
+
 /// `latentlab geometry shell`.
 pub fn shell(dims: &[usize], json: bool) -> Result<()> {
     let stats = shell::table(dims)?;
     if json {
-        let rows: Vec<ShellRow> = stats
-            .iter()
-            .map(|s| ShellRow {
-                dim: s.dim,
-                mean_norm: s.mean_norm,
-                std_norm: s.std_norm,
-                norm_q05: s.norm_q05,
-                norm_q95: s.norm_q95,
-                log10_mass_within_radius_1: s.log10_mass_within_radius_1,
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(&shell_rows(dims)?)?);
         return Ok(());
     }
     println!(
@@ -177,6 +187,38 @@ pub struct InterpolateArgs {
     pub json: bool,
 }
 
+/// The `steps` codes from `z1` to `z2` by `method` that `latentlab
+/// interpolate --z1 --z2` writes, with its checks of the codes and steps.
+pub fn path_between(
+    z1: ndarray::ArrayView1<'_, f64>,
+    z2: ndarray::ArrayView1<'_, f64>,
+    steps: usize,
+    method: Method,
+) -> Result<ndarray::Array2<f64>> {
+    if steps == 0 {
+        return Err("--steps: must be at least 1".into());
+    }
+    for (flag, z) in [("--z1", &z1), ("--z2", &z2)] {
+        if z.is_empty() {
+            return Err(CliError::from(format!("{flag}: the code is empty")));
+        }
+        if let Some(i) = z.iter().position(|v| !v.is_finite()) {
+            return Err(CliError::from(format!(
+                "{flag}: element {i} is {} (codes must be finite)",
+                z[i]
+            )));
+        }
+    }
+    if z1.len() != z2.len() {
+        return Err(CliError::from(format!(
+            "--z1 and --z2 differ in length: {} and {} dimensions",
+            z1.len(),
+            z2.len()
+        )));
+    }
+    Ok(interpolate(z1, z2, steps, method)?)
+}
+
 /// `latentlab interpolate --z1 --z2`.
 pub fn interpolate_codes(args: &InterpolateArgs) -> Result<()> {
     if args.steps == 0 {
@@ -220,7 +262,7 @@ pub fn interpolate_codes(args: &InterpolateArgs) -> Result<()> {
             z2.len()
         )));
     }
-    let path = interpolate(z1.view(), z2.view(), args.steps, args.method)?;
+    let path = path_between(z1.view(), z2.view(), args.steps, args.method)?;
     let norms = norm_profile(path.view());
     let lp = log_prior(path.view());
     if let Some(out) = &args.out {

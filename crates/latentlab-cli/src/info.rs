@@ -36,6 +36,7 @@ struct GpuReport {
     reason: Option<String>,
 }
 
+/// Runs `latentlab info`.
 pub fn run(choice: DeviceChoice, json: bool) -> Result<()> {
     let cpu = Cpu::new();
     let device = Device::select(choice).context(format!("--device {choice}"))?;

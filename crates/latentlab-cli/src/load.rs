@@ -291,6 +291,7 @@ pub fn load_options() -> LoadOptions {
     LOAD_OPTIONS.get().cloned().unwrap_or_default()
 }
 
+/// Test row `i` of `s`, or an error naming `flag`.
 pub fn index_of(s: &Split, i: usize, flag: &str) -> Result<usize> {
     if i >= s.test.len() {
         return Err(CliError::from(format!(

@@ -38,40 +38,7 @@ fn keep_freed_memory() {
     }
 }
 
-/// Runs `$body` with `$backend` bound to the backend `--device` selects
-/// (printing once why `auto` fell back to the CPU); the body is generic over
-/// the backend, so it is expanded once per backend type.
-macro_rules! on_device {
-    ($choice:expr, $backend:ident => $body:expr) => {{
-        let choice: DeviceChoice = $choice;
-        match crate::error::Context::context(Device::select(choice), format!("--device {choice}"))?
-        {
-            Device::Cpu {
-                cpu: $backend,
-                fallback,
-            } => {
-                if let Some(why) = fallback {
-                    eprintln!("latentlab: {why}");
-                }
-                $body
-            }
-            Device::Gpu($backend) => $body,
-        }
-    }};
-}
-
-mod arch;
-mod diagnose;
-mod embed;
-mod error;
-mod geometry;
-mod info;
-mod load;
-mod manip;
-mod model;
-mod picture;
-mod report;
-mod train;
+use latentlab_cli::{diagnose, embed, geometry, info, load, manip, model, report, train};
 
 #[derive(Parser)]
 #[command(

@@ -18,6 +18,7 @@ use crate::picture::{shape_of, write_png};
 /// Flags every manipulation command shares.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
+    /// The model.
     #[command(flatten)]
     pub model: ModelFlags,
     /// Images to start from: mnist-10k, `[color-]dsprites[:N]`, `FILE.npz[:N]`, a .npy file of images, a folder of PNG/JPEG images or a folder of IDX files (their test split).
@@ -62,6 +63,7 @@ fn class_rows(s: &Split, class: i64, flag: &str) -> Result<Array2<f32>> {
 #[derive(clap::Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct SampleArgs {
+    /// The model, data and output.
     #[command(flatten)]
     pub m: ModelArgs,
     /// Number of samples.
@@ -76,6 +78,7 @@ pub struct SampleArgs {
 #[derive(clap::Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct TraverseArgs {
+    /// The model, data and output.
     #[command(flatten)]
     pub m: ModelArgs,
     /// The test image whose code is traversed.
@@ -99,6 +102,7 @@ pub struct TraverseArgs {
 #[derive(clap::Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct AttributeArgs {
+    /// The model, data and output.
     #[command(flatten)]
     pub m: ModelArgs,
     /// Class the vector starts from (its images are edited).
@@ -127,6 +131,7 @@ pub struct AttributeArgs {
 #[derive(clap::Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct AnalogyArgs {
+    /// The model, data and output.
     #[command(flatten)]
     pub m: ModelArgs,
     /// Class A.
@@ -144,6 +149,7 @@ pub struct AnalogyArgs {
 #[derive(clap::Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct WalkArgs {
+    /// The model, data and output.
     #[command(flatten)]
     pub m: ModelArgs,
     /// The test image the walk starts from.
@@ -314,13 +320,21 @@ pub fn interpolate_images(a: &ImageStrip<'_>) -> Result<Value> {
 /// What `interpolate --checkpoint` draws: test images `from` and `to` of
 /// `data`, `steps` codes by `method`, written to `image`.
 pub struct ImageStrip<'a> {
+    /// The model.
     pub model: &'a ModelFlags,
+    /// The PNG to write.
     pub image: &'a Path,
+    /// The data whose test images are the ends.
     pub data: &'a str,
+    /// Test index of the first end.
     pub from: usize,
+    /// Test index of the second end.
     pub to: usize,
+    /// Codes along the path.
     pub steps: usize,
+    /// Interpolation method.
     pub method: latentlab::geometry::interpolate::Method,
+    /// cpu, gpu or auto.
     pub device: DeviceChoice,
 }
 

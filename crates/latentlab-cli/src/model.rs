@@ -1,6 +1,6 @@
 //! The model a command analyses: a latentlab checkpoint (or PyTorch
 //! state_dict) through `--checkpoint`, or ONNX graphs from any framework
-//! through `--encoder` and `--decoder`. Both are one [`LatentModel`], so
+//! through `--encoder` and `--decoder`. Both are one [`LatentModel`](latentlab::model::LatentModel), so
 //! every command runs the same code on either.
 
 use std::path::PathBuf;

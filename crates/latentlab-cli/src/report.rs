@@ -1,11 +1,12 @@
 //! `latentlab report` and `latentlab demo`: one self-contained HTML page
 //! that shows a latent space.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
-use latentlab::model::{Checkpoint, Progress, state_path};
+use latentlab::data::Dataset;
+use latentlab::model::{Checkpoint, LatentModel, Progress, state_path};
 use latentlab::report::{About, Settings};
 use latentlab::tensor::{Backend, Device, DeviceChoice};
 use serde_json::json;
@@ -50,24 +51,52 @@ pub struct DemoArgs {
     pub device: DeviceChoice,
 }
 
+/// Checks `--out` (a folder, made when missing) and `--map-points`.
+fn check_out(out: &Path, map_points: usize) -> Result<()> {
+    if out.is_file() {
+        return Err(CliError::from(format!(
+            "--out {}: is a file; give a folder",
+            out.display()
+        )));
+    }
+    if map_points < 50 {
+        return Err(CliError::from(format!(
+            "--map-points: {map_points} is below 50"
+        )));
+    }
+    std::fs::create_dir_all(out).context(format!("--out {}", out.display()))?;
+    Ok(())
+}
+
+/// Writes the report of `model` on `test` into the folder `out`:
+/// `index.html` and `report.json`, each atomically. Returns the page's path.
+/// `latentlab report` and the Python package's `report` both run this.
+pub fn write_report<M: LatentModel + Sync + ?Sized>(
+    model: &M,
+    test: &Dataset,
+    out: &Path,
+    settings: &Settings,
+    about: &About,
+) -> Result<PathBuf> {
+    check_out(out, settings.map_points)?;
+    let r = latentlab::report::build(model, test, settings, about)?;
+    let index = out.join("index.html");
+    latentlab::data::fs::write_atomic(&index, r.html.as_bytes())
+        .context(format!("{}", index.display()))?;
+    let mut summary = r.summary;
+    summary["index"] = json!(index.display().to_string());
+    let sj = out.join("report.json");
+    latentlab::data::fs::write_atomic(&sj, summary.to_string().as_bytes())
+        .context(format!("{}", sj.display()))?;
+    Ok(index)
+}
+
 fn report_on<B: Backend>(backend: B, a: &ReportArgs) -> Result<()>
 where
     Model<B>: Sync,
 {
     let started = Instant::now();
-    if a.out.is_file() {
-        return Err(CliError::from(format!(
-            "--out {}: is a file; give a folder",
-            a.out.display()
-        )));
-    }
-    if a.map_points < 50 {
-        return Err(CliError::from(format!(
-            "--map-points: {} is below 50",
-            a.map_points
-        )));
-    }
-    std::fs::create_dir_all(&a.out).context(format!("--out {}", a.out.display()))?;
+    check_out(&a.out, a.map_points)?;
     let model = open(backend, &a.model, Need::Both)?;
     let split = load_for(&a.data, &model)?;
     // The run's history, when its .resume file lies beside the checkpoint.
@@ -96,15 +125,7 @@ where
         map_points: a.map_points,
         seed: a.seed,
     };
-    let r = latentlab::report::build(&model, &split.test, &settings, &about)?;
-    let index = a.out.join("index.html");
-    latentlab::data::fs::write_atomic(&index, r.html.as_bytes())
-        .context(format!("{}", index.display()))?;
-    let mut summary = r.summary;
-    summary["index"] = json!(index.display().to_string());
-    let sj = a.out.join("report.json");
-    latentlab::data::fs::write_atomic(&sj, summary.to_string().as_bytes())
-        .context(format!("{}", sj.display()))?;
+    let index = write_report(&model, &split.test, &a.out, &settings, &about)?;
     eprintln!(
         "latentlab: wrote {} ({:.1} s)",
         index.display(),

@@ -328,8 +328,9 @@ struct Figures {
     neg_elbo: f64,
 }
 
+/// What `latentlab train --json` prints: the run's figures and history.
 #[derive(Serialize)]
-struct TrainReport {
+pub struct TrainReport {
     samples_per_s: f64,
     /// Images in the training split: each epoch's `seconds` in `history`
     /// trains each of them once.
@@ -351,10 +352,47 @@ struct TrainReport {
 
 /// `latentlab train`.
 pub fn train(args: TrainArgs) -> Result<()> {
-    on_device!(args.device, backend => train_on(backend, &args))
+    let report = train_with(&args, &mut |_| Control::Continue)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
 }
 
-fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
+/// `latentlab train`'s flags from its command line (without the command).
+pub fn parse_train_args<I, T>(argv: I) -> Result<TrainArgs>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    #[command(name = "latentlab train")]
+    struct Only {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+    let args = std::iter::once(std::ffi::OsString::from("latentlab-train"))
+        .chain(argv.into_iter().map(Into::into));
+    <Only as clap::Parser>::try_parse_from(args)
+        .map(|o| o.train)
+        .map_err(|e| CliError::from(e.render().to_string().trim_end().to_string()))
+}
+
+/// Runs `latentlab train` with `hook` called after the command's own
+/// handling of every event (a `Stop` ends the run after its state is
+/// saved, resumable); returns what `--json` prints.
+pub fn train_with(
+    args: &TrainArgs,
+    hook: &mut dyn FnMut(&Event<'_>) -> Control,
+) -> Result<TrainReport> {
+    on_device!(args.device, backend => train_on(backend, args, hook))
+}
+
+fn train_on<B: Backend>(
+    backend: B,
+    a: &TrainArgs,
+    hook: &mut dyn FnMut(&Event<'_>) -> Control,
+) -> Result<TrainReport> {
     if a.out.is_dir() {
         return Err(CliError::from(format!(
             "--out {}: is a directory; give a file name",
@@ -518,7 +556,7 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
                     );
                 }
             }
-            Control::Continue
+            hook(&e)
         })
         ?;
     let last = reports
@@ -552,33 +590,29 @@ fn train_on<B: Backend>(backend: B, a: &TrainArgs) -> Result<()> {
         a.out.display(),
         state.display()
     );
-    if a.json {
-        let report = TrainReport {
-            samples_per_s,
-            train_images: n,
-            epochs: last.epoch,
-            objective: trainer.config().objective.name(),
-            train: Figures {
-                rec: last.train_rec,
-                kl: last.train_kl,
-                neg_elbo: last.train_neg_elbo,
-            },
-            test: Figures {
-                rec: last.test.rec,
-                kl: last.test.kl,
-                neg_elbo: last.test.neg_elbo,
-            },
-            active_units: last.test.active_units,
-            device: backend.name(),
-            checkpoint: a.out.display().to_string(),
-            resume_state: state.display().to_string(),
-            kl_per_dim: last.test.kl_per_dim.clone(),
-            test_iw_nll: iw,
-            history: reports.clone(),
-        };
-        println!("{}", serde_json::to_string(&report)?);
-    }
-    Ok(())
+    Ok(TrainReport {
+        samples_per_s,
+        train_images: n,
+        epochs: last.epoch,
+        objective: trainer.config().objective.name(),
+        train: Figures {
+            rec: last.train_rec,
+            kl: last.train_kl,
+            neg_elbo: last.train_neg_elbo,
+        },
+        test: Figures {
+            rec: last.test.rec,
+            kl: last.test.kl,
+            neg_elbo: last.test.neg_elbo,
+        },
+        active_units: last.test.active_units,
+        device: backend.name(),
+        checkpoint: a.out.display().to_string(),
+        resume_state: state.display().to_string(),
+        kl_per_dim: last.test.kl_per_dim.clone(),
+        test_iw_nll: iw,
+        history: reports.clone(),
+    })
 }
 
 /// `latentlab encode`.
@@ -657,6 +691,7 @@ fn encode_on<B: Backend>(
 /// Every flag of `latentlab decode`.
 #[derive(clap::Args)]
 pub struct DecodeArgs {
+    /// The model whose decoder is used.
     #[command(flatten)]
     pub model: ModelFlags,
     /// Latent codes: an N × d .npy file (float32 or float64).

@@ -54,6 +54,58 @@ fn mean_code(z: &Array2<f32>, what: &str) -> Result<Array1<f32>> {
         .ok_or_else(|| input(format!("{what}: the set is empty")))
 }
 
+/// The attribute direction of codes: mean(`positive`) − mean(`negative`),
+/// normalised to unit length (an error when the means coincide). The
+/// manipulator's vectors are this of its model's posterior means.
+pub fn attribute_direction(
+    positive: ArrayView2<'_, f32>,
+    negative: ArrayView2<'_, f32>,
+    name: &str,
+) -> Result<Array1<f32>> {
+    check_codes(positive, "positive examples")?;
+    check_codes(negative, "negative examples")?;
+    let p = mean_code(&positive.to_owned(), "positive examples")?;
+    let n = mean_code(&negative.to_owned(), "negative examples")?;
+    unit(p - n, name)
+}
+
+/// The code that completes "A is to B as C is to ?": mean(`b`) − mean(`a`)
+/// + mean(`c`). [`Manipulator::analogy`] decodes it.
+pub fn analogy_code(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    c: ArrayView2<'_, f32>,
+) -> Result<Array1<f32>> {
+    for (z, what) in [(a, "A"), (b, "B"), (c, "C")] {
+        check_codes(z, what)?;
+    }
+    if a.ncols() != b.ncols() || a.ncols() != c.ncols() {
+        return Err(input(format!(
+            "A, B and C have {}, {} and {} dimensions",
+            a.ncols(),
+            b.ncols(),
+            c.ncols()
+        )));
+    }
+    let za = mean_code(&a.to_owned(), "A")?;
+    let zb = mean_code(&b.to_owned(), "B")?;
+    let zc = mean_code(&c.to_owned(), "C")?;
+    Ok(zb - za + zc)
+}
+
+/// An error when a set of codes holds a non-finite value.
+fn check_codes(z: ArrayView2<'_, f32>, what: &str) -> Result<()> {
+    if let Some(i) = z.iter().position(|v| !v.is_finite()) {
+        let c = z.ncols().max(1);
+        return Err(input(format!(
+            "{what}: code {} dimension {} is not finite",
+            i / c,
+            i % c
+        )));
+    }
+    Ok(())
+}
+
 impl<'a, M: LatentModel + ?Sized> Manipulator<'a, M> {
     /// A manipulator with no vectors yet.
     pub fn new(model: &'a M) -> Self {
@@ -80,9 +132,9 @@ impl<'a, M: LatentModel + ?Sized> Manipulator<'a, M> {
         negative: ArrayView2<'_, f32>,
         name: &str,
     ) -> Result<Array1<f32>> {
-        let p = mean_code(&self.encode_to_mean(positive)?, "positive examples")?;
-        let n = mean_code(&self.encode_to_mean(negative)?, "negative examples")?;
-        let v = unit(p - n, name)?;
+        let p = self.encode_to_mean(positive)?;
+        let n = self.encode_to_mean(negative)?;
+        let v = attribute_direction(p.view(), n.view(), name)?;
         self.vectors.insert(name.to_string(), v.clone());
         Ok(v)
     }
@@ -226,10 +278,12 @@ impl<'a, M: LatentModel + ?Sized> Manipulator<'a, M> {
         b: ArrayView2<'_, f32>,
         c: ArrayView2<'_, f32>,
     ) -> Result<Array2<f32>> {
-        let za = mean_code(&self.encode_to_mean(a)?, "A")?;
-        let zb = mean_code(&self.encode_to_mean(b)?, "B")?;
-        let zc = mean_code(&self.encode_to_mean(c)?, "C")?;
-        let z = (zb - za + zc).insert_axis(Axis(0));
+        let (za, zb, zc) = (
+            self.encode_to_mean(a)?,
+            self.encode_to_mean(b)?,
+            self.encode_to_mean(c)?,
+        );
+        let z = analogy_code(za.view(), zb.view(), zc.view())?.insert_axis(Axis(0));
         Ok(self.model.decode(z.view())?)
     }
 
