@@ -96,6 +96,9 @@ fn bad_input_is_a_clear_error() {
     npy::write_i64(p("labels3.npy"), &[3], &[0, 1, 2]).unwrap();
     npy::write_f64(p("flabels.npy"), &[240], &x[..240]).unwrap();
     std::fs::write(p("junk.npy"), b"\x93NUMPY\x01\x00\xff\xffgarbage").unwrap();
+    let same: Vec<f64> = (0..240).flat_map(|_| x[..6].to_vec()).collect();
+    npy::write_f64(p("same.npy"), &[240, 6], &same).unwrap();
+    let same = p("same.npy");
     let (ok, small, nanf, zero, flat, l3, fl, junk) = (
         p("ok.npy"),
         p("small.npy"),
@@ -189,6 +192,27 @@ fn bad_input_is_a_clear_error() {
         (vec!["embed", "--latents", &junk], "--latents"),
         (vec!["embed", "--latents", "/no/such.npy"], "/no/such.npy"),
         (vec!["embed", "--latents", &d], "--latents"),
+        // 3·perplexity neighbours must exist: 80 on 240 points is one too many.
+        (
+            vec![
+                "embed",
+                "--latents",
+                &ok,
+                "--method",
+                "tsne",
+                "--perplexity",
+                "80",
+            ],
+            "below a third of the number of points (240)",
+        ),
+        (
+            vec!["embed", "--latents", &same, "--method", "tsne"],
+            "all 240 points are the same point",
+        ),
+        (
+            vec!["embed", "--latents", &same, "--method", "umap"],
+            "all 240 points are the same point",
+        ),
         (
             vec![
                 "embed",

@@ -505,6 +505,7 @@ def embed(
     seed: int = 0,
     progress: Optional[Callable[[str, int, int], None]] = None,
     return_ratio: bool = False,
+    return_info: bool = False,
 ) -> Any:
     """A 2-D map of `x` (N × d), as ``latentlab embed`` draws it.
 
@@ -520,16 +521,24 @@ def embed(
         Where the neighbours are found.
     seed : int
     progress : callable, optional
-        ``progress(phase, i, total)`` as iterations finish.
+        ``progress(phase, i, total)`` as each phase ('neighbours',
+        'affinities', 'initialisation', 'optimisation'; 'pca') starts,
+        advances and ends.
     return_ratio : bool
         Also return PCA's explained variance ratios (None for the others).
+    return_info : bool
+        Also return a dict of how the map was made: ``neighbours`` ('exact',
+        'exact-gpu' or 'approximate'), ``neighbour_recall`` (1 when exact,
+        else estimated against exact k-NN on 1,000 points) and
+        ``phase_seconds``, as ``latentlab embed --json`` prints them.
 
     Returns
     -------
     numpy.ndarray, shape (N, 2), float64
-        With `return_ratio`, ``(y, ratios)``.
+        With `return_ratio`, ``(y, ratios)``; with `return_info`, the dict
+        last.
     """
-    y, ratio = _ll.embed(
+    y, ratio, info = _ll.embed(
         _array(x, "--latents", 2),
         str(method),
         float(perplexity),
@@ -540,7 +549,10 @@ def embed(
         int(seed),
         progress,
     )
-    return (y, ratio) if return_ratio else y
+    out = (y, ratio) if return_ratio else (y,)
+    if return_info:
+        out = out + (json.loads(info),)
+    return out if len(out) > 1 else y
 
 
 def trustworthiness(x: Any, y: Any, k: int = 10) -> float:

@@ -503,8 +503,10 @@ fn holes(
     })
 }
 
-/// `latentlab embed`'s map of `x` (N × 2, f64) and PCA's explained
-/// variance ratios; `progress(phase, i, total)` is called as it goes.
+/// `latentlab embed`'s map of `x` (N × 2, f64), PCA's explained variance
+/// ratios and, as JSON, how the map was made (its neighbours, their recall
+/// and each phase's seconds); `progress(phase, i, total)` is called as it
+/// goes.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn embed<'py>(
@@ -518,7 +520,7 @@ fn embed<'py>(
     device: &str,
     seed: u64,
     progress: Option<Py<PyAny>>,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Ratios)> {
+) -> PyResult<(Bound<'py, PyArray2<f64>>, Ratios, String)> {
     let device: DeviceChoice = device
         .parse()
         .map_err(|e| PyValueError::new_err(format!("--device: {e}")))?;
@@ -532,7 +534,7 @@ fn embed<'py>(
         device,
         seed,
     };
-    let (y, ratio) = run(py, || {
+    let m = run(py, || {
         latentlab_cli::embed::map(&x, &spec, &mut |phase, i, total| {
             let stop = match &progress {
                 Some(cb) => Python::attach(|py| {
@@ -554,7 +556,20 @@ fn embed<'py>(
             }
         })
     })?;
-    Ok((y.into_pyarray(py), ratio))
+    let info = serde_json::json!({
+        "neighbours": m.neighbours,
+        "neighbour_recall": m.neighbour_recall,
+        "phase_seconds": m
+            .phase_seconds
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
+    });
+    Ok((
+        m.embedding.into_pyarray(py),
+        m.explained_variance_ratio,
+        info.to_string(),
+    ))
 }
 
 /// Trustworthiness of the map `y` of `x` at `k` neighbours.

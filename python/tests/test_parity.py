@@ -83,6 +83,12 @@ def test_embed_matches_cli(cli, tmp_path, latents, method, extra):
     assert ll.trustworthiness(mu, y, 10) == doc["trustworthiness10"]
     if method != "pca":
         assert calls and calls[-1][1] == calls[-1][2]
+        assert [c[0] for c in calls if c[1] == 0][:2] == ["neighbours", "affinities"]
+        y2, info = ll.embed(mu, method, seed=2, return_info=True, **kw)
+        np.testing.assert_array_equal(y2, y)
+        assert info["neighbours"] == doc["neighbours"] == "exact"
+        assert info["neighbour_recall"] == doc["neighbour_recall"] == 1.0
+        assert set(info["phase_seconds"]) == set(doc["phase_seconds"])
 
 
 def test_disentanglement_codes_matches_cli(cli, tmp_path):

@@ -82,7 +82,7 @@ except Exception:
 print(json.dumps({"numpy": np.__version__, "blas": blas, "sgemm": out}))
 "#;
 
-const USAGE: &str = "usage: cargo xtask test [--rust-only | --python-only]\n       cargo xtask bench [--json] [--quick] [--threads T] [--quality-seeds K] [--conv-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]\n       cargo xtask conv [--seeds K] [--epochs E] [--images N] [--rounds R] [--threads T] [--json]\n       cargo xtask onnx [--rounds R] [--threads T] [--json]";
+const USAGE: &str = "usage: cargo xtask test [--rust-only | --python-only]\n       cargo xtask bench [--json] [--quick] [--threads T] [--quality-seeds K] [--conv-seeds K]\n       cargo xtask quality [--seeds K] [--first S] [--epochs E] [--threads T] [--no-peer] [--json]\n       cargo xtask conv [--seeds K] [--epochs E] [--images N] [--rounds R] [--threads T] [--json]\n       cargo xtask onnx [--rounds R] [--threads T] [--json]\n       cargo xtask maps [--sizes 10000,60000] [--threads T] [--no-peers]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -92,6 +92,7 @@ fn main() -> ExitCode {
         Some("quality") => quality_cmd(&args[1..]),
         Some("conv") => conv_cmd(&args[1..]),
         Some("onnx") => onnx_cmd(&args[1..]),
+        Some("maps") => maps_cmd(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -217,6 +218,16 @@ fn bench(args: &[String]) -> Result<(), String> {
         ..onnx::OnnxArgs::default()
     };
     let onnx = onnx::run(&root, &bin, &target.join("xtask-onnx"), &onnx_args)?;
+    // Maps at 10,000 and 60,000 against openTSNE and umap-learn (minutes;
+    // not with --quick): the script writes its own section.
+    let scale_md = target.join("xtask-maps-scale.md");
+    let _ = std::fs::remove_file(&scale_md);
+    if !quick {
+        let sizes = "10000,60000".to_string();
+        if let Err(why) = maps_scale(&root, &bin, &sizes, quality_args.threads, false, &scale_md) {
+            eprintln!("xtask: the maps-at-scale benchmark did not run ({why}); its old figures are kept");
+        }
+    }
     let doc = json!({
         "onnx": onnx,
         "quality": quality,
@@ -234,6 +245,12 @@ fn bench(args: &[String]) -> Result<(), String> {
     md.push_str(&quality_section(&doc["quality"], "cargo xtask bench"));
     md.push_str(&conv_section(&doc["conv"], "cargo xtask bench"));
     md.push_str(&onnx_section(&doc["onnx"], "cargo xtask bench"));
+    let scale = kept_section(&scale_md, SCALE_BEGIN, SCALE_END);
+    md.push_str(&if scale.is_empty() {
+        kept_section(&root.join("docs/benchmarks.md"), SCALE_BEGIN, SCALE_END)
+    } else {
+        scale
+    });
     md.push_str(&kept_section(
         &root.join("docs/benchmarks.md"),
         PYTHON_BEGIN,
@@ -684,6 +701,64 @@ fn onnx_cmd(args: &[String]) -> Result<(), String> {
     );
     let section = onnx_section(&c, &command);
     publish(&root, (ONNX_BEGIN, ONNX_END), &section, &c, json_out)
+}
+
+const SCALE_BEGIN: &str = "<!-- maps-scale: written by benches/peers/maps_scale.py --write -->";
+const SCALE_END: &str = "<!-- /maps-scale -->";
+
+/// Runs `benches/peers/maps_scale.py` on `bin` (t-SNE and UMAP at `sizes`,
+/// with openTSNE and umap-learn unless `no_peers`), splicing its section
+/// into the markdown file `write`.
+fn maps_scale(
+    root: &Path,
+    bin: &Path,
+    sizes: &str,
+    threads: usize,
+    no_peers: bool,
+    write: &Path,
+) -> Result<(), String> {
+    let mut cmd = Command::new("python3");
+    cmd.arg(root.join("benches/peers/maps_scale.py"))
+        .arg("--bin")
+        .arg(bin)
+        .args(["--sizes", sizes, "--threads", &threads.to_string()])
+        .arg("--write")
+        .arg(write)
+        .stdout(Stdio::from(std::io::stderr()));
+    if no_peers {
+        cmd.arg("--no-peers");
+    }
+    let status = pinned(&mut cmd)
+        .status()
+        .map_err(|e| format!("python3 could not be run: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("maps_scale.py failed: {status}"))
+    }
+}
+
+/// `cargo xtask maps`: t-SNE and UMAP at scale against their peers alone,
+/// spliced into docs/benchmarks.md.
+fn maps_cmd(args: &[String]) -> Result<(), String> {
+    let (mut sizes, mut threads, mut no_peers) = ("10000,60000".to_string(), 2usize, false);
+    let mut it = args.iter();
+    while let Some(f) = it.next() {
+        match f.as_str() {
+            "--sizes" => sizes = it.next().ok_or("--sizes needs a list, e.g. 10000,60000")?.clone(),
+            "--threads" => threads = number(it.next(), f)?,
+            "--no-peers" => no_peers = true,
+            other => return Err(format!("unknown flag {other:?}\n{USAGE}")),
+        }
+    }
+    if threads == 0 || sizes.split(',').any(|s| s.parse::<usize>().map_or(true, |n| n < 100)) {
+        return Err("--threads needs at least 1 and --sizes numbers of at least 100".into());
+    }
+    let _ = THREADS.set(threads);
+    let root = root();
+    let target = target_dir(&root);
+    let bin = build_cli(&root, &target)?;
+    maps_scale(&root, &bin, &sizes, threads, no_peers, &root.join("docs/benchmarks.md"))
 }
 
 /// Where cargo builds: `CARGO_TARGET_DIR`, or `target/` in the repository.

@@ -29,11 +29,58 @@ mod tsne;
 mod umap;
 
 pub use error::{EmbedError, Result};
-pub use knn::{EXACT_LIMIT, Neighbours, knn, knn_approx, knn_auto, knn_on};
+pub use knn::{EXACT_LIMIT, Neighbours, knn, knn_approx, knn_auto, knn_on, recall};
 pub use pca::{Pca, PcaParams, PcaSolver};
-pub use quality::{knn_accuracy, trustworthiness};
-pub use tsne::{Tsne, TsneMethod, TsneParams};
+pub use quality::{knn_accuracy, sample_rows, trustworthiness};
+pub use tsne::{FFT_FROM, Tsne, TsneMethod, TsneParams};
 pub use umap::{Umap, UmapParams, find_ab};
+
+/// What a map is doing, for progress reports: its callbacks get the phase,
+/// the steps done and the steps in the phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// The k-nearest-neighbour search.
+    Neighbours,
+    /// Input affinities: t-SNE's calibrated P, UMAP's fuzzy simplicial set.
+    Affinities,
+    /// The starting layout (PCA for t-SNE, spectral for UMAP).
+    Initialisation,
+    /// Gradient descent on the layout.
+    Optimisation,
+}
+
+impl Phase {
+    /// The phase's name as the progress bar and `--json` print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Neighbours => "neighbours",
+            Self::Affinities => "affinities",
+            Self::Initialisation => "initialisation",
+            Self::Optimisation => "optimisation",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks the points of a t-SNE or UMAP map: at least 3, every value
+/// finite, and not all one point (the map of N copies of a point would be
+/// degenerate: every distance is 0 and no neighbourhood can be calibrated).
+pub fn check_points(x: ndarray::ArrayView2<'_, f64>) -> Result<()> {
+    check_input(x, 3)?;
+    let first = x.row(0);
+    if x.rows().into_iter().all(|r| r == first) {
+        return Err(EmbedError::Input(format!(
+            "all {} points are the same point; a map of them would be degenerate",
+            x.nrows()
+        )));
+    }
+    Ok(())
+}
 
 /// Checks an N × d input: N ≥ `min_rows`, d ≥ 1, every value finite.
 pub(crate) fn check_input(x: ndarray::ArrayView2<'_, f64>, min_rows: usize) -> Result<()> {

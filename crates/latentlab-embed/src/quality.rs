@@ -6,6 +6,24 @@ use rayon::prelude::*;
 use crate::error::{EmbedError, Result, param};
 use crate::knn::knn;
 
+/// `size` distinct rows of `0..n` drawn uniformly with `seed` (a partial
+/// Fisher–Yates shuffle), ascending; every row when `n ≤ size`. The fixed
+/// subset on which large maps are scored.
+pub fn sample_rows(n: usize, size: usize, seed: u64) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..n).collect();
+    if n <= size {
+        return all;
+    }
+    let mut g = latentlab_rng::SplitMix64::new(seed, latentlab_rng::Purpose::Embed, 8);
+    for i in 0..size {
+        let j = i + g.below((n - i) as u64) as usize;
+        all.swap(i, j);
+    }
+    all.truncate(size);
+    all.sort_unstable();
+    all
+}
+
 /// Trustworthiness@k (Venna & Kaski; scikit-learn's definition): 1 minus a
 /// penalty for every map neighbour that is not a neighbour in the original
 /// space, weighted by how far down the original ranking it sits. 1 is

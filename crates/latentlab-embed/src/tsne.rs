@@ -10,6 +10,7 @@ use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::Phase;
 use crate::error::{Result, param};
 use crate::interp::{self, FftParams};
 use crate::pca::{Pca, PcaParams, PcaSolver};
@@ -19,7 +20,8 @@ use latentlab_rng::{Purpose, SplitMix64 as Rng};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TsneMethod {
-    /// Exact below 1,000 points, Barnes–Hut above.
+    /// Exact up to 1,000 points, Barnes–Hut up to [`FFT_FROM`], FFT from
+    /// there on.
     #[default]
     Auto,
     /// O(N²) exact gradients and dense affinities.
@@ -30,6 +32,13 @@ pub enum TsneMethod {
     /// FFT convolutions, O(N) per iteration (FIt-SNE's; [`crate::interp`]).
     Fft,
 }
+
+/// The size from which [`TsneMethod::Auto`] interpolates the repulsion
+/// with FFTs instead of Barnes–Hut: measured on 2 threads with
+/// `benches/peers/tsne_crossover.py`, Barnes–Hut is faster at 3,000 points
+/// (2.03 s against 2.41 s) and the FFT at 3,500 (2.14 s against 2.46 s),
+/// with equal trustworthiness (docs/benchmarks.md).
+pub const FFT_FROM: usize = 3_300;
 
 /// t-SNE settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -138,10 +147,13 @@ fn validate(n: usize, p: &TsneParams) -> Result<()> {
             format!("{} must be positive", p.perplexity),
         ));
     }
-    if p.perplexity >= n as f64 {
+    if 3.0 * p.perplexity >= n as f64 {
         return Err(param(
             "perplexity",
-            format!("{} must be below the number of points ({n})", p.perplexity),
+            format!(
+                "{} must be below a third of the number of points ({n}): each point's affinities use its 3·perplexity nearest neighbours",
+                p.perplexity
+            ),
         ));
     }
     if p.iterations == 0 || p.exaggeration_iters > p.iterations {
@@ -165,12 +177,13 @@ fn validate(n: usize, p: &TsneParams) -> Result<()> {
 }
 
 impl Tsne {
-    /// Fits a map of `x` (N × d); `progress` is called with (iteration,
-    /// total) every 50 iterations.
+    /// Fits a map of `x` (N × d); `progress` is called with each
+    /// [`Phase`] as it starts and ends, and every 10 iterations of the
+    /// optimisation.
     pub fn fit(
         x: ArrayView2<'_, f64>,
         p: &TsneParams,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut dyn FnMut(Phase, usize, usize),
     ) -> Result<Self> {
         Self::fit_with_neighbours(x, None, p, progress)
     }
@@ -187,12 +200,13 @@ impl Tsne {
         x: ArrayView2<'_, f64>,
         neighbours: Option<&crate::Neighbours>,
         p: &TsneParams,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut dyn FnMut(Phase, usize, usize),
     ) -> Result<Self> {
-        crate::check_input(x, 3)?;
+        crate::check_points(x)?;
         let n = x.nrows();
         validate(n, p)?;
         let method = match p.method {
+            TsneMethod::Auto if n >= FFT_FROM => TsneMethod::Fft,
             TsneMethod::Auto if n > 1000 => TsneMethod::BarnesHut,
             TsneMethod::Auto => TsneMethod::Exact,
             m => m,
@@ -216,10 +230,13 @@ impl Tsne {
                 )));
             }
             None => {
+                progress(Phase::Neighbours, 0, 1);
                 owned = crate::knn::knn_auto(x, k, p.seed)?;
+                progress(Phase::Neighbours, 1, 1);
                 &owned
             }
         };
+        progress(Phase::Affinities, 0, 1);
         // Conditional affinities over the k neighbours, then symmetrised.
         let cond: Vec<Vec<f64>> = (0..n)
             .into_par_iter()
@@ -228,28 +245,63 @@ impl Tsne {
                 calibrate(&d2, p.perplexity)
             })
             .collect();
-        let mut rows: Vec<std::collections::BTreeMap<usize, f64>> = vec![Default::default(); n];
+        // Symmetrised, P = (P_cond + P_condᵀ) / 2N, as CSR with each row's
+        // columns ascending: scatter both directions, then sort and merge
+        // each row (a pair listed both ways sums its two halves).
+        let mut start = vec![0usize; n + 1];
+        for i in 0..n {
+            for &j in nb.indices.row(i).iter().take(k) {
+                start[i + 1] += 1;
+                start[j + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start[..n].to_vec();
+        let mut scattered = vec![(0usize, 0.0f64); start[n]];
         for i in 0..n {
             for (c, &j) in nb.indices.row(i).iter().take(k).enumerate() {
                 let v = cond[i][c] / (2.0 * n as f64);
-                *rows[i].entry(j).or_default() += v;
-                *rows[j].entry(i).or_default() += v;
+                scattered[fill[i]] = (j, v);
+                fill[i] += 1;
+                scattered[fill[j]] = (i, v);
+                fill[j] += 1;
             }
         }
+        drop((cond, fill));
+        let rows: Vec<Vec<(usize, f64)>> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let mut r = scattered[start[i]..start[i + 1]].to_vec();
+                r.sort_by_key(|e| e.0);
+                let mut merged: Vec<(usize, f64)> = Vec::with_capacity(r.len());
+                for (j, v) in r {
+                    match merged.last_mut() {
+                        Some(last) if last.0 == j => last.1 += v,
+                        _ => merged.push((j, v)),
+                    }
+                }
+                merged
+            })
+            .collect();
+        drop(scattered);
+        let nnz = rows.iter().map(Vec::len).sum();
         let mut pm = Sparse {
-            start: vec![0],
-            col: Vec::new(),
-            val: Vec::new(),
+            start: Vec::with_capacity(n + 1),
+            col: Vec::with_capacity(nnz),
+            val: Vec::with_capacity(nnz),
         };
-        for r in &rows {
-            for (&j, &v) in r {
+        pm.start.push(0);
+        for r in rows {
+            for (j, v) in r {
                 pm.col.push(j);
                 pm.val.push(v);
             }
             pm.start.push(pm.col.len());
         }
-        drop(rows);
-        // Initialisation.
+        progress(Phase::Affinities, 1, 1);
+        progress(Phase::Initialisation, 0, 1);
         let mut y = if p.pca_init && x.ncols() >= p.dim {
             let pca = Pca::fit(
                 x,
@@ -269,6 +321,8 @@ impl Tsne {
             let mut g = Rng::new(p.seed, Purpose::Embed, 3);
             Array2::from_shape_simple_fn((n, p.dim), || 1e-4 * g.normal())
         };
+        progress(Phase::Initialisation, 1, 1);
+        progress(Phase::Optimisation, 0, p.iterations);
         let lr = p
             .learning_rate
             .unwrap_or_else(|| (n as f64 / p.early_exaggeration / 4.0).max(50.0));
@@ -301,8 +355,8 @@ impl Tsne {
             // Keep the map centred.
             let mean = y.mean_axis(ndarray::Axis(0)).expect("n ≥ 3");
             y -= &mean;
-            if (it + 1) % 50 == 0 || it + 1 == p.iterations {
-                progress(it + 1, p.iterations);
+            if (it + 1) % 10 == 0 || it + 1 == p.iterations {
+                progress(Phase::Optimisation, it + 1, p.iterations);
             }
         }
         let kl = (!bh).then(|| exact_kl(&y, &pm));

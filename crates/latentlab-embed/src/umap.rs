@@ -4,8 +4,10 @@
 //! curve 1 / (1 + a·d^(2b)) fitted to `min_dist` and `spread`.
 
 use ndarray::{Array1, Array2, ArrayView2};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::Phase;
 use crate::error::{Result, param};
 use crate::linalg::orthonormalise;
 use latentlab_rng::{Purpose, SplitMix64 as Rng};
@@ -133,6 +135,7 @@ fn fuzzy_graph(
     k: usize,
     seed: u64,
     given: Option<&crate::Neighbours>,
+    progress: &mut dyn FnMut(Phase, usize, usize),
 ) -> Result<Vec<(usize, usize, f64)>> {
     let n = x.nrows();
     let owned;
@@ -147,63 +150,88 @@ fn fuzzy_graph(
             )));
         }
         None => {
+            progress(Phase::Neighbours, 0, 1);
             owned = crate::knn::knn_auto(x, k - 1, seed)?;
+            progress(Phase::Neighbours, 1, 1);
             &owned
         }
     };
+    progress(Phase::Affinities, 0, 1);
     let target = (k as f64).log2();
     let mean_all: f64 = nb.distances.iter().sum::<f64>() / nb.distances.len() as f64;
-    let mut dir: std::collections::HashMap<(usize, usize), f64> = Default::default();
-    for i in 0..n {
-        let d = nb.distances.row(i);
-        let d = d.slice(ndarray::s![..k - 1]);
-        let rho = d.iter().copied().find(|v| *v > 0.0).unwrap_or(0.0);
-        let (mut lo, mut hi, mut mid) = (0.0f64, f64::INFINITY, 1.0f64);
-        for _ in 0..64 {
-            // The point itself counts with membership 1, as umap-learn's
-            // neighbour list includes it.
-            let psum: f64 = 1.0
-                + d.iter()
-                    .map(|&v| {
-                        let t = v - rho;
-                        if t > 0.0 { (-t / mid).exp() } else { 1.0 }
-                    })
-                    .sum::<f64>();
-            if (psum - target).abs() < 1e-5 {
-                break;
-            }
-            if psum > target {
-                hi = mid;
-                mid = 0.5 * (lo + hi);
-            } else {
-                lo = mid;
-                mid = if hi.is_finite() {
-                    0.5 * (lo + hi)
+    // Each point's directed memberships, from its smooth k-NN distance.
+    let directed: Vec<Vec<f64>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let d = nb.distances.row(i);
+            let d = d.slice(ndarray::s![..k - 1]);
+            let rho = d.iter().copied().find(|v| *v > 0.0).unwrap_or(0.0);
+            let (mut lo, mut hi, mut mid) = (0.0f64, f64::INFINITY, 1.0f64);
+            for _ in 0..64 {
+                // The point itself counts with membership 1, as umap-learn's
+                // neighbour list includes it.
+                let psum: f64 = 1.0
+                    + d.iter()
+                        .map(|&v| {
+                            let t = v - rho;
+                            if t > 0.0 { (-t / mid).exp() } else { 1.0 }
+                        })
+                        .sum::<f64>();
+                if (psum - target).abs() < 1e-5 {
+                    break;
+                }
+                if psum > target {
+                    hi = mid;
+                    mid = 0.5 * (lo + hi);
                 } else {
-                    mid * 2.0
-                };
+                    lo = mid;
+                    mid = if hi.is_finite() {
+                        0.5 * (lo + hi)
+                    } else {
+                        mid * 2.0
+                    };
+                }
+            }
+            let mean_i = d.iter().sum::<f64>() / d.len() as f64;
+            let floor = 1e-3 * if rho > 0.0 { mean_i } else { mean_all };
+            let sigma = mid.max(floor);
+            d.iter()
+                .map(|&v| {
+                    let t = v - rho;
+                    if t > 0.0 { (-t / sigma).exp() } else { 1.0 }
+                })
+                .collect()
+        })
+        .collect();
+    // The fuzzy union w + w' − w·w' of the two directions of each pair, with
+    // w the lower-to-higher index's: sort the directed entries by pair, then
+    // merge each pair's one or two.
+    let mut dir: Vec<(usize, usize, bool, f64)> = Vec::with_capacity(n * (k - 1));
+    for (i, ws) in directed.iter().enumerate() {
+        for (&j, &w) in nb.indices.row(i).iter().zip(ws) {
+            if i != j {
+                dir.push((i.min(j), i.max(j), i > j, w));
             }
         }
-        let mean_i = d.iter().sum::<f64>() / d.len() as f64;
-        let floor = 1e-3 * if rho > 0.0 { mean_i } else { mean_all };
-        let sigma = mid.max(floor);
-        for (c, &j) in nb.indices.row(i).iter().take(k - 1).enumerate() {
-            let t = d[c] - rho;
-            let w = if t > 0.0 { (-t / sigma).exp() } else { 1.0 };
-            dir.insert((i, j), w);
+    }
+    drop(directed);
+    dir.par_sort_unstable_by(|p, q| (p.0, p.1, p.2).cmp(&(q.0, q.1, q.2)));
+    dir.dedup_by(|p, q| (p.0, p.1, p.2) == (q.0, q.1, q.2));
+    let mut edges: Vec<(usize, usize, f64)> = Vec::with_capacity(dir.len());
+    let mut t = 0;
+    while t < dir.len() {
+        let (a, b, _, w) = dir[t];
+        if t + 1 < dir.len() && (dir[t + 1].0, dir[t + 1].1) == (a, b) {
+            // dir[t] is a → b (lower first), dir[t + 1] is b → a.
+            let back = dir[t + 1].3;
+            edges.push((a, b, w + back - w * back));
+            t += 2;
+        } else {
+            edges.push((a, b, w));
+            t += 1;
         }
     }
-    let mut edges: Vec<(usize, usize, f64)> = Vec::new();
-    for (&(i, j), &w) in &dir {
-        let back = dir.get(&(j, i)).copied().unwrap_or(0.0);
-        if i < j || back == 0.0 {
-            let u = w + back - w * back;
-            let (a, b) = if i < j { (i, j) } else { (j, i) };
-            edges.push((a, b, u));
-        }
-    }
-    edges.sort_by(|p, q| p.0.cmp(&q.0).then(p.1.cmp(&q.1)));
-    edges.dedup_by(|p, q| p.0 == q.0 && p.1 == q.1);
+    progress(Phase::Affinities, 1, 1);
     Ok(edges)
 }
 
@@ -225,15 +253,43 @@ fn spectral(n: usize, edges: &[(usize, usize, f64)], dim: usize, seed: u64) -> A
         let nrm = v.dot(&v).sqrt().max(f64::MIN_POSITIVE);
         v / nrm
     };
+    // The symmetric operator as CSR, so each row gathers in parallel (and in
+    // a fixed order, whatever the thread count).
+    let mut start = vec![0usize; n + 1];
+    for &(i, j, _) in edges {
+        start[i + 1] += 1;
+        start[j + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start[..n].to_vec();
+    let mut adj = vec![(0usize, 0.0f64); start[n]];
+    for &(i, j, w) in edges {
+        let c = 0.5 * w * inv_sqrt[i] * inv_sqrt[j];
+        adj[fill[i]] = (j, c);
+        fill[i] += 1;
+        adj[fill[j]] = (i, c);
+        fill[j] += 1;
+    }
     let apply = |x: &Array2<f64>| -> Array2<f64> {
-        let mut y = x * 0.5;
-        for &(i, j, w) in edges {
-            let c = 0.5 * w * inv_sqrt[i] * inv_sqrt[j];
-            for col in 0..x.ncols() {
-                y[[i, col]] += c * x[[j, col]];
-                y[[j, col]] += c * x[[i, col]];
-            }
-        }
+        let m = x.ncols();
+        let xs = x.as_slice().expect("standard layout");
+        let mut y = Array2::<f64>::zeros((n, m));
+        y.as_slice_mut()
+            .expect("standard layout")
+            .par_chunks_mut(m)
+            .enumerate()
+            .for_each(|(i, out)| {
+                for (o, v) in out.iter_mut().zip(&xs[i * m..(i + 1) * m]) {
+                    *o = 0.5 * v;
+                }
+                for &(j, c) in &adj[start[i]..start[i + 1]] {
+                    for (o, v) in out.iter_mut().zip(&xs[j * m..(j + 1) * m]) {
+                        *o += c * v;
+                    }
+                }
+            });
         y
     };
     let m = dim + 2;
@@ -258,12 +314,114 @@ fn spectral(n: usize, edges: &[(usize, usize, f64)], dim: usize, seed: u64) -> A
     ritz.slice(ndarray::s![.., ..dim]).to_owned()
 }
 
+/// `x^b` in f32, as umap-learn's float32 SGD computes it: the gradient
+/// coefficients need no more, and f32's `powf` is about twice as fast.
+#[inline]
+fn pow32(x: f64, b: f32) -> f64 {
+    f64::from((x as f32).powf(b))
+}
+
+/// A draw from `0..n` by multiply-shift on 32 random bits (Lemire's
+/// reduction without its rejection step: a bias below n / 2³² for the
+/// negative samples, instead of a 64-bit division per draw).
+#[inline]
+fn below_fast(g: &mut Rng, n: usize) -> usize {
+    (((g.next_u64() >> 32) * n as u64) >> 32) as usize
+}
+
+/// The low-dimensional similarity curve 1 / (1 + a·d^(2b)) and the
+/// repulsion weight.
+struct Curve {
+    a: f64,
+    b: f64,
+    b32: f32,
+    gamma: f64,
+}
+
+/// Each kept edge and when it, and its negative samples, are next due.
+struct Schedule<'a> {
+    edges: &'a [&'a (usize, usize, f64)],
+    eps: &'a [f64],
+    eps_neg: &'a [f64],
+    next: &'a mut [f64],
+    next_neg: &'a mut [f64],
+}
+
+/// One epoch of SGD at time `t` with step `alpha` over the edges due, in
+/// order: the attraction along each edge (both directions, as umap-learn's
+/// graph holds (i, j) and (j, i)) and the repulsion from the negative
+/// samples due, gradients clipped at 4. `D` is the layout's dimension when
+/// known at compile time (0: read `d`).
+fn sgd_epoch<const D: usize>(
+    yv: &mut [f64],
+    d: usize,
+    s: &mut Schedule<'_>,
+    c: &Curve,
+    t: f64,
+    alpha: f64,
+    g: &mut Rng,
+) {
+    let d = if D == 0 { d } else { D };
+    let n = yv.len() / d;
+    let clip = |v: f64| v.clamp(-4.0, 4.0);
+    let (a, b) = (c.a, c.b);
+    for (e, &&(i, j, _)) in s.edges.iter().enumerate() {
+        if s.next[e] > t {
+            continue;
+        }
+        let n_neg = ((t - s.next_neg[e]) / s.eps_neg[e]).floor().max(0.0);
+        for (h, tl) in [(i, j), (j, i)] {
+            let mut d2 = 0.0;
+            for k in 0..d {
+                let diff = yv[h * d + k] - yv[tl * d + k];
+                d2 += diff * diff;
+            }
+            let coeff = if d2 > 0.0 {
+                let pb = pow32(d2, c.b32);
+                -2.0 * a * b * (pb / d2) / (a * pb + 1.0)
+            } else {
+                0.0
+            };
+            for k in 0..d {
+                let diff = yv[h * d + k] - yv[tl * d + k];
+                let gr = clip(coeff * diff) * alpha;
+                yv[h * d + k] += gr;
+                yv[tl * d + k] -= gr;
+            }
+            for _ in 0..n_neg as usize {
+                let q = below_fast(g, n);
+                if q == h {
+                    continue;
+                }
+                let mut d2 = 0.0;
+                for k in 0..d {
+                    let diff = yv[h * d + k] - yv[q * d + k];
+                    d2 += diff * diff;
+                }
+                let coeff = if d2 > 0.0 {
+                    2.0 * c.gamma * b / ((0.001 + d2) * (a * pow32(d2, c.b32) + 1.0))
+                } else {
+                    0.0
+                };
+                for k in 0..d {
+                    let diff = yv[h * d + k] - yv[q * d + k];
+                    let gr = if coeff > 0.0 { clip(coeff * diff) } else { 4.0 };
+                    yv[h * d + k] += gr * alpha;
+                }
+            }
+        }
+        s.next[e] += s.eps[e];
+        s.next_neg[e] += n_neg * s.eps_neg[e];
+    }
+}
+
 impl Umap {
-    /// Fits a map of `x` (N × d); `progress` gets (epoch, total).
+    /// Fits a map of `x` (N × d); `progress` is called with each [`Phase`]
+    /// as it starts and ends, and every 10 epochs of the optimisation.
     pub fn fit(
         x: ArrayView2<'_, f64>,
         p: &UmapParams,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut dyn FnMut(Phase, usize, usize),
     ) -> Result<Self> {
         Self::fit_with_neighbours(x, None, p, progress)
     }
@@ -275,9 +433,9 @@ impl Umap {
         x: ArrayView2<'_, f64>,
         neighbours: Option<&crate::Neighbours>,
         p: &UmapParams,
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &mut dyn FnMut(Phase, usize, usize),
     ) -> Result<Self> {
-        crate::check_input(x, 3)?;
+        crate::check_points(x)?;
         let n = x.nrows();
         if p.n_neighbors < 2 || p.n_neighbors > n {
             return Err(param(
@@ -298,12 +456,13 @@ impl Umap {
             return Err(param("learning_rate", "must be positive"));
         }
         let (a, b) = find_ab(p.spread, p.min_dist);
-        let edges = fuzzy_graph(x, p.n_neighbors, p.seed, neighbours)?;
+        let edges = fuzzy_graph(x, p.n_neighbors, p.seed, neighbours, progress)?;
         let epochs = p.epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 });
         if epochs == 0 {
             return Err(param("epochs", "must be at least 1"));
         }
         // Initial layout, scaled to [0, 10] per axis.
+        progress(Phase::Initialisation, 0, 1);
         let mut y = spectral(n, &edges, p.dim, p.seed);
         let mut g = Rng::new(p.seed, Purpose::Embed, 5);
         let maxabs = y
@@ -320,6 +479,8 @@ impl Umap {
             let span = (hi - lo).max(f64::MIN_POSITIVE);
             c.mapv_inplace(|v| 10.0 * (v - lo) / span);
         }
+        progress(Phase::Initialisation, 1, 1);
+        progress(Phase::Optimisation, 0, epochs);
         let wmax = edges.iter().map(|e| e.2).fold(0.0, f64::max);
         let kept: Vec<&(usize, usize, f64)> = edges
             .iter()
@@ -333,63 +494,31 @@ impl Umap {
         let mut next: Vec<f64> = eps.clone();
         let mut next_neg: Vec<f64> = eps_neg.clone();
         let d = p.dim;
-        let clip = |v: f64| v.clamp(-4.0, 4.0);
+        let curve = Curve {
+            a,
+            b,
+            b32: b as f32,
+            gamma: p.repulsion_strength,
+        };
         let mut yv = y.into_raw_vec_and_offset().0;
+        let mut sched = Schedule {
+            edges: &kept,
+            eps: &eps,
+            eps_neg: &eps_neg,
+            next: &mut next,
+            next_neg: &mut next_neg,
+        };
         for epoch in 0..epochs {
             let alpha = p.learning_rate * (1.0 - epoch as f64 / epochs as f64);
             let t = epoch as f64;
-            for (e, &&(i, j, _)) in kept.iter().enumerate() {
-                if next[e] > t {
-                    continue;
-                }
-                // Both directions of the symmetric edge, as umap-learn's
-                // graph holds (i, j) and (j, i).
-                for (h, tl) in [(i, j), (j, i)] {
-                    let mut d2 = 0.0;
-                    for c in 0..d {
-                        let diff = yv[h * d + c] - yv[tl * d + c];
-                        d2 += diff * diff;
-                    }
-                    let coeff = if d2 > 0.0 {
-                        -2.0 * a * b * d2.powf(b - 1.0) / (a * d2.powf(b) + 1.0)
-                    } else {
-                        0.0
-                    };
-                    for c in 0..d {
-                        let diff = yv[h * d + c] - yv[tl * d + c];
-                        let gr = clip(coeff * diff) * alpha;
-                        yv[h * d + c] += gr;
-                        yv[tl * d + c] -= gr;
-                    }
-                    let n_neg = ((t - next_neg[e]) / eps_neg[e]).floor().max(0.0) as usize;
-                    for _ in 0..n_neg {
-                        let k = (g.next_u64() % n as u64) as usize;
-                        if k == h {
-                            continue;
-                        }
-                        let mut d2 = 0.0;
-                        for c in 0..d {
-                            let diff = yv[h * d + c] - yv[k * d + c];
-                            d2 += diff * diff;
-                        }
-                        let coeff = if d2 > 0.0 {
-                            2.0 * p.repulsion_strength * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0))
-                        } else {
-                            0.0
-                        };
-                        for c in 0..d {
-                            let diff = yv[h * d + c] - yv[k * d + c];
-                            let gr = if coeff > 0.0 { clip(coeff * diff) } else { 4.0 };
-                            yv[h * d + c] += gr * alpha;
-                        }
-                    }
-                }
-                next[e] += eps[e];
-                let n_neg = ((t - next_neg[e]) / eps_neg[e]).floor().max(0.0);
-                next_neg[e] += n_neg * eps_neg[e];
+            // The 2-d and 3-d layouts get loops the compiler unrolls.
+            match d {
+                2 => sgd_epoch::<2>(&mut yv, d, &mut sched, &curve, t, alpha, &mut g),
+                3 => sgd_epoch::<3>(&mut yv, d, &mut sched, &curve, t, alpha, &mut g),
+                _ => sgd_epoch::<0>(&mut yv, d, &mut sched, &curve, t, alpha, &mut g),
             }
-            if (epoch + 1) % 50 == 0 || epoch + 1 == epochs {
-                progress(epoch + 1, epochs);
+            if (epoch + 1) % 10 == 0 || epoch + 1 == epochs {
+                progress(Phase::Optimisation, epoch + 1, epochs);
             }
         }
         let embedding = Array2::from_shape_vec((n, d), yv).expect("n × d");
@@ -425,7 +554,7 @@ mod tests {
                 epochs: Some(100),
                 ..UmapParams::default()
             },
-            &mut |_, _| {},
+            &mut |_, _, _| {},
         )
         .unwrap();
         let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();

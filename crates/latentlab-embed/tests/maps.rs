@@ -111,10 +111,10 @@ fn tsne_separates_clusters_on_both_gradient_paths_and_is_seeded() {
             method: TsneMethod::BarnesHut,
             ..quick.clone()
         },
-        &mut |_, _| calls += 1,
+        &mut |ph, i, _| calls += usize::from(ph == latentlab_embed::Phase::Optimisation && i > 0),
     )
     .unwrap();
-    assert_eq!(calls, 8, "progress every 50 iterations");
+    assert_eq!(calls, 40, "progress every 10 iterations");
     assert!(knn_accuracy(bh.embedding.view(), &labels, 10).unwrap() > 0.99);
     assert!(trustworthiness(x.view(), bh.embedding.view(), 10).unwrap() > 0.9);
     let again = Tsne::fit(
@@ -123,7 +123,7 @@ fn tsne_separates_clusters_on_both_gradient_paths_and_is_seeded() {
             method: TsneMethod::BarnesHut,
             ..quick.clone()
         },
-        &mut |_, _| {},
+        &mut |_, _, _| {},
     )
     .unwrap();
     assert_eq!(bh.embedding, again.embedding, "same seed, same map");
@@ -134,7 +134,7 @@ fn tsne_separates_clusters_on_both_gradient_paths_and_is_seeded() {
             method: TsneMethod::Exact,
             ..quick
         },
-        &mut |_, _| {},
+        &mut |_, _, _| {},
     )
     .unwrap();
     assert!(knn_accuracy(ex.embedding.view(), &labels[..300], 10).unwrap() > 0.99);
@@ -146,7 +146,7 @@ fn tsne_separates_clusters_on_both_gradient_paths_and_is_seeded() {
         method: TsneMethod::Fft,
         ..quick
     };
-    let fft = Tsne::fit(x.view(), &fft_params, &mut |_, _| {}).unwrap();
+    let fft = Tsne::fit(x.view(), &fft_params, &mut |_, _, _| {}).unwrap();
     assert!(knn_accuracy(fft.embedding.view(), &labels, 10).unwrap() > 0.99);
     let (tb, tf) = (
         trustworthiness(x.view(), bh.embedding.view(), 10).unwrap(),
@@ -157,8 +157,87 @@ fn tsne_separates_clusters_on_both_gradient_paths_and_is_seeded() {
         .num_threads(1)
         .build()
         .unwrap()
-        .install(|| Tsne::fit(x.view(), &fft_params, &mut |_, _| {}).unwrap());
+        .install(|| Tsne::fit(x.view(), &fft_params, &mut |_, _, _| {}).unwrap());
     assert_eq!(one.embedding, fft.embedding, "one thread, the same map");
+}
+
+#[test]
+fn auto_switches_to_the_fft_at_the_measured_size_and_reports_every_phase() {
+    let short = TsneParams {
+        iterations: 30,
+        exaggeration_iters: 20,
+        ..TsneParams::default()
+    };
+    let fit = |n: usize, method: TsneMethod| {
+        let (x, _) = clusters(n, 5, 4, 3);
+        let mut phases = Vec::new();
+        let t = Tsne::fit(
+            x.view(),
+            &TsneParams {
+                method,
+                ..short.clone()
+            },
+            &mut |ph, i, total| phases.push((ph, i, total)),
+        )
+        .unwrap();
+        (t.embedding, phases)
+    };
+    let n = latentlab_embed::FFT_FROM;
+    let (auto, phases) = fit(n, TsneMethod::Auto);
+    assert_eq!(auto, fit(n, TsneMethod::Fft).0, "FFT from {n} points");
+    let (below, _) = fit(n - 1, TsneMethod::Auto);
+    assert_eq!(
+        below,
+        fit(n - 1, TsneMethod::BarnesHut).0,
+        "Barnes–Hut below"
+    );
+    use latentlab_embed::Phase::*;
+    let started: Vec<_> = phases.iter().filter(|p| p.1 == 0).map(|p| p.0).collect();
+    assert_eq!(
+        started,
+        [Neighbours, Affinities, Initialisation, Optimisation]
+    );
+    assert_eq!(phases.last(), Some(&(Optimisation, 30, 30)));
+}
+
+#[test]
+fn a_single_repeated_point_and_too_high_a_perplexity_are_clear_errors() {
+    let same = Array2::from_elem((50, 4), 0.5);
+    let none = &mut |_: latentlab_embed::Phase, _: usize, _: usize| {};
+    let e = Tsne::fit(
+        same.view(),
+        &TsneParams {
+            perplexity: 5.0,
+            ..TsneParams::default()
+        },
+        none,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("all 50 points are the same point"), "{e}");
+    let e = Umap::fit(same.view(), &UmapParams::default(), none)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("all 50 points are the same point"), "{e}");
+    let x = normals(60, 3, 2);
+    let e = Tsne::fit(
+        x.view(),
+        &TsneParams {
+            perplexity: 20.0,
+            ..TsneParams::default()
+        },
+        none,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("below a third of the number of points (60)"),
+        "{e}"
+    );
+    let e = latentlab_embed::knn_approx(x.view(), 60, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("below the number of points"), "{e}");
 }
 
 #[test]
@@ -168,12 +247,12 @@ fn umap_separates_clusters_and_is_seeded() {
         epochs: Some(200),
         ..UmapParams::default()
     };
-    let u = Umap::fit(x.view(), &p, &mut |_, _| {}).unwrap();
+    let u = Umap::fit(x.view(), &p, &mut |_, _, _| {}).unwrap();
     assert!(knn_accuracy(u.embedding.view(), &labels, 10).unwrap() > 0.99);
     assert!(trustworthiness(x.view(), u.embedding.view(), 10).unwrap() > 0.9);
-    let v = Umap::fit(x.view(), &p, &mut |_, _| {}).unwrap();
+    let v = Umap::fit(x.view(), &p, &mut |_, _, _| {}).unwrap();
     assert_eq!(u.embedding, v.embedding);
-    let w = Umap::fit(x.view(), &UmapParams { seed: 1, ..p }, &mut |_, _| {}).unwrap();
+    let w = Umap::fit(x.view(), &UmapParams { seed: 1, ..p }, &mut |_, _, _| {}).unwrap();
     assert_ne!(u.embedding, w.embedding);
 }
 
@@ -183,7 +262,7 @@ fn bad_input_is_a_clear_error() {
     let msg = |e: latentlab_embed::EmbedError| e.to_string();
     let mut nan = x.clone();
     nan[[4, 2]] = f64::NAN;
-    let none = |_: usize, _: usize| {};
+    let none = |_: latentlab_embed::Phase, _: usize, _: usize| {};
     let cases: Vec<(String, &str)> = vec![
         (
             msg(Tsne::fit(

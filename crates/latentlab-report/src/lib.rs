@@ -386,7 +386,7 @@ pub fn latent_maps(
                         perplexity: 30f64.min((m - 1) as f64 / 3.0),
                         ..TsneParams::default()
                     },
-                    &mut |_, _| {},
+                    &mut |_, _, _| {},
                 )?
                 .embedding
             }
@@ -398,7 +398,7 @@ pub fn latent_maps(
                         n_neighbors: 15.min(m - 1),
                         ..UmapParams::default()
                     },
-                    &mut |_, _| {},
+                    &mut |_, _, _| {},
                 )?
                 .embedding
             }
