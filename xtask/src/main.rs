@@ -225,7 +225,9 @@ fn bench(args: &[String]) -> Result<(), String> {
     if !quick {
         let sizes = "10000,60000".to_string();
         if let Err(why) = maps_scale(&root, &bin, &sizes, quality_args.threads, false, &scale_md) {
-            eprintln!("xtask: the maps-at-scale benchmark did not run ({why}); its old figures are kept");
+            eprintln!(
+                "xtask: the maps-at-scale benchmark did not run ({why}); its old figures are kept"
+            );
         }
     }
     let doc = json!({
@@ -745,20 +747,36 @@ fn maps_cmd(args: &[String]) -> Result<(), String> {
     let mut it = args.iter();
     while let Some(f) = it.next() {
         match f.as_str() {
-            "--sizes" => sizes = it.next().ok_or("--sizes needs a list, e.g. 10000,60000")?.clone(),
+            "--sizes" => {
+                sizes = it
+                    .next()
+                    .ok_or("--sizes needs a list, e.g. 10000,60000")?
+                    .clone()
+            }
             "--threads" => threads = number(it.next(), f)?,
             "--no-peers" => no_peers = true,
             other => return Err(format!("unknown flag {other:?}\n{USAGE}")),
         }
     }
-    if threads == 0 || sizes.split(',').any(|s| s.parse::<usize>().map_or(true, |n| n < 100)) {
+    if threads == 0
+        || sizes
+            .split(',')
+            .any(|s| s.parse::<usize>().map_or(true, |n| n < 100))
+    {
         return Err("--threads needs at least 1 and --sizes numbers of at least 100".into());
     }
     let _ = THREADS.set(threads);
     let root = root();
     let target = target_dir(&root);
     let bin = build_cli(&root, &target)?;
-    maps_scale(&root, &bin, &sizes, threads, no_peers, &root.join("docs/benchmarks.md"))
+    maps_scale(
+        &root,
+        &bin,
+        &sizes,
+        threads,
+        no_peers,
+        &root.join("docs/benchmarks.md"),
+    )
 }
 
 /// Where cargo builds: `CARGO_TARGET_DIR`, or `target/` in the repository.
