@@ -151,3 +151,18 @@ fn latent_inputs() {
     });
     assert!(ok >= 2);
 }
+
+#[test]
+fn study_inputs() {
+    use latentlab_cli::study::grid::check_without_data;
+    use latentlab_cli::study::plan::Plan;
+    let ok = each("study", |_, b| {
+        let Ok(text) = std::str::from_utf8(b) else {
+            return false;
+        };
+        let grid = check_without_data(text).is_ok();
+        let plan = Plan::parse(text, Path::new("study")).is_ok();
+        grid || plan
+    });
+    assert!(ok >= 2, "the seed grid and plan parse ({ok})");
+}

@@ -188,6 +188,14 @@ pub fn streamed(
     Ok(diagnose_streamed(&acc, &sample, opts)?)
 }
 
+/// The diagnosis of `a`'s model on `a`'s data and split (`latentlab
+/// diagnose --checkpoint …`'s figures).
+pub fn diagnosis_of_model(a: &DiagnoseArgs) -> Result<Diagnosis> {
+    let opts = options(a.samples, a.probes, a.hole_ratio, a.seed)?;
+    let l = on_device!(crate::model::device(&a.model, a.device), backend => latents_from_model(backend, a))?;
+    Ok(diagnose(&l, &opts)?)
+}
+
 /// Runs `latentlab diagnose`.
 pub fn run(a: &DiagnoseArgs) -> Result<()> {
     let opts = options(a.samples, a.probes, a.hole_ratio, a.seed)?;
@@ -209,10 +217,7 @@ pub fn run(a: &DiagnoseArgs) -> Result<()> {
             let lv = RawMatrix::open_npy(l).map_err(|e| format!("--logvar: {e}"))?;
             streamed(mu, lv, &opts).context("--mu/--logvar")?
         }
-        (None, None, None, true) => {
-            let l = on_device!(crate::model::device(&a.model, a.device), backend => latents_from_model(backend, a))?;
-            diagnose(&l, &opts)?
-        }
+        (None, None, None, true) => diagnosis_of_model(a)?,
         _ => {
             return Err(
                 "give --latents FILE.safetensors, --mu A.npy --logvar B.npy, or a model (--checkpoint CKPT or --encoder E.onnx) and --data D"
@@ -556,18 +561,24 @@ fn print_code_level(
     println!("  explicitness       {explicitness:.4} (AUC; {normalized:.4} with chance at 0)");
 }
 
-/// Runs `latentlab disentanglement`.
-pub fn disentanglement(a: &DisentanglementArgs) -> Result<()> {
-    if let Some(codes) = &a.codes {
-        return disentangle_codes(a, codes);
-    }
+/// Every metric of `a`'s model against `a`'s data's factors (`latentlab
+/// disentanglement --checkpoint …`'s figures).
+pub fn scores_of_model(a: &DisentanglementArgs) -> Result<disentangle::Scores> {
     if a.num_train < 2 {
         return Err("--num-train: must be at least 2".into());
     }
     if a.num_eval < 1 {
         return Err("--num-eval: must be at least 1".into());
     }
-    let s = on_device!(crate::model::device(&a.model, a.device), backend => disentangle_on(backend, a))?;
+    on_device!(crate::model::device(&a.model, a.device), backend => disentangle_on(backend, a))
+}
+
+/// Runs `latentlab disentanglement`.
+pub fn disentanglement(a: &DisentanglementArgs) -> Result<()> {
+    if let Some(codes) = &a.codes {
+        return disentangle_codes(a, codes);
+    }
+    let s = scores_of_model(a)?;
     if a.json {
         println!("{}", serde_json::to_string(&s)?);
         return Ok(());

@@ -33,6 +33,8 @@ pub mod diagnose;
 pub mod embed;
 /// The command line's error type.
 pub mod error;
+/// Parsing a command's flags from an argument list.
+pub mod flags;
 /// `latentlab geometry` and `latentlab interpolate`.
 pub mod geometry;
 /// `latentlab info`.
@@ -47,5 +49,7 @@ pub mod model;
 pub mod picture;
 /// `latentlab report` and `latentlab demo`.
 pub mod report;
+/// `latentlab study`: grids of runs on this machine or a scheduler.
+pub mod study;
 /// `latentlab train`, `encode` and `decode`.
 pub mod train;

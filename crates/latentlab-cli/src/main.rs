@@ -38,7 +38,7 @@ fn keep_freed_memory() {
     }
 }
 
-use latentlab_cli::{diagnose, embed, geometry, info, load, manip, model, report, train};
+use latentlab_cli::{diagnose, embed, geometry, info, load, manip, model, report, study, train};
 
 #[derive(Parser)]
 #[command(
@@ -152,6 +152,11 @@ enum Command {
     Report(report::ReportArgs),
     /// Trains on the embedded MNIST-10k, then writes the report (the README's main job).
     Demo(report::DemoArgs),
+    /// Studies: grids of families, settings and seeds, run here or as a Slurm array, collected into Parquet.
+    Study {
+        #[command(subcommand)]
+        command: study::StudyCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +253,7 @@ fn main() -> ExitCode {
         Command::Walk(args) => manip::walk(&args),
         Command::Report(args) => report::report(&args),
         Command::Demo(args) => report::demo(&args),
+        Command::Study { command } => study::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -211,6 +211,30 @@ fn objective_of(a: &TrainArgs) -> Result<Objective> {
     use latentlab::model::discriminator::DiscriminatorSpec;
     use latentlab::model::objective::{DipVariant, MmdKernel, TcEstimator};
     let family = a.objective.as_str();
+    const KNOWN: [&str; 13] = [
+        "elbo",
+        "annealed-vae",
+        "annealed_vae",
+        "beta-tcvae",
+        "beta_tcvae",
+        "dip-vae-i",
+        "dip_vae_i",
+        "dip-vae-ii",
+        "dip_vae_ii",
+        "mmd",
+        "iwae",
+        "factor-vae",
+        "factor_vae",
+    ];
+    let unknown = || {
+        CliError::from(format!(
+            "--objective: unknown objective `{family}`; expected elbo, annealed-vae, beta-tcvae, factor-vae, dip-vae-i, dip-vae-ii, mmd or iwae"
+        ))
+    };
+    // The name first: an unknown one is the error, not the flags it takes.
+    if !KNOWN.contains(&family) {
+        return Err(unknown());
+    }
     let flags: [(&str, bool, &[&str]); 5] = [
         (
             "--tc-alpha/--tc-beta/--tc-gamma/--tc-estimator",
@@ -313,41 +337,52 @@ fn objective_of(a: &TrainArgs) -> Result<Objective> {
                 },
             }
         }
-        other => {
-            return Err(CliError::from(format!(
-                "--objective: unknown objective `{other}`; expected elbo, annealed-vae, beta-tcvae, factor-vae, dip-vae-i, dip-vae-ii, mmd or iwae"
-            )));
-        }
+        _ => return Err(unknown()),
     })
 }
 
+/// Reconstruction, KL and −ELBO, in nats per image.
 #[derive(Serialize)]
-struct Figures {
-    rec: f64,
-    kl: f64,
-    neg_elbo: f64,
+pub struct Figures {
+    /// Reconstruction term.
+    pub rec: f64,
+    /// KL(q(z|x) ‖ p(z)).
+    pub kl: f64,
+    /// Their sum, the negative ELBO.
+    pub neg_elbo: f64,
 }
 
 /// What `latentlab train --json` prints: the run's figures and history.
 #[derive(Serialize)]
 pub struct TrainReport {
-    samples_per_s: f64,
+    /// Training throughput over the run's epochs.
+    pub samples_per_s: f64,
     /// Images in the training split: each epoch's `seconds` in `history`
     /// trains each of them once.
-    train_images: usize,
-    epochs: usize,
+    pub train_images: usize,
+    /// Epochs trained.
+    pub epochs: usize,
     /// The `--objective`.
-    objective: &'static str,
-    train: Figures,
-    test: Figures,
-    active_units: usize,
-    device: String,
-    checkpoint: String,
-    resume_state: String,
-    kl_per_dim: Vec<f64>,
+    pub objective: &'static str,
+    /// The last epoch's training figures.
+    pub train: Figures,
+    /// The last epoch's test figures.
+    pub test: Figures,
+    /// Test latent dimensions with a KL above the activity threshold.
+    pub active_units: usize,
+    /// The backend that trained.
+    pub device: String,
+    /// The checkpoint written.
+    pub checkpoint: String,
+    /// The training state written beside it.
+    pub resume_state: String,
+    /// The last epoch's test KL per dimension.
+    pub kl_per_dim: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    test_iw_nll: Option<f64>,
-    history: Vec<latentlab::model::EpochReport>,
+    /// `--iw-samples`' importance-weighted test −log p(x).
+    pub test_iw_nll: Option<f64>,
+    /// Every epoch's report.
+    pub history: Vec<latentlab::model::EpochReport>,
 }
 
 /// `latentlab train`.
@@ -365,17 +400,95 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    #[derive(clap::Parser)]
-    #[command(name = "latentlab train")]
-    struct Only {
-        #[command(flatten)]
-        train: TrainArgs,
+    crate::flags::parse("latentlab train", argv)
+}
+
+/// The model and training configurations of a fresh run (no `--resume`),
+/// every flag checked; the input size is set from the data by [`on_data`].
+pub fn fresh_configs(a: &TrainArgs) -> Result<(ModelConfig, TrainConfig)> {
+    let kind = match a.model.as_str() {
+        "vae" => ModelKind::Vae,
+        "ae" | "autoencoder" => ModelKind::Autoencoder,
+        other => {
+            return Err(CliError::from(format!(
+                "--model: unknown model `{other}`; expected vae or ae"
+            )));
+        }
+    };
+    let schedule = KlSchedule::parse(&a.kl_schedule).context("--kl-schedule")?;
+    let objective = objective_of(a)?;
+    let run = TrainConfig {
+        epochs: a.epochs.unwrap_or(20),
+        batch_size: a.batch,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        seed: a.seed,
+        beta: a.beta,
+        kl_schedule: schedule,
+        free_bits: a.free_bits,
+        capacity: a.capacity,
+        clip_grad_norm: a.clip_grad,
+        objective,
+    };
+    run.validate().map_err(|e| CliError::prefixed("--", e))?;
+    let hidden = match &a.arch {
+        Arch::Mlp(Some(w)) => w.clone(),
+        Arch::Mlp(None) => a.hidden.0.clone(),
+        _ => Vec::new(),
+    };
+    let model = ModelConfig {
+        kind,
+        input_dim: 1,
+        hidden,
+        latent: a.latent,
+        activation: a.activation,
+        likelihood: a.likelihood,
+        image_shape: None,
+        channels: 1,
+        stacks: None,
+    };
+    model.validate().map_err(|e| CliError::prefixed("--", e))?;
+    Ok((model, run))
+}
+
+/// `model` with its input shape from `split`'s images, checked against
+/// `--arch`.
+pub fn on_data(
+    a: &TrainArgs,
+    model: ModelConfig,
+    split: &latentlab::data::Split,
+) -> Result<ModelConfig> {
+    let model = ModelConfig {
+        input_dim: split.train.dim(),
+        image_shape: Some(split.train.image_shape),
+        channels: split.train.channels,
+        stacks: a.arch.stacks(split.train.channels),
+        ..model
+    };
+    model.validate().map_err(|e| {
+        let [c, h, w] = split.train.chw();
+        CliError::from(format!(
+            "--arch {} on --data {} ({c}×{h}×{w} images): {e}",
+            a.arch, a.data
+        ))
+    })?;
+    Ok(model)
+}
+
+/// Steps per epoch of a fresh run of `a` on `split` (the trainer's count:
+/// the last batch of an epoch may be short), after every check a fresh
+/// `latentlab train` makes before it trains.
+pub fn steps_per_epoch(a: &TrainArgs, split: &latentlab::data::Split) -> Result<u64> {
+    let (model, run) = fresh_configs(a)?;
+    on_data(a, model, split)?;
+    let n = split.train.len();
+    if n == 0 {
+        return Err(CliError::from(format!(
+            "--data {}: the training split is empty",
+            a.data
+        )));
     }
-    let args = std::iter::once(std::ffi::OsString::from("latentlab-train"))
-        .chain(argv.into_iter().map(Into::into));
-    <Only as clap::Parser>::try_parse_from(args)
-        .map(|o| o.train)
-        .map_err(|e| CliError::from(e.render().to_string().trim_end().to_string()))
+    Ok(n.div_ceil(run.batch_size.min(n)) as u64)
 }
 
 /// Runs `latentlab train` with `hook` called after the command's own
@@ -403,51 +516,7 @@ fn train_on<B: Backend>(
     // comes from the data.
     let fresh = match &a.resume {
         Some(_) => None,
-        None => {
-            let kind = match a.model.as_str() {
-                "vae" => ModelKind::Vae,
-                "ae" | "autoencoder" => ModelKind::Autoencoder,
-                other => {
-                    return Err(CliError::from(format!(
-                        "--model: unknown model `{other}`; expected vae or ae"
-                    )));
-                }
-            };
-            let schedule = KlSchedule::parse(&a.kl_schedule).context("--kl-schedule")?;
-            let objective = objective_of(a)?;
-            let run = TrainConfig {
-                epochs: a.epochs.unwrap_or(20),
-                batch_size: a.batch,
-                lr: a.lr,
-                weight_decay: a.weight_decay,
-                seed: a.seed,
-                beta: a.beta,
-                kl_schedule: schedule,
-                free_bits: a.free_bits,
-                capacity: a.capacity,
-                clip_grad_norm: a.clip_grad,
-                objective,
-            };
-            run.validate().map_err(|e| CliError::prefixed("--", e))?;
-            let hidden = match &a.arch {
-                Arch::Mlp(Some(w)) => w.clone(),
-                Arch::Mlp(None) => a.hidden.0.clone(),
-                _ => Vec::new(),
-            };
-            let model = ModelConfig {
-                kind,
-                input_dim: 1,
-                hidden,
-                latent: a.latent,
-                activation: a.activation,
-                likelihood: a.likelihood,
-                image_shape: None,
-                channels: 1,
-                stacks: None,
-            };
-            model.validate().map_err(|e| CliError::prefixed("--", e))?;
-            Some((model, run))
-        }
+        None => Some(fresh_configs(a)?),
     };
     let (mut trainer, split) = match (&a.resume, fresh) {
         (Some(path), _) => {
@@ -465,20 +534,7 @@ fn train_on<B: Backend>(
         }
         (None, Some((model, run))) => {
             let split = load_data(&a.data, run.seed)?;
-            let model = ModelConfig {
-                input_dim: split.train.dim(),
-                image_shape: Some(split.train.image_shape),
-                channels: split.train.channels,
-                stacks: a.arch.stacks(split.train.channels),
-                ..model
-            };
-            model.validate().map_err(|e| {
-                let [c, h, w] = split.train.chw();
-                CliError::from(format!(
-                    "--arch {} on --data {} ({c}×{h}×{w} images): {e}",
-                    a.arch, a.data
-                ))
-            })?;
+            let model = on_data(a, model, &split)?;
             (Trainer::new(backend.clone(), model, run)?, split)
         }
         (None, None) => unreachable!("a fresh run has its configs"),

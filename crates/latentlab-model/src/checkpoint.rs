@@ -271,7 +271,49 @@ fn serialize(
                 .map_err(|e| ckpt_err(path, e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| ckpt_err(path, e.to_string()))
+    let bytes = safetensors::tensor::serialize(views, Some(metadata))
+        .map_err(|e| ckpt_err(path, e.to_string()))?;
+    Ok(sorted_metadata(bytes))
+}
+
+/// The same file with its `__metadata__` entries in name order: the
+/// safetensors crate writes them in a `HashMap`'s order, which changes from
+/// one process to the next, so the same weights saved twice would differ
+/// byte for byte (a resumed run's checkpoint from an uninterrupted one's).
+/// The header keeps its length (the same entries, reordered).
+fn sorted_metadata(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(n) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + n) else {
+        return bytes;
+    };
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(header) else {
+        return bytes;
+    };
+    let Some(serde_json::Value::Object(meta)) = map.remove("__metadata__") else {
+        return bytes;
+    };
+    let meta: std::collections::BTreeMap<String, serde_json::Value> = meta.into_iter().collect();
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "__metadata__".into(),
+        serde_json::to_value(meta).expect("strings serialise"),
+    );
+    out.extend(map);
+    let Ok(text) = serde_json::to_string(&out) else {
+        return bytes;
+    };
+    if text.len() > n {
+        return bytes;
+    }
+    let mut padded = text.into_bytes();
+    padded.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&padded);
+    bytes
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -931,5 +973,36 @@ fn unexplained(
     {
         Some(extra) => Err(ckpt_err(path, format!("tensor {extra} {}", why()))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_tensors_and_metadata_serialise_to_the_same_bytes() {
+        let tensors = || -> Vec<NamedBytes> {
+            vec![("w".to_string(), vec![2], Dtype::F32, to_bytes(&[1.0, 2.0]))]
+        };
+        let meta = || -> HashMap<String, String> {
+            (0..8)
+                .map(|i| (format!("key{i}"), format!("value {i}")))
+                .collect()
+        };
+        let path = Path::new("x.safetensors");
+        let first = serialize(path, tensors(), meta()).unwrap();
+        // Each HashMap has its own random order: without sorting, 20
+        // serialisations of 8 keys all agreeing would be a 1 in 40320^19 chance.
+        for _ in 0..20 {
+            assert_eq!(serialize(path, tensors(), meta()).unwrap(), first);
+        }
+        let st = SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(
+            st.tensor("w").unwrap().data(),
+            to_bytes(&[1.0, 2.0]).as_slice()
+        );
+        let (_, m) = SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(m.metadata().as_ref().unwrap().len(), 8);
     }
 }

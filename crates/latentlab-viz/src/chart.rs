@@ -275,6 +275,67 @@ pub fn bars(
     f.finish()
 }
 
+/// A strip plot: one column per group, a dot per value (each group's
+/// values spread sideways in their order), and a bar at the group's
+/// median; non-finite values are left out.
+pub fn strips(groups: &[(String, Vec<f64>)], title: &str, y_label: &str) -> String {
+    let yr = range(groups.iter().flat_map(|(_, v)| v.iter().copied()));
+    let span = (yr.1 - yr.0).abs().max(1e-9);
+    let mut f = Frame::new(
+        title,
+        "",
+        y_label,
+        (0.0, groups.len().max(1) as f64),
+        (yr.0 - 0.05 * span, yr.1 + 0.05 * span),
+        false,
+    );
+    let n = groups.len().max(1) as f64;
+    let bw = (W - RIGHT - LEFT) / n;
+    for (i, (name, values)) in groups.iter().enumerate() {
+        let centre = LEFT + bw * (i as f64 + 0.5);
+        let colour = PALETTE[i % PALETTE.len()];
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let k = finite.len().max(1) as f64;
+        for (j, v) in finite.iter().enumerate() {
+            let dx = if finite.len() > 1 {
+                (j as f64 / (k - 1.0) - 0.5) * 0.4 * bw
+            } else {
+                0.0
+            };
+            let _ = write!(
+                f.svg,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{colour}" fill-opacity="0.8"/>"##,
+                centre + dx,
+                f.py(*v)
+            );
+        }
+        let mut sorted = finite.clone();
+        sorted.sort_by(f64::total_cmp);
+        if !sorted.is_empty() {
+            let m = sorted.len();
+            let median = if m % 2 == 1 {
+                sorted[m / 2]
+            } else {
+                0.5 * (sorted[m / 2 - 1] + sorted[m / 2])
+            };
+            let y = f.py(median);
+            let _ = write!(
+                f.svg,
+                r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#222" stroke-width="2"/>"##,
+                centre - 0.3 * bw,
+                centre + 0.3 * bw
+            );
+        }
+        let _ = write!(
+            f.svg,
+            r##"<text x="{centre:.1}" y="{}" text-anchor="middle" font-size="10">{}</text>"##,
+            H - BOTTOM + 16.0,
+            escape(name)
+        );
+    }
+    f.finish()
+}
+
 /// A named line.
 #[derive(Clone, Debug)]
 pub struct Series {
@@ -380,5 +441,51 @@ mod tests {
             Some((1.5, "√d")),
         );
         assert!(l.contains("polyline") && l.contains("√d"));
+    }
+
+    #[test]
+    fn strips_draw_a_dot_per_finite_value_and_a_median_per_group() {
+        let g = vec![
+            ("β-VAE".to_string(), vec![0.1, 0.3, 0.2]),
+            ("FactorVAE".to_string(), vec![0.5, f64::NAN]),
+            ("empty".to_string(), vec![]),
+        ];
+        let s = strips(&g, "MIG <by family>", "MIG");
+        assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
+        assert!(s.contains("MIG &lt;by family&gt;") && s.contains("FactorVAE"));
+        assert_eq!(s.matches("<circle").count(), 4);
+        assert_eq!(s.matches(r#"stroke-width="2""#).count(), 2);
+        // The median of 0.1, 0.3, 0.2 sits where the dot of 0.2 (the third) does.
+        let attr = |tag: &str, name: &str| -> Vec<String> {
+            s.split(tag)
+                .skip(1)
+                .map(|t| {
+                    t.split(&format!(r#"{name}=""#))
+                        .nth(1)
+                        .unwrap()
+                        .split('"')
+                        .next()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        let dots = attr("<circle", "cy");
+        let medians: Vec<String> = s
+            .split("<line")
+            .skip(1)
+            .filter(|t| t.contains(r#"stroke-width="2""#))
+            .map(|t| {
+                t.split(r#"y1=""#)
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(medians[0], dots[2]);
+        assert_eq!(medians[1], dots[3]);
     }
 }

@@ -55,6 +55,23 @@ impl Page {
         self.body.push_str("</table>");
     }
 
+    /// A table with a header row: `columns` over rows of a name and cells.
+    pub fn matrix(&mut self, columns: &[String], rows: &[(String, Vec<String>)]) {
+        self.body.push_str("<table><tr><th></th>");
+        for c in columns {
+            let _ = write!(self.body, "<th>{}</th>", escape(c));
+        }
+        self.body.push_str("</tr>");
+        for (name, cells) in rows {
+            let _ = write!(self.body, "<tr><th>{}</th>", escape(name));
+            for c in cells {
+                let _ = write!(self.body, "<td>{}</td>", escape(c));
+            }
+            self.body.push_str("</tr>");
+        }
+        self.body.push_str("</table>");
+    }
+
     /// An inline SVG figure with a caption.
     pub fn svg(&mut self, svg: &str, caption: &str) {
         let _ = write!(
@@ -101,6 +118,7 @@ mod tests {
         p.heading("Diagnosis");
         p.callout("HEALTHY", true);
         p.table(&[("mean KL".into(), "15.98".into())]);
+        p.matrix(&["a<b".into()], &[("row".into(), vec!["1 & 2".into()])]);
         p.png(&crate::png::encode(1, 1, 1, &[255]), "one pixel");
         p.svg(
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"></svg>"#,
@@ -108,6 +126,7 @@ mod tests {
         );
         let h = p.render();
         assert!(h.starts_with("<!DOCTYPE html>") && h.contains("report &amp; more"));
+        assert!(h.contains("<th>a&lt;b</th>") && h.contains("<td>1 &amp; 2</td>"));
         assert!(h.contains("data:image/png;base64,iVBORw0KGgo"));
         assert!(self_contained(&h), "{h}");
         assert!(!h.contains("<script"));
