@@ -209,8 +209,12 @@ fn a_study_plans_runs_collects_and_reports() {
 /// Runs `study run` and kills its whole process group after it has printed
 /// `lines` lines (or lets it end); returns its stderr and whether it ended
 /// on its own.
-fn run_and_kill(study: &Path, lines: usize) -> (String, bool) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latentlab"))
+fn run_and_kill(study: &Path, lines: usize, fault: Option<&str>) -> (String, bool) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latentlab"));
+    if let Some(f) = fault {
+        cmd.env("LATENTLAB_FAULT", f);
+    }
+    let mut child = cmd
         .args(["study", "run", s(study), "--jobs", "2"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -262,12 +266,15 @@ fn killing_a_study_at_any_moment_then_resuming_gives_the_same_checkpoints() {
         "2",
         "--json",
     ]));
-    // Kill points after a varying number of log lines: mid-training,
-    // between runs, during scoring; then a run left to finish.
-    let mut all = String::new();
+    // First every run crashes after its 5th step (as kill -9 would, its
+    // state saved at step 4), so that resuming mid-run is certain; then
+    // kills after a varying number of log lines (mid-training, between
+    // runs, during scoring); then a run left to finish.
+    let (mut all, done) = run_and_kill(&b, usize::MAX, Some("step:5"));
+    assert!(!done && all.contains("interrupted"), "{all}");
     let mut ended = false;
     for (attempt, lines) in [3usize, 9, 5, 14, 2, 11, 7, 20].iter().enumerate() {
-        let (err, done) = run_and_kill(&b, *lines);
+        let (err, done) = run_and_kill(&b, *lines, None);
         all.push_str(&err);
         assert!(!err.contains("panicked"), "attempt {attempt}: {err}");
         if done {
@@ -276,7 +283,7 @@ fn killing_a_study_at_any_moment_then_resuming_gives_the_same_checkpoints() {
         }
     }
     if !ended {
-        let (err, done) = run_and_kill(&b, usize::MAX);
+        let (err, done) = run_and_kill(&b, usize::MAX, None);
         all.push_str(&err);
         assert!(done, "{err}");
     }

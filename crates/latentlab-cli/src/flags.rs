@@ -18,11 +18,12 @@ where
     }
     let args =
         std::iter::once(std::ffi::OsString::from(command)).chain(argv.into_iter().map(Into::into));
-    let cmd = <Only<A> as clap::CommandFactory>::command().name(command);
-    let matches = cmd
+    let clap_err = |e: clap::Error| CliError::from(e.render().to_string().trim_end().to_string());
+    let matches = <Only<A> as clap::CommandFactory>::command()
+        .name(command)
         .try_get_matches_from(args)
-        .map_err(|e| CliError::from(e.render().to_string().trim_end().to_string()))?;
+        .map_err(clap_err)?;
     <Only<A> as clap::FromArgMatches>::from_arg_matches(&matches)
         .map(|o| o.flags)
-        .map_err(|e| CliError::from(e.render().to_string().trim_end().to_string()))
+        .map_err(clap_err)
 }

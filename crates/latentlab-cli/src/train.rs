@@ -211,67 +211,6 @@ fn objective_of(a: &TrainArgs) -> Result<Objective> {
     use latentlab::model::discriminator::DiscriminatorSpec;
     use latentlab::model::objective::{DipVariant, MmdKernel, TcEstimator};
     let family = a.objective.as_str();
-    const KNOWN: [&str; 13] = [
-        "elbo",
-        "annealed-vae",
-        "annealed_vae",
-        "beta-tcvae",
-        "beta_tcvae",
-        "dip-vae-i",
-        "dip_vae_i",
-        "dip-vae-ii",
-        "dip_vae_ii",
-        "mmd",
-        "iwae",
-        "factor-vae",
-        "factor_vae",
-    ];
-    let unknown = || {
-        CliError::from(format!(
-            "--objective: unknown objective `{family}`; expected elbo, annealed-vae, beta-tcvae, factor-vae, dip-vae-i, dip-vae-ii, mmd or iwae"
-        ))
-    };
-    // The name first: an unknown one is the error, not the flags it takes.
-    if !KNOWN.contains(&family) {
-        return Err(unknown());
-    }
-    let flags: [(&str, bool, &[&str]); 5] = [
-        (
-            "--tc-alpha/--tc-beta/--tc-gamma/--tc-estimator",
-            a.tc_alpha.is_some()
-                || a.tc_beta.is_some()
-                || a.tc_gamma.is_some()
-                || a.tc_estimator.is_some(),
-            &["beta-tcvae"],
-        ),
-        (
-            "--dip-lambda-od/--dip-lambda-d",
-            a.dip_lambda_od.is_some() || a.dip_lambda_d.is_some(),
-            &["dip-vae-i", "dip-vae-ii"],
-        ),
-        (
-            "--mmd-lambda/--mmd-kernel/--mmd-scale",
-            a.mmd_lambda.is_some() || a.mmd_kernel.is_some() || a.mmd_scale.is_some(),
-            &["mmd"],
-        ),
-        (
-            "--factor-gamma/--factor-disc-lr/--factor-disc-width/--factor-disc-depth",
-            a.factor_gamma.is_some()
-                || a.factor_disc_lr.is_some()
-                || a.factor_disc_width.is_some()
-                || a.factor_disc_depth.is_some(),
-            &["factor-vae"],
-        ),
-        ("--iwae-k", a.iwae_k.is_some(), &["iwae"]),
-    ];
-    for (names, given, families) in flags {
-        if given && !families.contains(&family) {
-            return Err(CliError::from(format!(
-                "{names} apply to --objective {}, not {family}",
-                families.join(" or ")
-            )));
-        }
-    }
     let dip = |variant, factor: f64| {
         let od = a.dip_lambda_od.unwrap_or(5.0);
         Objective::DipVae {
@@ -280,7 +219,8 @@ fn objective_of(a: &TrainArgs) -> Result<Objective> {
             lambda_d: a.dip_lambda_d.unwrap_or(factor * od),
         }
     };
-    Ok(match family {
+    // The name first: an unknown one is the error, not the flags it takes.
+    let objective = match family {
         "elbo" => Objective::Elbo,
         "annealed-vae" | "annealed_vae" => {
             if a.capacity.is_none() {
@@ -337,8 +277,50 @@ fn objective_of(a: &TrainArgs) -> Result<Objective> {
                 },
             }
         }
-        _ => return Err(unknown()),
-    })
+        other => {
+            return Err(CliError::from(format!(
+                "--objective: unknown objective `{other}`; expected elbo, annealed-vae, beta-tcvae, factor-vae, dip-vae-i, dip-vae-ii, mmd or iwae"
+            )));
+        }
+    };
+    let flags: [(&str, bool, &[&str]); 5] = [
+        (
+            "--tc-alpha/--tc-beta/--tc-gamma/--tc-estimator",
+            a.tc_alpha.is_some()
+                || a.tc_beta.is_some()
+                || a.tc_gamma.is_some()
+                || a.tc_estimator.is_some(),
+            &["beta-tcvae"],
+        ),
+        (
+            "--dip-lambda-od/--dip-lambda-d",
+            a.dip_lambda_od.is_some() || a.dip_lambda_d.is_some(),
+            &["dip-vae-i", "dip-vae-ii"],
+        ),
+        (
+            "--mmd-lambda/--mmd-kernel/--mmd-scale",
+            a.mmd_lambda.is_some() || a.mmd_kernel.is_some() || a.mmd_scale.is_some(),
+            &["mmd"],
+        ),
+        (
+            "--factor-gamma/--factor-disc-lr/--factor-disc-width/--factor-disc-depth",
+            a.factor_gamma.is_some()
+                || a.factor_disc_lr.is_some()
+                || a.factor_disc_width.is_some()
+                || a.factor_disc_depth.is_some(),
+            &["factor-vae"],
+        ),
+        ("--iwae-k", a.iwae_k.is_some(), &["iwae"]),
+    ];
+    for (names, given, families) in flags {
+        if given && !families.contains(&family) {
+            return Err(CliError::from(format!(
+                "{names} apply to --objective {}, not {family}",
+                families.join(" or ")
+            )));
+        }
+    }
+    Ok(objective)
 }
 
 /// Reconstruction, KL and −ELBO, in nats per image.

@@ -27,7 +27,7 @@ pub use error::{DiagnosticsError, Result};
 pub use input::{Latents, Options};
 pub use summary::{
     Accumulator, Diagnosis, PageMetrics, diagnose, diagnose_from_metrics, diagnose_streamed,
-    page_metrics,
+    kl_per_dim, page_metrics,
 };
 pub use verdict::{Evidence, State, Verdict};
 pub use watch::CollapseWatch;

@@ -38,11 +38,15 @@ pub(crate) struct Moments {
     pub std_mean: f64,
 }
 
+/// Mean over points of each dimension's KL(q(z|x) ‖ N(0, 1)), nats.
+pub fn kl_per_dim(l: &Latents) -> Array1<f64> {
+    (&l.mu().mapv(|m| m * m) + &l.logvar().mapv(f64::exp) - l.logvar() - 1.0).sum_axis(Axis(0))
+        * (0.5 / l.len() as f64)
+}
+
 pub(crate) fn moments(l: &Latents) -> Moments {
     let n = l.len() as f64;
-    let kl_per_dim = (&l.mu().mapv(|m| m * m) + &l.logvar().mapv(f64::exp) - l.logvar() - 1.0)
-        .sum_axis(Axis(0))
-        * (0.5 / n);
+    let kl_per_dim = kl_per_dim(l);
     let mu_mean = l.mu().sum_axis(Axis(0)) / n;
     let mu_var = l.mu().var_axis(Axis(0), 1.0);
     let var_mean = l.logvar().mapv(f64::exp).sum_axis(Axis(0)) / n;

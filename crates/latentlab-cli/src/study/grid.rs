@@ -252,10 +252,12 @@ pub fn plan(grid: &Path, out: &Path) -> Result<Planned> {
         latentlab::data::fs::write_atomic(&out.join(name), bytes)
             .context(format!("--out {}", out.display()))
     };
+    let jsonl = Plan::to_jsonl(&runs)?;
+    // The plan must pass the checks `study run` makes, before it replaces
+    // a previous one.
+    Plan::parse(&jsonl, out)?;
     write("grid.toml", text.as_bytes())?;
-    write(PLAN_FILE, Plan::to_jsonl(&runs)?.as_bytes())?;
-    // The plan as written must read back: the same checks `study run` makes.
-    Plan::read(out)?;
+    write(PLAN_FILE, jsonl.as_bytes())?;
     Ok(Planned {
         runs: runs.len(),
         finished,

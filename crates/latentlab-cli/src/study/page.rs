@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use latentlab::model::LatentModel;
+use latentlab::diagnostics::{Latents, kl_per_dim};
 use latentlab::report::{grid_png, shape_of};
 use latentlab::tensor::Cpu;
 use latentlab::viz::chart::strips;
@@ -100,22 +100,13 @@ fn traversal_png(checkpoint: &Path, data: &str) -> Result<(Vec<u8>, String)> {
     )?;
     let split = load_for(data, &model)?;
     let n = split.test.len().min(500);
-    let post = model.encode(split.test.images.slice(ndarray::s![..n, ..]))?;
-    let d = post.mu.ncols();
-    let kl: Vec<f64> = (0..d)
-        .map(|j| {
-            let (m, l) = (post.mu.column(j), post.logvar.column(j));
-            m.iter()
-                .zip(l)
-                .map(|(&m, &l)| 0.5 * f64::from(m * m + l.exp() - l - 1.0))
-                .sum::<f64>()
-                / n as f64
-        })
-        .collect();
+    let latents = Latents::encode(&model, split.test.images.slice(ndarray::s![..n, ..]))?;
+    let kl = kl_per_dim(&latents);
+    let d = kl.len();
     let mut dims: Vec<usize> = (0..d).collect();
     dims.sort_by(|&a, &b| kl[b].total_cmp(&kl[a]));
     dims.truncate(5);
-    let z0 = post.mu.row(0).to_owned();
+    let z0 = latents.mu().row(0).mapv(|v| v as f32);
     let mut rows = Vec::new();
     for &k in &dims {
         rows.push(latentlab::manipulate::traverse(
