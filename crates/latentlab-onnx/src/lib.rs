@@ -224,6 +224,8 @@ fn check_graph(
                 n.name, n.op_type
             ));
         }
+        check_arity(n)?;
+        check_window(n)?;
         for a in &n.attribute {
             for sub in a.g.iter().chain(a.graphs.iter()) {
                 check_graph(sub, &defined, depth + 1)?;
@@ -235,6 +237,97 @@ fn check_graph(
             "the graph's output `{}` is not computed by any node",
             o.name
         ));
+    }
+    Ok(())
+}
+
+/// A node has an output, and the inputs its operator cannot do without:
+/// tract's shape rules index `inputs[k]` and `outputs[0]` unchecked. The
+/// table lists the operators whose required inputs are the same in every
+/// opset; the others need one input, except the generators.
+fn check_arity(n: &tract_onnx::pb::NodeProto) -> std::result::Result<(), String> {
+    let at_node = |what: String| format!("node `{}` ({}): {what}", n.name, n.op_type);
+    if n.output.first().is_none_or(String::is_empty) {
+        return Err(at_node("it has no output".into()));
+    }
+    let required = match n.op_type.as_str() {
+        "Constant" | "RandomNormal" | "RandomUniform" => 0,
+        "BatchNormalization" => 5,
+        "Range" | "Where" | "InstanceNormalization" | "ScatterElements" | "ScatterND" => 3,
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "MatMul" | "MatMulInteger" | "Gemm"
+        | "Conv" | "ConvTranspose" | "PRelu" | "Equal" | "Greater" | "GreaterOrEqual" | "Less"
+        | "LessOrEqual" | "And" | "Or" | "Xor" | "BitShift" | "Reshape" | "Expand" | "Tile"
+        | "Gather" | "GatherElements" | "GatherND" | "LayerNormalization" => 2,
+        _ => 1,
+    };
+    let given = n.input.iter().take_while(|i| !i.is_empty()).count();
+    if given < required {
+        return Err(at_node(format!(
+            "it has {given} of the {required} inputs {} needs",
+            n.op_type
+        )));
+    }
+    Ok(())
+}
+
+/// The window attributes of a convolution or pooling node agree with
+/// each other: tract indexes `pads`, `strides` and `dilations` by spatial
+/// axis without checking their lengths. With `kernel_shape` there are `k`
+/// spatial axes; `strides`, `dilations` and `output_padding` have `k`
+/// entries and `pads` has `2k` (each axis's start, then each axis's end).
+/// Without it, the lengths still agree with each other. Strides,
+/// dilations and kernel sizes are at least 1, pads at least 0.
+fn check_window(n: &tract_onnx::pb::NodeProto) -> std::result::Result<(), String> {
+    if !matches!(
+        n.op_type.as_str(),
+        "Conv"
+            | "ConvTranspose"
+            | "ConvInteger"
+            | "QLinearConv"
+            | "MaxPool"
+            | "AveragePool"
+            | "LpPool"
+    ) {
+        return Ok(());
+    }
+    let ints = |name: &str| {
+        n.attribute
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.ints.as_slice())
+    };
+    let at_node = |what: String| format!("node `{}` ({}): {what}", n.name, n.op_type);
+    let mut axes = ints("kernel_shape").map(<[i64]>::len);
+    for (name, per_axis, least) in [
+        ("kernel_shape", 1, 1),
+        ("strides", 1, 1),
+        ("dilations", 1, 1),
+        ("output_padding", 1, 0),
+        ("pads", 2, 0),
+    ] {
+        let Some(v) = ints(name) else { continue };
+        if v.len() % per_axis != 0 {
+            return Err(at_node(format!(
+                "`{name}` has {} entries; it needs two per spatial axis",
+                v.len()
+            )));
+        }
+        let k = v.len() / per_axis;
+        match axes {
+            Some(want) if want != k => {
+                return Err(at_node(format!(
+                    "`{name}` has {} entries for {want} spatial axes (it needs {})",
+                    v.len(),
+                    want * per_axis
+                )));
+            }
+            _ => axes = Some(k),
+        }
+        if let Some(bad) = v.iter().find(|&&x| x < least) {
+            return Err(at_node(format!(
+                "`{name}` holds {bad}; its entries must be at least {least}"
+            )));
+        }
     }
     Ok(())
 }
@@ -885,6 +978,97 @@ mod tests {
             check(&graph(vec![cond], &["y"]))
                 .unwrap_err()
                 .contains("nowhere")
+        );
+    }
+
+    fn windowed(op: &str, attrs: &[(&str, &[i64])]) -> GraphProto {
+        // A weight for the convolutions (any defined value will do).
+        let mut n = node(op, &["x", "x"], &["y"]);
+        n.name = "c".into();
+        n.attribute = attrs
+            .iter()
+            .map(|(name, ints)| AttributeProto {
+                name: (*name).into(),
+                ints: ints.to_vec(),
+                ..Default::default()
+            })
+            .collect();
+        graph(vec![n], &["y"])
+    }
+
+    #[test]
+    fn window_attributes_must_agree_on_the_spatial_axes() {
+        let ok: &[(&str, &[i64])] = &[
+            ("kernel_shape", &[3, 3]),
+            ("pads", &[1, 1, 1, 1]),
+            ("strides", &[2, 2]),
+            ("dilations", &[1, 1]),
+        ];
+        for op in ["Conv", "ConvTranspose", "MaxPool", "AveragePool"] {
+            assert_eq!(check(&windowed(op, ok)), Ok(()), "{op}");
+        }
+        // Without kernel_shape (a Conv reads it from its weights).
+        assert_eq!(
+            check(&windowed("Conv", &[("pads", &[0, 0]), ("strides", &[1])])),
+            Ok(())
+        );
+        // The fuzzer's find: three pads for a 3×3 kernel, which tract
+        // indexed past their end.
+        let e = check(&windowed(
+            "Conv",
+            &[("kernel_shape", &[3, 3]), ("pads", &[1, 1, 1])],
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "node `c` (Conv): `pads` has 3 entries; it needs two per spatial axis"
+        );
+        let e = check(&windowed(
+            "MaxPool",
+            &[("kernel_shape", &[3, 3]), ("pads", &[1, 1])],
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("`pads` has 2 entries for 2 spatial axes (it needs 4)"),
+            "{e}"
+        );
+        let e = check(&windowed(
+            "Conv",
+            &[("strides", &[1, 1]), ("dilations", &[1])],
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("`dilations` has 1 entries for 2 spatial axes"),
+            "{e}"
+        );
+        let e = check(&windowed(
+            "Conv",
+            &[("kernel_shape", &[3]), ("strides", &[0])],
+        ))
+        .unwrap_err();
+        assert!(e.contains("`strides` holds 0"), "{e}");
+        let e = check(&windowed("AveragePool", &[("pads", &[1, -1])])).unwrap_err();
+        assert!(e.contains("`pads` holds -1"), "{e}");
+        // Other operators' attributes of the same names are theirs.
+        assert_eq!(check(&windowed("Pad", &[("pads", &[1, 1, 1])])), Ok(()));
+    }
+
+    #[test]
+    fn nodes_need_an_output_and_their_required_inputs() {
+        // The fuzzer's find: a Flatten without outputs.
+        let e = check(&graph(vec![node("Flatten", &["x"], &[])], &["x"])).unwrap_err();
+        assert_eq!(e, "node `flatten` (Flatten): it has no output");
+        let e = check(&graph(vec![node("Gemm", &["x"], &["y"])], &["y"])).unwrap_err();
+        assert_eq!(e, "node `gemm` (Gemm): it has 1 of the 2 inputs Gemm needs");
+        let e = check(&graph(vec![node("Relu", &[""], &["y"])], &["y"])).unwrap_err();
+        assert!(e.contains("0 of the 1 inputs"), "{e}");
+        let mut bn = node("BatchNormalization", &["x", "x", "x", "x", "x"], &["y"]);
+        assert_eq!(check(&graph(vec![bn.clone()], &["y"])), Ok(()));
+        bn.input[3] = String::new();
+        assert!(check(&graph(vec![bn], &["y"])).is_err());
+        assert_eq!(
+            check(&graph(vec![node("Constant", &[], &["y"])], &["y"])),
+            Ok(())
         );
     }
 
