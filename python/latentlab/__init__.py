@@ -737,7 +737,7 @@ def report(
     labels: Any = None,
     out: Union[str, os.PathLike] = "report",
     *,
-    map_points: int = 2000,
+    map_points: int = 10000,
     seed: int = 0,
     title: Optional[str] = None,
     description: Optional[str] = None,

@@ -84,7 +84,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            map_points: 2000,
+            map_points: 10_000,
             seed: 0,
         }
     }
