@@ -244,20 +244,22 @@ fn check_graph(
 /// A node has an output, and the inputs its operator cannot do without:
 /// tract's shape rules index `inputs[k]` and `outputs[0]` unchecked. The
 /// table lists the operators whose required inputs are the same in every
-/// opset; the others need one input, except the generators.
+/// opset (not Reshape: its opset-1 form takes the shape as an attribute);
+/// the others need one input, except the generators and Loop.
 fn check_arity(n: &tract_onnx::pb::NodeProto) -> std::result::Result<(), String> {
     let at_node = |what: String| format!("node `{}` ({}): {what}", n.name, n.op_type);
     if n.output.first().is_none_or(String::is_empty) {
         return Err(at_node("it has no output".into()));
     }
     let required = match n.op_type.as_str() {
-        "Constant" | "RandomNormal" | "RandomUniform" => 0,
+        // Loop's trip count and condition are both optional.
+        "Constant" | "RandomNormal" | "RandomUniform" | "Loop" | "Optional" | "SequenceEmpty" => 0,
         "BatchNormalization" => 5,
         "Range" | "Where" | "InstanceNormalization" | "ScatterElements" | "ScatterND" => 3,
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "MatMul" | "MatMulInteger" | "Gemm"
         | "Conv" | "ConvTranspose" | "PRelu" | "Equal" | "Greater" | "GreaterOrEqual" | "Less"
-        | "LessOrEqual" | "And" | "Or" | "Xor" | "BitShift" | "Reshape" | "Expand" | "Tile"
-        | "Gather" | "GatherElements" | "GatherND" | "LayerNormalization" => 2,
+        | "LessOrEqual" | "And" | "Or" | "Xor" | "BitShift" | "Expand" | "Tile" | "Gather"
+        | "GatherElements" | "GatherND" | "LayerNormalization" => 2,
         _ => 1,
     };
     let given = n.input.iter().take_while(|i| !i.is_empty()).count();
@@ -1068,6 +1070,10 @@ mod tests {
         assert!(check(&graph(vec![bn], &["y"])).is_err());
         assert_eq!(
             check(&graph(vec![node("Constant", &[], &["y"])], &["y"])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&graph(vec![node("Loop", &["", ""], &["y"])], &["y"])),
             Ok(())
         );
     }
