@@ -93,7 +93,7 @@ pub struct Tsne {
 }
 
 /// Sparse symmetric affinities (CSR). Columns are `u32`: at 10⁶ points
-/// and perplexity 30 the matrix holds about 1.3 × 10⁸ entries.
+/// and perplexity 30 the matrix holds up to 2Nk = 1.8 × 10⁸ entries.
 struct Sparse {
     start: Vec<usize>,
     col: Vec<u32>,
