@@ -241,15 +241,19 @@ fn check_graph(
     Ok(())
 }
 
+/// `what`, said of node `n`.
+fn at(n: &tract_onnx::pb::NodeProto, what: String) -> String {
+    format!("node `{}` ({}): {what}", n.name, n.op_type)
+}
+
 /// A node has an output, and the inputs its operator cannot do without:
 /// tract's shape rules index `inputs[k]` and `outputs[0]` unchecked. The
 /// table lists the operators whose required inputs are the same in every
 /// opset (not Reshape: its opset-1 form takes the shape as an attribute);
 /// the others need one input, except the generators and Loop.
 fn check_arity(n: &tract_onnx::pb::NodeProto) -> std::result::Result<(), String> {
-    let at_node = |what: String| format!("node `{}` ({}): {what}", n.name, n.op_type);
     if n.output.first().is_none_or(String::is_empty) {
-        return Err(at_node("it has no output".into()));
+        return Err(at(n, "it has no output".into()));
     }
     let required = match n.op_type.as_str() {
         // Loop's trip count and condition are both optional.
@@ -264,10 +268,13 @@ fn check_arity(n: &tract_onnx::pb::NodeProto) -> std::result::Result<(), String>
     };
     let given = n.input.iter().take_while(|i| !i.is_empty()).count();
     if given < required {
-        return Err(at_node(format!(
-            "it has {given} of the {required} inputs {} needs",
-            n.op_type
-        )));
+        return Err(at(
+            n,
+            format!(
+                "it has {given} of the {required} inputs {} needs",
+                n.op_type
+            ),
+        ));
     }
     Ok(())
 }
@@ -298,7 +305,6 @@ fn check_window(n: &tract_onnx::pb::NodeProto) -> std::result::Result<(), String
             .find(|a| a.name == name)
             .map(|a| a.ints.as_slice())
     };
-    let at_node = |what: String| format!("node `{}` ({}): {what}", n.name, n.op_type);
     let mut axes = ints("kernel_shape").map(<[i64]>::len);
     for (name, per_axis, least) in [
         ("kernel_shape", 1, 1),
@@ -309,26 +315,33 @@ fn check_window(n: &tract_onnx::pb::NodeProto) -> std::result::Result<(), String
     ] {
         let Some(v) = ints(name) else { continue };
         if v.len() % per_axis != 0 {
-            return Err(at_node(format!(
-                "`{name}` has {} entries; it needs two per spatial axis",
-                v.len()
-            )));
+            return Err(at(
+                n,
+                format!(
+                    "`{name}` has {} entries; it needs two per spatial axis",
+                    v.len()
+                ),
+            ));
         }
         let k = v.len() / per_axis;
         match axes {
             Some(want) if want != k => {
-                return Err(at_node(format!(
-                    "`{name}` has {} entries for {want} spatial axes (it needs {})",
-                    v.len(),
-                    want * per_axis
-                )));
+                return Err(at(
+                    n,
+                    format!(
+                        "`{name}` has {} entries for {want} spatial axes (it needs {})",
+                        v.len(),
+                        want * per_axis
+                    ),
+                ));
             }
             _ => axes = Some(k),
         }
         if let Some(bad) = v.iter().find(|&&x| x < least) {
-            return Err(at_node(format!(
-                "`{name}` holds {bad}; its entries must be at least {least}"
-            )));
+            return Err(at(
+                n,
+                format!("`{name}` holds {bad}; its entries must be at least {least}"),
+            ));
         }
     }
     Ok(())
@@ -1025,32 +1038,29 @@ mod tests {
             e,
             "node `c` (Conv): `pads` has 3 entries; it needs two per spatial axis"
         );
-        let e = check(&windowed(
-            "MaxPool",
-            &[("kernel_shape", &[3, 3]), ("pads", &[1, 1])],
-        ))
-        .unwrap_err();
-        assert!(
-            e.contains("`pads` has 2 entries for 2 spatial axes (it needs 4)"),
-            "{e}"
-        );
-        let e = check(&windowed(
-            "Conv",
-            &[("strides", &[1, 1]), ("dilations", &[1])],
-        ))
-        .unwrap_err();
-        assert!(
-            e.contains("`dilations` has 1 entries for 2 spatial axes"),
-            "{e}"
-        );
-        let e = check(&windowed(
-            "Conv",
-            &[("kernel_shape", &[3]), ("strides", &[0])],
-        ))
-        .unwrap_err();
-        assert!(e.contains("`strides` holds 0"), "{e}");
-        let e = check(&windowed("AveragePool", &[("pads", &[1, -1])])).unwrap_err();
-        assert!(e.contains("`pads` holds -1"), "{e}");
+        type Attrs<'a> = &'a [(&'a str, &'a [i64])];
+        let bad: [(&str, Attrs<'_>, &str); 4] = [
+            (
+                "MaxPool",
+                &[("kernel_shape", &[3, 3]), ("pads", &[1, 1])],
+                "`pads` has 2 entries for 2 spatial axes (it needs 4)",
+            ),
+            (
+                "Conv",
+                &[("strides", &[1, 1]), ("dilations", &[1])],
+                "`dilations` has 1 entries for 2 spatial axes",
+            ),
+            (
+                "Conv",
+                &[("kernel_shape", &[3]), ("strides", &[0])],
+                "`strides` holds 0",
+            ),
+            ("AveragePool", &[("pads", &[1, -1])], "`pads` holds -1"),
+        ];
+        for (op, attrs, want) in bad {
+            let e = check(&windowed(op, attrs)).unwrap_err();
+            assert!(e.contains(want), "{op}: {e}");
+        }
         // Other operators' attributes of the same names are theirs.
         assert_eq!(check(&windowed("Pad", &[("pads", &[1, 1, 1])])), Ok(()));
     }
